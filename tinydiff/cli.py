@@ -1,0 +1,42 @@
+"""``python -m tinydiff``: the command-line front door. It parses arguments and calls the library, nothing more.
+
+Each subcommand lives in the module that owns the work; this file only wires them up, importing lazily so that
+``--help`` is instant (numba and matplotlib are not imported until a command runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module with `add_arguments(parser)` and `run(args)`, one-line help). Order is the order in --help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "chapter": ("tinydiff.commands.chapter", "run one of the chapters (lectures) in chapters/ and write its figures"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tinydiff",
+        description="tinydiff: diffusion models from scratch in NumPy and Numba.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return importlib.import_module(args._module).run(args) or 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

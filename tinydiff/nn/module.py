@@ -1,0 +1,160 @@
+"""The Module protocol: forward caches, backward consumes the cache, parameters live in flat named dicts.
+
+There is no autograd in tinydiff. A layer is an object with two methods that sit together::
+
+    y  = layer.forward(x)      # computes the output and caches what backward needs
+    dx = layer.backward(dy)    # dL/dx from dL/dy, and fills layer.gradients() with dL/dparam
+
+Parameters and their gradients are plain NumPy arrays held in two dicts, ``self.params`` and ``self.grads``, with the
+same keys and shapes. ``parameters()`` and ``gradients()`` walk the tree of sub-modules and return *the live arrays*
+under qualified names such as ``"blocks.0.linear.weight"``, so an optimiser can update them in place.
+
+Conventions (every layer follows them):
+
+- ``backward`` *overwrites* the gradients of the last forward (there is no zero_grad). A module used twice in one
+  forward pass would lose the first use's cache: build two modules instead.
+- Gradients are written into the preallocated arrays (``self.grads[name][...] = ...``), never rebound, so references
+  that an optimiser holds stay valid.
+- ``load_state_dict`` copies values into the existing arrays for the same reason.
+- Parameters are created in ``dtype`` (float32 for training, float64 for gradient checks).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+
+class Module:
+    """Base class. Subclasses implement ``forward`` and ``backward`` and register parameters with ``add_param``."""
+
+    def __init__(self):
+        self.training = True
+        self.params: dict[str, np.ndarray] = {}  # this module's own parameters (not its children's)
+        self.grads: dict[str, np.ndarray] = {}   # same keys and shapes as params
+
+    # ---- the two methods every layer writes --------------------------------------------------------------------
+    def forward(self, *inputs):
+        raise NotImplementedError(f"{type(self).__name__}.forward is not implemented")
+
+    def backward(self, grad_output):
+        raise NotImplementedError(f"{type(self).__name__}.backward is not implemented")
+
+    def __call__(self, *inputs):
+        return self.forward(*inputs)
+
+    # ---- parameters ------------------------------------------------------------------------------------------
+    def add_param(self, name: str, value: np.ndarray) -> np.ndarray:
+        """Register ``value`` as a parameter with a zero gradient of the same shape and dtype."""
+        value = np.ascontiguousarray(value)
+        self.params[name] = value
+        self.grads[name] = np.zeros_like(value)
+        return value
+
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
+        """Sub-modules held as attributes, or in lists/tuples of modules (named ``attr.0``, ``attr.1``, ...)."""
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+            elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Module) for v in value):
+                for i, v in enumerate(value):
+                    yield f"{name}.{i}", v
+
+    def modules(self) -> Iterator["Module"]:
+        """This module and every sub-module, depth first."""
+        yield self
+        for _, child in self.named_children():
+            yield from child.modules()
+
+    def _named(self, attr: str, prefix: str = "") -> dict[str, np.ndarray]:
+        out = {prefix + k: v for k, v in getattr(self, attr).items()}
+        for name, child in self.named_children():
+            out.update(child._named(attr, prefix + name + "."))
+        return out
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Qualified name -> live parameter array, for this module and all sub-modules."""
+        return self._named("params")
+
+    def gradients(self) -> dict[str, np.ndarray]:
+        """Qualified name -> live gradient array (same keys and shapes as ``parameters()``), from the last backward."""
+        return self._named("grads")
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters().values())
+
+    # ---- saving and loading ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """A copy of every parameter under its qualified name (save it with ``np.savez``; no pickle needed)."""
+        return {k: v.copy() for k, v in self.parameters().items()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
+        """Copy ``state`` into the live parameter arrays. Shapes must match; with ``strict`` the keys must too."""
+        params = self.parameters()
+        missing = sorted(set(params) - set(state))
+        unexpected = sorted(set(state) - set(params))
+        if strict and (missing or unexpected):
+            raise KeyError(
+                f"{type(self).__name__}.load_state_dict: keys do not match "
+                f"(missing: {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                f"unexpected: {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}). "
+                "Was the checkpoint saved from a model with a different configuration?"
+            )
+        for name, p in params.items():
+            if name not in state:
+                continue
+            value = np.asarray(state[name])
+            if value.shape != p.shape:
+                raise ValueError(
+                    f"{type(self).__name__}.load_state_dict: '{name}' has shape {value.shape} in the state dict "
+                    f"but {p.shape} in the model. Was the checkpoint saved from a model with a different configuration?"
+                )
+            p[...] = value
+
+    # ---- modes -----------------------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "Module":
+        """Training mode (dropout active). Returns self."""
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self) -> "Module":
+        """Evaluation mode (dropout off). Returns self."""
+        return self.train(False)
+
+    def __repr__(self) -> str:
+        children = list(self.named_children())
+        if not children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"{type(self).__name__}("]
+        for name, child in children:
+            lines.append("  (" + name + "): " + repr(child).replace("\n", "\n  "))
+        return "\n".join(lines) + "\n)"
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={tuple(v.shape)}" for k, v in self.params.items())
+
+
+class Sequential(Module):
+    """Apply modules in order: ``y = m_n(...m_2(m_1(x)))``; backward runs them in reverse."""
+
+    def __init__(self, *layers: Module):
+        super().__init__()
+        self.layers = list(layers)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_output):
+        for layer in reversed(self.layers):
+            grad_output = layer.backward(grad_output)
+        return grad_output
+
+    def __getitem__(self, i: int) -> Module:
+        return self.layers[i]
+
+    def __len__(self) -> int:
+        return len(self.layers)
