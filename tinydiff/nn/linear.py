@@ -1,0 +1,65 @@
+"""Linear (fully connected) layer: y = x W^T + b.
+
+Forward, for x of shape (..., in_features):
+
+    y = x W^T + b                      W: (out_features, in_features), b: (out_features,)   (PyTorch's layout)
+
+Backward, with dy = dL/dy flattened to (N, out) over all leading axes and x flattened to (N, in):
+
+    dL/dW = dy^T x                     (out, in)   summed over the N rows
+    dL/db = sum_n dy_n                 (out,)      the bias is broadcast over the rows, so its gradient sums over them
+    dL/dx = dy W                       (..., in)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinydiff.nn.init import uniform_fan_in
+from tinydiff.nn.module import Module
+from tinydiff.rng import make_rng
+
+
+class Linear(Module):
+    """y = x W^T + b over the last axis. Weights and bias start from U(-1/sqrt(in), 1/sqrt(in)) drawn from ``rng``.
+
+    Inputs are cast to the layer's ``dtype`` (float32 for training, float64 for gradient checks), so a float32 layer
+    returns float32. Cache: the input, flattened to (N, in).
+    """
+
+    def __init__(self, in_features: int, out_features: int, rng=None, dtype=np.float32, bias: bool = True):
+        super().__init__()
+        self.in_features, self.out_features, self.dtype = in_features, out_features, np.dtype(dtype)
+        rng = make_rng(rng)
+        self.add_param("weight", uniform_fan_in((out_features, in_features), in_features, rng, dtype))
+        self.use_bias = bias
+        if bias:
+            self.add_param("bias", uniform_fan_in((out_features,), in_features, rng, dtype))
+        self._x = None
+
+    def forward(self, x):
+        x = np.asarray(x, dtype=self.dtype)
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"Linear({self.in_features}, {self.out_features}): expected input of shape (..., {self.in_features}), "
+                f"got {x.shape}. The last axis holds the features."
+            )
+        self._lead = x.shape[:-1]
+        self._x = x.reshape(-1, self.in_features)                        # (N, in)
+        y = self._x @ self.params["weight"].T                            # (N, out)
+        if self.use_bias:
+            y += self.params["bias"]
+        return y.reshape(*self._lead, self.out_features)                 # (..., out)
+
+    def backward(self, grad_output):
+        if self._x is None:
+            raise RuntimeError("Linear.backward called before forward")
+        dy = np.asarray(grad_output, dtype=self.dtype).reshape(-1, self.out_features)  # (N, out)
+        self.grads["weight"][...] = dy.T @ self._x                       # (out, in)
+        if self.use_bias:
+            self.grads["bias"][...] = dy.sum(axis=0)                     # (out,)
+        dx = dy @ self.params["weight"]                                  # (N, in)
+        return dx.reshape(*self._lead, self.in_features)                 # (..., in)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, bias={self.use_bias}, dtype={self.dtype.name}"

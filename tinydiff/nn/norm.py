@@ -1,0 +1,63 @@
+"""Normalisation layers. LayerNorm (Ba et al. 2016) normalises each sample over its last axis.
+
+Forward, over the last axis of size D (for each row x of shape (D,)):
+
+    mu     = (1/D) sum_i x_i
+    var    = (1/D) sum_i (x_i - mu)^2                 (biased, as in PyTorch)
+    rstd   = 1 / sqrt(var + eps)
+    xhat_i = (x_i - mu) * rstd
+    y_i    = gamma_i xhat_i + beta_i                   gamma = "weight", beta = "bias", both (D,)
+
+Backward, with dy = dL/dy and g = dy * gamma (the gradient reaching xhat):
+
+    dL/dgamma = sum over rows of dy * xhat
+    dL/dbeta  = sum over rows of dy
+    dL/dx_i   = rstd * (g_i - mean_j g_j - xhat_i * mean_j(g_j xhat_j))
+
+(the two mean terms are the paths through mu and var; each row's gradient sums to zero, since y ignores a shift of x).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinydiff.nn.module import Module
+
+
+class LayerNorm(Module):
+    """Normalise over the last axis (size ``dim``), then scale by ``weight`` and shift by ``bias``.
+
+    x: (..., dim) -> y: (..., dim). Cache: xhat and rstd. Inputs are cast to ``dtype``.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-5, dtype=np.float32):
+        super().__init__()
+        self.dim, self.eps, self.dtype = dim, eps, np.dtype(dtype)
+        self.add_param("weight", np.ones(dim, dtype=dtype))
+        self.add_param("bias", np.zeros(dim, dtype=dtype))
+        self._xhat = None
+
+    def forward(self, x):
+        x = np.asarray(x, dtype=self.dtype)
+        if x.ndim == 0 or x.shape[-1] != self.dim:
+            raise ValueError(f"LayerNorm({self.dim}): expected input of shape (..., {self.dim}), got {x.shape}")
+        mu = x.mean(axis=-1, keepdims=True)                              # (..., 1)
+        xc = x - mu
+        var = (xc * xc).mean(axis=-1, keepdims=True)                     # (..., 1)
+        self._rstd = 1.0 / np.sqrt(var + self.dtype.type(self.eps))      # (..., 1)
+        self._xhat = xc * self._rstd                                     # (..., D)
+        return self._xhat * self.params["weight"] + self.params["bias"]
+
+    def backward(self, grad_output):
+        if self._xhat is None:
+            raise RuntimeError("LayerNorm.backward called before forward")
+        dy = np.asarray(grad_output, dtype=self.dtype)
+        xhat = self._xhat
+        rows = tuple(range(dy.ndim - 1))                                 # every axis but the last
+        self.grads["weight"][...] = (dy * xhat).sum(axis=rows)
+        self.grads["bias"][...] = dy.sum(axis=rows)
+        g = dy * self.params["weight"]                                   # dL/dxhat, (..., D)
+        return self._rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, eps={self.eps}, dtype={self.dtype.name}"
