@@ -61,3 +61,54 @@ class LayerNorm(Module):
 
     def extra_repr(self) -> str:
         return f"{self.dim}, eps={self.eps}, dtype={self.dtype.name}"
+
+
+# ---- GroupNorm --------------------------------------------------------------------------------------------------
+from tinydiff.nn.conv import check_image  # noqa: E402
+from tinydiff.nn.kernels.groupnorm import groupnorm_backward, groupnorm_forward  # noqa: E402
+
+
+class GroupNorm(Module):
+    """GroupNorm (Wu & He 2018): normalise each image over groups of C/G channels and all pixels, then scale and shift.
+
+    For image b and group g, over the N = (C/G) H W values of the group (kernels/groupnorm.py has the derivation):
+
+        xhat = (x - mu_bg) / sqrt(var_bg + eps),      y = weight[c] * xhat + bias[c]
+        dx   = rstd * (g - mean(g) - xhat * mean(g * xhat)),   g = dy * weight[c]   (means over the group)
+
+    G = 1 normalises each image over everything (LayerNorm over (C, H, W)); G = C is InstanceNorm. Unlike BatchNorm
+    it never mixes images, so it behaves the same at batch size 1 and in training and evaluation.
+    x: (B, C, H, W) -> y: (B, C, H, W). Cache: xhat (B, C, H, W) and rstd (B, G).
+    """
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, dtype=np.float32):
+        super().__init__()
+        if num_groups < 1 or num_channels % num_groups:
+            raise ValueError(
+                f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups ({num_groups}). "
+                f"Divisors of {num_channels}: {[g for g in range(1, num_channels + 1) if num_channels % g == 0]}"
+            )
+        self.num_groups, self.num_channels, self.eps, self.dtype = num_groups, num_channels, eps, np.dtype(dtype)
+        self.add_param("weight", np.ones(num_channels, dtype=dtype))
+        self.add_param("bias", np.zeros(num_channels, dtype=dtype))
+        self._xhat = self._rstd = None
+
+    def forward(self, x):
+        check_image(f"GroupNorm({self.num_groups}, {self.num_channels})", x, self.num_channels, self.dtype)
+        x = np.ascontiguousarray(x)
+        y, self._xhat = np.empty_like(x), np.empty_like(x)
+        self._rstd = np.empty((x.shape[0], self.num_groups), dtype=self.dtype)
+        return groupnorm_forward(x, self.params["weight"], self.params["bias"], self.num_groups, self.eps,
+                                 y, self._xhat, self._rstd)
+
+    def backward(self, grad_output):
+        if self._xhat is None:
+            raise RuntimeError("GroupNorm.backward called before forward")
+        dy = np.ascontiguousarray(grad_output, dtype=self.dtype)
+        dx = np.empty_like(dy)
+        groupnorm_backward(dy, self._xhat, self._rstd, self.params["weight"], self.num_groups,
+                           dx, self.grads["weight"], self.grads["bias"])
+        return dx
+
+    def extra_repr(self) -> str:
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, dtype={self.dtype.name}"
