@@ -1,0 +1,167 @@
+"""Gradient checking: compare a module's hand-written backward with central finite differences, in float64.
+
+Pick a fixed random projection r of the output and check the scalar L(x, theta) = sum(r * forward(x)). Then
+
+    analytic:  dL/dx = backward(r)              dL/dtheta = module.gradients() after that backward
+    numeric:   dL/dz_k ~ (L(z + eps e_k) - L(z - eps e_k)) / (2 eps)     for a coordinate z_k of an input or parameter
+
+The central difference has error O(eps^2 f'''), so in float64 with eps = 1e-6 a correct backward agrees to about
+1e-8 relative. We report, per tensor, the scale-aware relative error
+
+    err = max_k |analytic_k - numeric_k| / max(max_k |analytic_k|, max_k |numeric_k|, atol)
+
+over the checked coordinates (all of them for small tensors, a seeded random subset of ``max_coords`` for large ones).
+Expect err < 1e-7 for a correct layer; err ~ 1 means the backward is wrong, not imprecise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tinydiff.nn.module import Module
+
+
+@dataclass
+class GradCheckReport:
+    """Relative error per tensor ("input0", "input1", ... and the qualified parameter names)."""
+
+    errors: dict[str, float]
+    rtol: float
+    hints: dict[str, str] = field(default_factory=dict)   # a likely cause for each failing tensor
+
+    @property
+    def ok(self) -> bool:
+        return all(e <= self.rtol for e in self.errors.values())
+
+    def failures(self) -> dict[str, float]:
+        return {k: e for k, e in self.errors.items() if e > self.rtol}
+
+    def __str__(self) -> str:
+        lines = [f"{'tensor':<30} rel. error   (threshold {self.rtol:.0e})"]
+        for k, e in self.errors.items():
+            lines.append(f"{k:<30} {e:.2e}   {'ok' if e <= self.rtol else 'FAIL'}")
+        return "\n".join(lines)
+
+
+def _loss(module, inputs, r) -> float:
+    return float(np.sum(r * module.forward(*inputs)))
+
+
+def _coords(size: int, max_coords: int, rng) -> np.ndarray:
+    if size <= max_coords:
+        return np.arange(size)
+    return np.sort(rng.choice(size, max_coords, replace=False))
+
+
+def _numeric(module, inputs, r, z, coords, eps) -> np.ndarray:
+    """Central differences of L with respect to the flat coordinates ``coords`` of array z (modified in place)."""
+    flat = z.reshape(-1)
+    out = np.empty(len(coords))
+    for n, k in enumerate(coords):
+        old = flat[k]
+        flat[k] = old + eps
+        lp = _loss(module, inputs, r)
+        flat[k] = old - eps
+        lm = _loss(module, inputs, r)
+        flat[k] = old
+        out[n] = (lp - lm) / (2 * eps)
+    return out
+
+
+def _rel_error(a, n, atol) -> float:
+    scale = max(np.abs(a).max(initial=0.0), np.abs(n).max(initial=0.0), atol)
+    return float(np.abs(a - n).max(initial=0.0) / scale)
+
+
+def _hint(name: str, a: np.ndarray, n: np.ndarray, is_input: bool, params_ok: bool) -> str:
+    """A likely cause for a mismatch between analytic (a) and numeric (n) gradients."""
+    if not np.any(a) and np.any(n):
+        return "the analytic gradient is all zeros: did backward fill it (self.grads[k][...] = ...)?"
+    denom = float(n @ n)
+    if denom > 0:
+        c = float(a @ n) / denom                                         # best factor with a ~ c n
+        if abs(c) > 1e-3 and np.allclose(a, c * n, rtol=1e-4, atol=1e-6 * np.abs(n).max()):
+            return (f"the analytic gradient is {c:.4g} times the numeric one: a missing or extra constant factor "
+                    "(a 1/N from a mean, a 2 from a square, or a sign)")
+    if is_input:
+        if params_ok:
+            return ("input gradient wrong but parameter gradients right: check the chain rule through the "
+                    "nonlinearity, and that backward returns dL/dx (not dL/dy)")
+        return "check the chain rule from the output back to this input"
+    if "bias" in name:
+        return "did you sum over the batch axis (and every other axis the bias is broadcast over)?"
+    if "weight" in name:
+        return "check dW = dy^T x: the transpose, the order of the factors, and the sum over the batch"
+    return "check the formula for this parameter's gradient"
+
+
+def check_module(module: Module, *inputs, eps: float = 1e-6, rtol: float = 1e-6, atol: float = 1e-10,
+                 max_coords: int = 60, seed: int = 0, verbose: bool = True) -> GradCheckReport:
+    """Check ``module.backward`` against central differences for every float input and every parameter.
+
+    The module must be built in float64 (``dtype=np.float64``); float inputs are converted to float64 copies, integer
+    inputs (indices, time steps) are passed through and not checked. Put modules with randomness (Dropout) in eval
+    mode first. Returns a ``GradCheckReport``; prints it when ``verbose``.
+    """
+    params = module.parameters()
+    low = [k for k, p in params.items() if p.dtype != np.float64]
+    if low:
+        raise TypeError(f"check_module: parameters {low[:3]} are {params[low[0]].dtype}; build the module with "
+                        "dtype=np.float64 for a gradient check (float32 rounding error swamps the finite differences)")
+    rng = np.random.default_rng(seed)
+    xs = [np.array(x, dtype=np.float64) if np.asarray(x).dtype.kind == "f" else np.asarray(x) for x in inputs]
+
+    grads_before = module.gradients()
+    y = module.forward(*xs)
+    r = rng.standard_normal(np.shape(y))                                 # L = sum(r * y)
+    dxs = module.backward(r)
+    if not isinstance(dxs, tuple):
+        dxs = (dxs,)
+    grads_after = module.gradients()
+    rebound = [k for k in grads_before if grads_after[k] is not grads_before[k]]
+    analytic_params = {k: g.copy() for k, g in grads_after.items()}
+
+    errors, hints, pairs = {}, {}, {}
+    for i, x in enumerate(xs):
+        if x.dtype.kind != "f":
+            continue
+        name = f"input{i}"
+        dx = dxs[i] if i < len(dxs) else None
+        if dx is None:
+            raise ValueError(f"check_module: backward returned no gradient for float {name}; return a tuple with one "
+                             "entry per input (None only for integer inputs)")
+        dx = np.asarray(dx, dtype=np.float64)
+        if dx.shape != x.shape:
+            raise ValueError(f"check_module: gradient for {name} has shape {dx.shape}, expected {x.shape}")
+        coords = _coords(x.size, max_coords, rng)
+        pairs[name] = (dx.reshape(-1)[coords], _numeric(module, xs, r, x, coords, eps), True)
+    for k, p in params.items():
+        coords = _coords(p.size, max_coords, rng)
+        pairs[k] = (analytic_params[k].reshape(-1)[coords], _numeric(module, xs, r, p, coords, eps), False)
+
+    for k, (a, n, _) in pairs.items():
+        errors[k] = _rel_error(a, n, atol)
+    params_ok = all(errors[k] <= rtol for k in params)
+    for k, (a, n, is_input) in pairs.items():
+        if errors[k] > rtol:
+            hints[k] = _hint(k, a, n, is_input, params_ok)
+            if k in rebound:
+                hints[k] = ("backward rebinds self.grads[...] instead of writing into it: use "
+                            "self.grads[k][...] = value so the optimiser's references stay valid")
+    report = GradCheckReport(errors, rtol, hints)
+    if verbose:
+        print(f"gradient check of {type(module).__name__}:\n{report}")
+    return report
+
+
+def assert_gradients_ok(module: Module, *inputs, **kwargs) -> GradCheckReport:
+    """``check_module`` that raises AssertionError naming each failing tensor, its error, the threshold and a hint."""
+    kwargs.setdefault("verbose", False)
+    report = check_module(module, *inputs, **kwargs)
+    if not report.ok:
+        msgs = [f"grad of '{k}' wrong: relative error {e:.2e} (expected < {report.rtol:.0e}): {report.hints[k]}"
+                for k, e in report.failures().items()]
+        raise AssertionError(f"{type(module).__name__} failed the gradient check:\n  " + "\n  ".join(msgs))
+    return report
