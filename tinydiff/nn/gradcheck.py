@@ -121,7 +121,8 @@ def check_module(module: Module, *inputs, eps: float = 1e-6, rtol: float = 1e-6,
         dxs = (dxs,)
     grads_after = module.gradients()
     rebound = [k for k in grads_before if grads_after[k] is not grads_before[k]]
-    analytic_params = {k: g.copy() for k, g in grads_after.items()}
+    # judge the arrays held before forward: they are what an optimiser built from model.gradients() sees
+    analytic_params = {k: g.copy() for k, g in grads_before.items()}
 
     errors, hints, pairs = {}, {}, {}
     for i, x in enumerate(xs):
