@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tinydiff.diffusion import (
-    convert_prediction, diffusion_loss, min_snr_weights, predict_x0_and_eps, q_chain, q_posterior, q_sample,
+    convert_prediction, diffusion_loss, elbo_weights, gaussian_kl, min_snr_weights, predict_x0_and_eps, q_chain, q_posterior, q_sample,
     q_step, sample_timesteps, training_target,
 )
 from tinydiff.schedules import NoiseSchedule
@@ -233,6 +233,39 @@ def test_sample_timesteps_is_uniform_and_seeded():
     np.testing.assert_array_equal(t1, t2)
     assert t1.dtype == np.int64 and t1.min() == 0 and t1.max() == 9
     assert np.all(np.abs(np.bincount(t1) - 1000) < 150)
+
+
+# ---- the ELBO ------------------------------------------------------------------------------------------------------
+def test_gaussian_kl_matches_the_1d_formula_and_is_zero_for_equal_gaussians():
+    m1, v1, m2, v2 = np.array([[0.3]]), 0.5, np.array([[-1.0]]), 2.0
+    expected = np.log(np.sqrt(v2) / np.sqrt(v1)) + (v1 + (m1 - m2) ** 2) / (2 * v2) - 0.5
+    np.testing.assert_allclose(gaussian_kl(m1, v1, m2, v2), expected[:, 0])
+    np.testing.assert_allclose(gaussian_kl(m1, v1, m1, v1), [0.0], atol=1e-15)
+
+
+@pytest.mark.parametrize("variance", ["fixed_large", "fixed_small"])
+def test_elbo_term_is_lambda_t_times_the_noise_error(variance):
+    """KL(q(x_{t-1}|x_t,x0) || p_theta) - KL at the perfect eps = lambda_t ||eps - eps_theta||^2 (Ho et al. eq. 12).
+
+    p_theta's mean is the posterior mean with x0 replaced by the x0 that eps_theta implies.
+    """
+    s = NoiseSchedule.cosine(T=100)
+    rng = np.random.default_rng(8)
+    t = np.arange(1, 100)
+    x0, eps, xt = _consistent_triple(s, t, rng, shape=(3,))
+    eps_theta = eps + 0.1 * randn(rng, *eps.shape)
+    x0_theta = convert_prediction(s, xt, t, eps_theta, "epsilon", "sample")
+    mean_q, var_q = q_posterior(s, x0, xt, t)
+    mean_p, _ = q_posterior(s, x0_theta, xt, t)
+    sigma2 = (s.betas if variance == "fixed_large" else s.posterior_variance)[t][:, None]
+    kl = gaussian_kl(mean_q, var_q, mean_p, sigma2) - gaussian_kl(mean_q, var_q, mean_q, sigma2)
+    expected = elbo_weights(s, variance)[t] * ((eps - eps_theta) ** 2).sum(1)
+    np.testing.assert_allclose(kl, expected, rtol=1e-6)
+
+
+def test_elbo_weights_with_fixed_large_variance_equal_beta_over_2_alpha_1_minus_ab():
+    s = NoiseSchedule.linear(T=100)
+    np.testing.assert_allclose(elbo_weights(s), s.betas / (2 * s.alphas * (1 - s.alphas_cumprod)))
 
 
 # ---- clear errors ---------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from tinydiff.schedules import NoiseSchedule
 
 __all__ = [
     "PREDICTION_TYPES", "check_timesteps", "q_sample", "q_step", "q_chain", "q_posterior", "convert_prediction", "predict_x0_and_eps",
-    "training_target", "diffusion_loss", "min_snr_weights", "sample_timesteps",
+    "training_target", "diffusion_loss", "min_snr_weights", "sample_timesteps", "gaussian_kl", "elbo_weights",
 ]
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
@@ -281,3 +281,34 @@ def diffusion_loss(schedule: NoiseSchedule, model_output, x0, t, noise, predicti
     scale = (2.0 * w / (B * per_sample)).reshape((B,) + (1,) * (diff.ndim - 1))    # (B, 1, ..., 1)
     grad = diff * scale.astype(diff.dtype)                                          # dL/d output
     return loss, grad
+
+
+# ---- the ELBO ---------------------------------------------------------------------------------------------------
+def gaussian_kl(mean1, var1, mean2, var2) -> np.ndarray:
+    """KL( N(mean1, var1 I) || N(mean2, var2 I) ) per sample, summed over the trailing axes. Returns (B,).
+
+        KL = 1/2 sum_i [ log(var2 / var1) + (var1 + (mean1_i - mean2_i)^2) / var2 - 1 ]
+    """
+    mean1, mean2 = np.asarray(mean1, dtype=np.float64), np.asarray(mean2, dtype=np.float64)
+    var1 = np.broadcast_to(np.asarray(var1, dtype=np.float64), mean1.shape)
+    var2 = np.broadcast_to(np.asarray(var2, dtype=np.float64), mean1.shape)
+    kl = 0.5 * (np.log(var2 / var1) + (var1 + (mean1 - mean2) ** 2) / var2 - 1.0)
+    return kl.reshape(kl.shape[0], -1).sum(axis=1)
+
+
+def elbo_weights(schedule: NoiseSchedule, variance: str = "fixed_large") -> np.ndarray:
+    """lambda_t, shape (T,): the ELBO's weight on the noise-prediction error (Ho et al. 2020, eq. 12)::
+
+        KL( q(x_{t-1} | x_t, x0) || p(x_{t-1} | x_t) ) = const + lambda_t ||eps - eps_theta(x_t, t)||^2
+        lambda_t = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t))
+
+    where p has the mean of the posterior with x0 replaced by the model's estimate and the fixed variance sigma_t^2:
+    beta_t (``"fixed_large"``) or the posterior variance beta_tilde_t (``"fixed_small"``). The "simple" loss replaces
+    lambda_t by 1. At t = 0 the posterior variance is 0, so sigma_0^2 = beta_0 is used for both choices (Ho et al.'s
+    decoder term L_0, with a Gaussian decoder).
+    """
+    if variance not in ("fixed_large", "fixed_small"):
+        raise ValueError(f"unknown variance {variance!r}; expected 'fixed_large' or 'fixed_small'")
+    sigma2 = schedule.betas.copy() if variance == "fixed_large" else schedule.posterior_variance.copy()
+    sigma2[0] = schedule.betas[0]
+    return schedule.betas**2 / (2.0 * sigma2 * schedule.alphas * (1.0 - schedule.alphas_cumprod))

@@ -1,0 +1,140 @@
+# %% [markdown]
+"""
+# Chapter 1 — The forward process: turning data into noise
+
+A diffusion model learns to *undo* a process that is easy to run: adding a little Gaussian noise, many times.
+This chapter runs that forward (noising) process on 2D points and on a small image, and checks the one formula
+everything else builds on.
+
+## The chain
+
+Start from a data point x_0. At each of T steps, shrink it a little and add a little noise (Ho et al. 2020, eq. 2):
+
+    q(x_t | x_{t-1}) = N( sqrt(1 - beta_t) x_{t-1},  beta_t I )          i.e.   x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps_t
+
+with alpha_t = 1 - beta_t and fresh noise eps_t ~ N(0, I) at every step. The schedule beta_0, ..., beta_{T-1} is small
+(1e-4 to 0.02 for T = 1000): each step barely changes the data.
+
+## The closed form
+
+Unroll two steps: x_t = sqrt(alpha_t alpha_{t-1}) x_{t-2} + sqrt(alpha_t beta_{t-1}) eps_{t-1} + sqrt(beta_t) eps_t.
+The two noise terms are independent Gaussians, so their sum is one Gaussian with variance
+alpha_t (1 - alpha_{t-1}) + (1 - alpha_t) = 1 - alpha_t alpha_{t-1}. By induction (Ho et al. 2020, eq. 4):
+
+    q(x_t | x_0) = N( sqrt(alpha_bar_t) x_0,  (1 - alpha_bar_t) I ),     alpha_bar_t = prod_{s <= t} alpha_s
+
+    x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps,   eps ~ N(0, I)          <- tinydiff.diffusion.q_sample
+
+So we never need to run the chain to train: any step is one multiply-add away. Because sqrt(alpha_bar)^2 plus the noise
+variance is exactly 1, data with unit variance keeps unit variance all the way: the process is *variance preserving*.
+As alpha_bar_t -> 0 the signal fades and x_t becomes pure N(0, I) noise: the distribution we will sample from.
+
+**Index convention.** tinydiff counts steps t = 0, ..., T-1 (step 0 is Ho et al.'s t = 1); the data come "before step 0".
+
+Figures written (to `chapters/out/01/` unless `--out` says otherwise):
+`forward_points.png`, `forward_image.png`, `chain_vs_closed_form.png`, `signal_and_noise.png`.
+"""
+
+# %%
+import numpy as np
+
+from tinydiff import viz
+from tinydiff.data.toy2d import make_dataset
+from tinydiff.diffusion import q_chain, q_sample
+from tinydiff.schedules import NoiseSchedule
+
+args = viz.chapter_args(1, "Chapter 1: the forward process")
+
+# ---- constants -------------------------------------------------------------------------------------------------
+T = 1000                               # diffusion steps (Ho et al. 2020)
+N_POINTS = 500 if args.quick else 5000  # 2D points to noise
+N_CHAINS = 2000 if args.quick else 20000  # chains run step by step to check the closed form
+SHOW_STEPS = [0, 50, 100, 250, 500, 999]  # the steps we draw
+SEED = 0
+# -----------------------------------------------------------------------------------------------------------------
+
+rng = np.random.default_rng(SEED)
+schedule = NoiseSchedule.linear(T)
+print(schedule)
+
+# %% [markdown]
+# ## Noising a point cloud
+#
+# The "moons" set, noised in one jump to several steps with `q_sample`. Watch the two crescents shrink towards the
+# origin (the sqrt(alpha_bar) factor) while the noise grows (sqrt(1 - alpha_bar)).
+
+# %%
+x0 = make_dataset("moons", N_POINTS, rng=rng)
+x0 = (x0 - x0.mean(0)) / x0.std(0)  # unit variance per axis, as the model will see it
+panels = []
+for t in SHOW_STEPS:
+    xt = q_sample(schedule, x0, np.full(N_POINTS, t), rng.standard_normal(x0.shape))
+    panels.append((f"t = {t}\nalpha_bar = {schedule.alphas_cumprod[t]:.3f}", xt))
+viz.save(viz.scatter_strip([("data x0", x0)] + panels), args.out / "forward_points.png")
+
+# %% [markdown]
+# ## Noising an image
+#
+# The same formula works for any shape: each pixel is one coordinate. Images are scaled to [-1, 1] first so that the
+# data and the noise have comparable size. (The digit is drawn by matplotlib, so this runs without downloading MNIST.)
+
+# %%
+image = viz.render_glyph("7")[None] * 2 - 1  # (1, 28, 28) in [-1, 1]
+eps = rng.standard_normal(image.shape)
+image_panels = [("x0", image[0])]
+for t in SHOW_STEPS:
+    image_panels.append((f"t = {t}", q_sample(schedule, image[None], np.array([t]), eps[None])[0, 0]))
+viz.save(viz.image_strip(image_panels, vmin=-2.5, vmax=2.5), args.out / "forward_image.png")
+
+# %% [markdown]
+# ## The closed form equals the chain
+#
+# Run the Markov chain step by step (`q_chain`) from one fixed point x0 many times, and compare the mean and spread
+# of x_t across chains with the closed form: mean sqrt(alpha_bar_t) x0 and standard deviation sqrt(1 - alpha_bar_t).
+# The two should agree within sampling error, about 1/sqrt(N_CHAINS) (tests/test_diffusion.py checks this with a
+# stated tolerance).
+
+# %%
+start = np.tile([[1.5, -1.0]], (N_CHAINS, 1))
+trajectory = q_chain(schedule, start, rng)  # (T + 1, N_CHAINS, 2): trajectory[t + 1] is x_t
+steps = np.arange(T)
+chain_mean = trajectory[1:, :, 0].mean(axis=1)
+chain_std = trajectory[1:, :, 0].std(axis=1)
+closed_mean = np.sqrt(schedule.alphas_cumprod) * start[0, 0]
+closed_std = np.sqrt(1 - schedule.alphas_cumprod)
+worst = max(np.abs(chain_mean - closed_mean).max(), np.abs(chain_std - closed_std).max())
+print(f"largest gap between chain and closed form over all {T} steps: {worst:.4f} "
+      f"(one standard error is ~{1 / np.sqrt(N_CHAINS):.4f}; the largest of 2T such gaps is typically 3-4 times that)")
+
+plt = viz.plt()
+fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+axes[0].plot(steps, chain_mean, label="chain (mean over runs)")
+axes[0].plot(steps, closed_mean, "--", label="sqrt(alpha_bar_t) x0")
+axes[0].plot(steps, chain_std, label="chain (std over runs)")
+axes[0].plot(steps, closed_std, "--", label="sqrt(1 - alpha_bar_t)")
+axes[0].set_xlabel("t")
+axes[0].legend(fontsize=7)
+axes[0].set_title("first coordinate of x_t, x0 = (1.5, -1)")
+final = trajectory[-1, :, 0]
+grid = np.linspace(-4, 4, 200)
+axes[1].hist(final, bins=60, density=True, alpha=0.6, label="chain at t = T-1")
+axes[1].plot(grid, np.exp(-grid**2 / 2) / np.sqrt(2 * np.pi), label="N(0, 1)")
+axes[1].legend(fontsize=7)
+axes[1].set_title("the end of the chain is noise")
+viz.save(fig, args.out / "chain_vs_closed_form.png")
+
+# %% [markdown]
+# ## How much signal is left?
+#
+# sqrt(alpha_bar_t) is the weight of the data in x_t and sqrt(1 - alpha_bar_t) the weight of the noise. Their squares
+# add to 1 at every step. With the linear schedule, half the variance is noise by t ~ 200; by the end only
+# sqrt(alpha_bar_{T-1}) ~ 0.006 of the data is left. Chapter 2 asks whether that is a good way to spend the T steps.
+
+# %%
+fig, ax = plt.subplots(figsize=(5, 3))
+ax.plot(steps, np.sqrt(schedule.alphas_cumprod), label="signal weight sqrt(alpha_bar_t)")
+ax.plot(steps, np.sqrt(1 - schedule.alphas_cumprod), label="noise weight sqrt(1 - alpha_bar_t)")
+ax.set_xlabel("t")
+ax.legend(fontsize=8)
+viz.save(fig, args.out / "signal_and_noise.png")
+print(f"alpha_bar at t = T-1: {schedule.alphas_cumprod[-1]:.2e}")

@@ -1,0 +1,154 @@
+# %% [markdown]
+"""
+# Chapter 2 — Noise schedules: how to spend T steps
+
+Chapter 1 used Ho et al.'s linear schedule. The schedule decides *where along the way* information is destroyed, and
+so which noise levels the model practises on and which steps a sampler visits. This chapter compares four schedules
+through two curves and one number.
+
+## What to look at
+
+- **alpha_bar_t**, the fraction of the data's variance left at step t. x_t = sqrt(alpha_bar_t) x0 + sqrt(1-alpha_bar_t) eps.
+- **log-SNR**, log(alpha_bar_t / (1 - alpha_bar_t)): signal-to-noise ratio on a log scale. Kingma et al. (2021) show the
+  diffusion loss depends on the schedule only through this curve and its end points; a schedule that spends many
+  steps at very high or very low SNR wastes them.
+- **terminal SNR**, the SNR at t = T-1. Sampling starts from N(0, I), which is the distribution of x_{T-1} only if its SNR
+  is 0. A schedule with terminal SNR 0.005 (Stable Diffusion's) leaks low-frequency signal into the "noise" the model
+  is trained on, and the model learns to rely on it (Lin et al. 2023).
+
+## The schedules (all in `tinydiff.schedules.NoiseSchedule`)
+
+    linear         beta_t evenly spaced, 1e-4 .. 0.02 at T = 1000                           (Ho et al. 2020)
+    cosine         alpha_bar(u) = cos^2((u + s)/(1 + s) pi/2) / cos^2(s/(1 + s) pi/2)      (Nichol & Dhariwal 2021, eq. 17)
+    sigmoid        alpha_bar(u) from a shifted, scaled sigmoid                              (Chen 2023)
+    scaled_linear  sqrt(beta_t) evenly spaced, 0.00085 .. 0.012                             (Stable Diffusion)
+
+and `rescale_zero_terminal_snr()` (Lin et al. 2023, Alg. 1) moves any of them to terminal SNR exactly 0 by shifting and
+scaling sqrt(alpha_bar) so that its first value is kept and its last becomes 0.
+
+Figures: `alpha_bar.png`, `log_snr.png`, `why_T_matters.png`, `image_at_same_fraction.png`, `zero_terminal_snr.png`.
+"""
+
+# %%
+import warnings
+
+import numpy as np
+
+from tinydiff import viz
+from tinydiff.diffusion import q_sample
+from tinydiff.schedules import NoiseSchedule
+
+args = viz.chapter_args(2, "Chapter 2: noise schedules")
+
+# ---- constants -------------------------------------------------------------------------------------------------
+T = 1000                 # steps of every schedule compared here
+FEW_STEPS = 50           # a short chain, to see why T matters
+FRACTIONS = [0.1, 0.25, 0.4, 0.55, 0.7, 0.85]  # positions t/T at which the image is shown
+SEED = 0
+# -----------------------------------------------------------------------------------------------------------------
+
+schedules = {
+    "linear": NoiseSchedule.linear(T),
+    "cosine": NoiseSchedule.cosine(T),
+    "sigmoid": NoiseSchedule.sigmoid(T),
+    "scaled_linear": NoiseSchedule.scaled_linear(T),
+}
+plt = viz.plt()
+u = np.arange(T) / T
+
+# %% [markdown]
+# ## alpha_bar and log-SNR
+#
+# The linear schedule destroys the signal quickly: alpha_bar is below 0.1 by the middle of the chain, so half of the
+# steps are spent on nearly pure noise. The cosine schedule falls gently and linearly in the middle. The log-SNR plot
+# shows the same thing as straight lines: cosine's log-SNR is nearly linear in t, the linear schedule's is not.
+
+# %%
+fig, ax = plt.subplots(figsize=(5, 3.2))
+for name, s in schedules.items():
+    ax.plot(u, s.alphas_cumprod, label=name)
+ax.set_xlabel("t / T")
+ax.set_ylabel("alpha_bar_t")
+ax.legend(fontsize=8)
+viz.save(fig, args.out / "alpha_bar.png")
+
+fig, ax = plt.subplots(figsize=(5, 3.2))
+for name, s in schedules.items():
+    ax.plot(u, s.log_snr, label=name)
+ax.set_xlabel("t / T")
+ax.set_ylabel("log SNR = log(alpha_bar / (1 - alpha_bar))")
+ax.legend(fontsize=8)
+viz.save(fig, args.out / "log_snr.png")
+
+print(f"{'schedule':>14} {'alpha_bar[T-1]':>15} {'terminal SNR':>13} {'log SNR at t=0':>15}")
+for name, s in schedules.items():
+    print(f"{name:>14} {s.alphas_cumprod[-1]:>15.3g} {s.terminal_snr:>13.3g} {s.log_snr[0]:>15.2f}")
+
+# %% [markdown]
+# ## Why T matters
+#
+# With T = 50 and Ho et al.'s betas (1e-4 .. 0.02) the chain stops at alpha_bar ~ 0.6: most of the data is still
+# there, and a sampler started from N(0, I) begins in the wrong place. tinydiff's `linear(T)` therefore scales the
+# betas by 1000/T by default (as the improved-DDPM code does) and warns when a schedule does not reach noise.
+
+# %%
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    unscaled = NoiseSchedule.linear(FEW_STEPS, scale_to_T=False)
+print("warning raised:", caught[0].message if caught else None)
+scaled = NoiseSchedule.linear(FEW_STEPS)
+
+rng = np.random.default_rng(SEED)
+image = viz.render_glyph("3")[None, None] * 2 - 1  # (1, 1, 28, 28) in [-1, 1]
+eps = rng.standard_normal(image.shape)
+last = np.array([FEW_STEPS - 1])
+fig, axes = plt.subplots(1, 3, figsize=(9, 2.8))
+axes[0].plot(np.arange(FEW_STEPS), unscaled.alphas_cumprod, label="betas as given")
+axes[0].plot(np.arange(FEW_STEPS), scaled.alphas_cumprod, label="betas x 1000/T")
+axes[0].set_title(f"alpha_bar, T = {FEW_STEPS}", fontsize=9)
+axes[0].legend(fontsize=7)
+for ax, (title, s) in zip(axes[1:], [("x_(T-1), betas as given", unscaled), ("x_(T-1), betas x 1000/T", scaled)]):
+    ax.imshow(q_sample(s, image, last, eps)[0, 0], cmap="gray", vmin=-2.5, vmax=2.5)
+    ax.set_title(f"{title}\nSNR = {s.terminal_snr:.2g}", fontsize=9)
+    ax.axis("off")
+viz.save(fig, args.out / "why_T_matters.png")
+
+# %% [markdown]
+# ## The same fraction of the way, two schedules
+#
+# The same image and the same noise, at the same fractions t/T of the chain. Under the linear schedule the digit is
+# gone by ~40% of the chain; under cosine it survives much longer, so more of the model's training (and of a
+# sampler's steps) happens where there is still something to denoise.
+
+# %%
+rows = []
+for name in ("linear", "cosine"):
+    s = schedules[name]
+    for f in FRACTIONS:
+        t = np.array([int(f * (T - 1))])
+        rows.append((f"{name}\nt/T = {f}", q_sample(s, image, t, eps)[0, 0]))
+fig, axes = plt.subplots(2, len(FRACTIONS), figsize=(1.6 * len(FRACTIONS), 3.8))
+for ax, (title, img) in zip(axes.flat, rows):
+    ax.imshow(img, cmap="gray", vmin=-2.5, vmax=2.5)
+    ax.set_title(title, fontsize=7)
+    ax.axis("off")
+viz.save(fig, args.out / "image_at_same_fraction.png")
+
+# %% [markdown]
+# ## Zero terminal SNR
+#
+# Rescaling keeps alpha_bar_0 and moves alpha_bar_{T-1} to exactly 0. The price: at t = T-1, x_t is pure noise and
+# an epsilon-predicting model cannot say anything about x0 (x0 = (x_t - sqrt(1-ab) eps)/sqrt(ab) divides by 0), so such
+# schedules are paired with v-prediction (chapter 3).
+
+# %%
+fig, ax = plt.subplots(figsize=(5, 3.2))
+for name in ("linear", "scaled_linear"):
+    s = schedules[name]
+    z = s.rescale_zero_terminal_snr()
+    ax.semilogy(u, s.alphas_cumprod, label=f"{name} (terminal SNR {s.terminal_snr:.1e})")
+    ax.semilogy(u, np.maximum(z.alphas_cumprod, 1e-12), "--", label=f"{name}, rescaled (terminal SNR 0)")
+ax.set_xlabel("t / T")
+ax.set_ylabel("alpha_bar_t (log scale; 0 drawn at 1e-12)")
+ax.legend(fontsize=7)
+viz.save(fig, args.out / "zero_terminal_snr.png")
