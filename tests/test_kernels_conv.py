@@ -139,3 +139,35 @@ def test_groupnorm_kernels_match_reference(shape, groups, dtype):
     for a, b in zip(*outs):
         assert a.dtype == dtype
         _close(a, b, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cfg", CONFIGS[:3])
+def test_nhwc_benchmark_kernels_match_reference(cfg, dtype):
+    # the NHWC alternatives measured in bench_conv.py compute the same convolution in another memory layout
+    from tinydiff.nn.kernels import bench_conv as N
+
+    x, w, b, dy = _problem(cfg, dtype)
+    k, s, p = cfg[5], cfg[6], cfg[7]
+    nhwc = lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1))  # noqa: E731
+    xn, dyn, wn = nhwc(x), nhwc(dy), np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+    y_ref = K.conv2d_forward_reference(x, w, b, s, p, np.empty_like(dy))
+    dx_ref = K.conv2d_backward_input_reference(dy, w, s, p, np.empty_like(x))
+    dw_ref, _ = K.conv2d_backward_weight_reference(dy, x, s, p, np.empty_like(w), np.empty_like(b))
+    _close(N.conv2d_forward_direct_nhwc(xn, wn, b, s, p, np.empty_like(dyn)), nhwc(y_ref), dtype)
+    _close(N.conv2d_backward_input_direct_nhwc(dyn, wn, s, p, np.empty_like(xn)), nhwc(dx_ref), dtype)
+    dwn, _ = N.conv2d_backward_weight_direct_nhwc(dyn, xn, s, p, np.empty_like(wn), np.empty_like(b))
+    _close(dwn, dw_ref.transpose(2, 3, 1, 0), dtype)
+    cols = N.im2col_nhwc(xn, k, k, s, p, np.empty((dy.size // dy.shape[1], k * k * x.shape[1]), dtype))
+    _close((cols @ wn.reshape(-1, w.shape[0]) + b).reshape(dyn.shape), nhwc(y_ref), dtype)
+    dcols = dyn.reshape(-1, w.shape[0]) @ wn.reshape(-1, w.shape[0]).T
+    _close(N.col2im_nhwc(dcols, k, k, s, p, np.empty_like(xn)), nhwc(dx_ref), dtype)
+
+
+def test_benchmark_runs_and_reports_every_pass():
+    from tinydiff.nn.kernels.bench_conv import bench_conv, format_table
+
+    rows = bench_conv(B=1, C=2, O=2, H=5, W=5, repeats=1, strategies=["im2col+BLAS NCHW", "numpy reference"])
+    assert [r["pass"] for r in rows] == ["forward", "backward-input", "backward-weight"] * 2
+    assert all(r["ms"] > 0 and r["gflops"] > 0 for r in rows)
+    assert "im2col+BLAS NCHW" in format_table(rows)

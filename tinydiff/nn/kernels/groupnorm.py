@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"reassoc", "contract"})
 def groupnorm_forward(x, gamma, beta, num_groups, eps, y, xhat, rstd):
     """Equations (1)-(3). x, y, xhat: (B, C, H, W); gamma, beta: (C,); rstd: (B, G). Writes y, xhat, rstd."""
     B, C, H, W = x.shape
@@ -64,7 +64,7 @@ def groupnorm_forward_reference(x, gamma, beta, num_groups, eps, y, xhat, rstd):
     return y
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"reassoc", "contract"})
 def groupnorm_backward(dy, xhat, rstd, gamma, num_groups, dx, dgamma, dbeta):
     """Equations (4)-(5). dy, xhat, dx: (B, C, H, W); rstd: (B, G); gamma, dgamma, dbeta: (C,). Writes dx, dgamma, dbeta."""
     B, C, H, W = dy.shape
