@@ -43,23 +43,13 @@ Figures written (to `chapters/out/04/` unless `--out` says otherwise):
 """
 
 # %%
-import argparse
-from pathlib import Path
+import numpy as np
 
-import matplotlib
+from tinydiff import viz
+from tinydiff.nn import GELU, AdamW, Linear, Sequential, check_module, clip_grad_norm, mse_loss, warmup_cosine_lr
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from tinydiff.nn import (GELU, AdamW, Linear, Sequential, check_module, clip_grad_norm,  # noqa: E402
-                         mse_loss, warmup_cosine_lr)
-
-parser = argparse.ArgumentParser(description="Chapter 4: backpropagation by hand")
-parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out" / "04")
-parser.add_argument("--quick", action="store_true", help="tiny sizes: runs in seconds (used by the tests)")
-args, _ = parser.parse_known_args()            # parse_known_args: Jupyter passes arguments of its own
-args.out.mkdir(parents=True, exist_ok=True)
+args = viz.chapter_args(4, "Chapter 4: backpropagation by hand")   # --out DIR (default chapters/out/04), --quick
+plt = viz.plt()                                                      # matplotlib.pyplot with the headless Agg backend
 
 # ---- constants -------------------------------------------------------------------------------------------------
 HIDDEN = 64                                    # H, the width of the hidden layer
@@ -86,10 +76,7 @@ def make_net(dtype):
 
 
 def save(fig, name):
-    path = args.out / name
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    print(f"wrote {path}")
+    viz.save(fig, args.out / name)
 
 
 # %% [markdown]
