@@ -96,9 +96,11 @@ def q_sample(schedule: NoiseSchedule, x0, t, noise) -> np.ndarray:
     noise = _check_x("noise", noise)
     _check_same_shape("x0", x0, "noise", noise)
     t = check_timesteps(schedule, t, x0.shape[0])
-    sqrt_ab = _coef(np.sqrt(schedule.alphas_cumprod), t, x0)
-    sqrt_1m_ab = _coef(np.sqrt(1.0 - schedule.alphas_cumprod), t, x0)
+    ### BEGIN SOLUTION ex1_1: q_sample — return x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, one t per sample (chapter 1, 2 points)
+    sqrt_ab = _coef(np.sqrt(schedule.alphas_cumprod), t, x0)           # (B, 1, ..., 1)
+    sqrt_1m_ab = _coef(np.sqrt(1.0 - schedule.alphas_cumprod), t, x0)  # (B, 1, ..., 1)
     return sqrt_ab * x0 + sqrt_1m_ab * noise
+    ### END SOLUTION
 
 
 def q_step(schedule: NoiseSchedule, x_prev, t, noise) -> np.ndarray:
@@ -146,9 +148,15 @@ def q_posterior(schedule: NoiseSchedule, x0, x_t, t) -> tuple[np.ndarray, np.nda
     x_t = _check_x("x_t", x_t)
     _check_same_shape("x0", x0, "x_t", x_t)
     t = check_timesteps(schedule, t, x0.shape[0])
-    mean = _coef(schedule.posterior_mean_coef_x0, t, x_t) * x0 + _coef(schedule.posterior_mean_coef_xt, t, x_t) * x_t
-    variance = _coef(schedule.posterior_variance, t, x_t)
-    return mean, variance
+    ab, ab_prev, beta = schedule.alphas_cumprod[t], schedule.alphas_cumprod_prev[t], schedule.betas[t]  # (B,) float64
+    ### BEGIN SOLUTION ex3_1: posterior mean and variance — the coefficients of x0 and x_t in the mean, and the variance, of q(x_{t-1} | x_t, x0) (chapter 3, 3 points)
+    coef_x0 = np.sqrt(ab_prev) * beta / (1.0 - ab)                   # (B,)
+    coef_xt = np.sqrt(1.0 - beta) * (1.0 - ab_prev) / (1.0 - ab)     # (B,)   alpha_t = 1 - beta_t
+    variance = beta * (1.0 - ab_prev) / (1.0 - ab)                   # (B,)
+    ### END SOLUTION
+    shape = (-1,) + (1,) * (x_t.ndim - 1)                            # (B, 1, ..., 1)
+    mean = coef_x0.reshape(shape).astype(x_t.dtype) * x0 + coef_xt.reshape(shape).astype(x_t.dtype) * x_t
+    return mean, variance.reshape(shape).astype(x_t.dtype)
 
 
 # ---- what the network predicts ---------------------------------------------------------------------------------
@@ -226,11 +234,13 @@ def training_target(schedule: NoiseSchedule, x0, t, noise, prediction_type: str 
     noise = _check_x("noise", noise)
     _check_same_shape("x0", x0, "noise", noise)
     t = check_timesteps(schedule, t, x0.shape[0])
+    ### BEGIN SOLUTION ex3_2: training targets — return the target of each prediction type: eps, x0, or v = sqrt(ab) eps - sqrt(1 - ab) x0 (chapter 3, 2 points)
     if prediction_type == "epsilon":
         return noise
     if prediction_type == "sample":
         return x0
     return _coef(np.sqrt(schedule.alphas_cumprod), t, x0) * noise - _coef(np.sqrt(1 - schedule.alphas_cumprod), t, x0) * x0
+    ### END SOLUTION
 
 
 def min_snr_weights(schedule: NoiseSchedule, t, gamma: float, prediction_type: str = "epsilon") -> np.ndarray:

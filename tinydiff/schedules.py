@@ -157,8 +157,10 @@ class NoiseSchedule:
         The offset ``s`` keeps beta_0 from being tiny; ``max_beta`` stops the last step from being a division by ~0.
         """
         _check_T(T)
+        ### BEGIN SOLUTION ex2_1: cosine schedule — return the schedule whose alpha_bar(u) = f(u) / f(0) (Nichol & Dhariwal eq. 17), using _betas_from_alpha_bar (chapter 2, 2 points)
         f = lambda u: np.cos((u + s) / (1.0 + s) * np.pi / 2) ** 2  # noqa: E731
         return cls(_betas_from_alpha_bar(lambda u: f(u) / f(0.0), T, max_beta))
+        ### END SOLUTION
 
     @classmethod
     def sigmoid(cls, T: int = 1000, start: float = -3.0, end: float = 3.0, tau: float = 1.0,
@@ -182,6 +184,7 @@ class NoiseSchedule:
         keeps alpha_bar_0 and makes alpha_bar_{T-1} = 0 exactly (beta_{T-1} = 1). Pair it with v-prediction: at
         t = T-1 an epsilon-prediction model says nothing about x0.
         """
+        ### BEGIN SOLUTION ex2_2: zero terminal SNR — compute the new betas (shape (T,), betas[-1] = 1) from the shifted and scaled sqrt(alpha_bar) (chapter 2, 2 points)
         sab = np.sqrt(self.alphas_cumprod)
         sab0, sabT = sab[0], sab[-1]
         sab = (sab - sabT) * sab0 / (sab0 - sabT)
@@ -189,6 +192,7 @@ class NoiseSchedule:
         alphas = np.concatenate([alphas_cumprod[:1], alphas_cumprod[1:] / alphas_cumprod[:-1]])
         betas = 1.0 - alphas
         betas[-1] = 1.0
+        ### END SOLUTION
         return NoiseSchedule(betas, zero_terminal_snr=True)
 
     @classmethod

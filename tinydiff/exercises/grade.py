@@ -1,0 +1,107 @@
+"""Grade a project copy: run each exercise's tests in a pytest subprocess and turn the results into points.
+
+An exercise's tests are the tests carrying its marker (``@pytest.mark.ex2_1``). Its score is its points times the
+fraction of its tests that pass (all pass: full points). The table goes to stdout; ``results.json`` follows
+Gradescope's autograder format: ``{"score": total, "tests": [{"name", "score", "max_score", "output"}, ...]}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tinydiff.exercises.markers import Exercise, scan_project
+
+
+@dataclass
+class ExerciseResult:
+    exercise: Exercise
+    passed: int = 0
+    total: int = 0
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        return round(self.exercise.points * self.passed / self.total, 2) if self.total else 0.0
+
+
+def run_tests(target: Path, exercise_ids: list[str], tests: Path | None = None,
+              extra_args: list[str] | None = None, timeout: float = 1800) -> dict:
+    """Run the tests of ``exercise_ids`` against the package in ``target``; return the plugin's JSON report.
+
+    ``tests``: the tests folder to run (default ``target/tests``); point it at the instructor's tests to grade a
+    student's code with tests the student never saw. ``target`` goes first on PYTHONPATH, so its ``tinydiff`` is the
+    one imported even when another copy is installed.
+    """
+    target = Path(target).resolve()
+    tests = Path(tests).resolve() if tests is not None else target / "tests"
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        env = dict(os.environ, TINYDIFF_GRADE_REPORT=str(report), PYTHONDONTWRITEBYTECODE="1",
+                   PYTHONPATH=os.pathsep.join([str(target)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+        cmd = [sys.executable, "-m", "pytest", str(tests), "-m", " or ".join(exercise_ids), "-q", "-p", "no:cacheprovider",
+               "-p", "tinydiff.exercises.pytest_plugin", "--continue-on-collection-errors", "--tb=no", "-o",
+               "console_output_style=classic"] + list(extra_args or [])
+        proc = subprocess.run(cmd, cwd=target, env=env, capture_output=True, text=True, timeout=timeout)
+        if not report.exists():
+            raise RuntimeError(f"pytest did not run (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        data = json.loads(report.read_text())
+    data["returncode"], data["stdout"] = proc.returncode, proc.stdout
+    return data
+
+
+def grade(target: Path, only: list[str] | None = None, tests: Path | None = None,
+          extra_args: list[str] | None = None) -> list[ExerciseResult]:
+    """Per-exercise results for the project copy at ``target`` (its region headers say which exercises exist)."""
+    exercises, _ = scan_project(target)
+    ids = [k for k in exercises if not only or k in only]
+    if not ids:
+        raise ValueError(f"no exercises to grade in {target} (have {list(exercises)}, asked for {only})")
+    data = run_tests(target, ids, tests, extra_args)
+    results = {k: ExerciseResult(exercises[k]) for k in ids}
+    for t in data["tests"]:
+        for k in t["exercises"]:
+            if k not in results or t["outcome"] == "skipped":
+                continue
+            r = results[k]
+            r.total += 1
+            if t["outcome"] == "passed":
+                r.passed += 1
+            else:
+                r.messages.append(f"{t['nodeid']}:\n{t['message']}")
+    for r in results.values():
+        if r.total == 0:
+            why = "; ".join(e["nodeid"] for e in data["collect_errors"]) or "no test carries this marker"
+            r.messages.append(f"no test of {r.exercise.id} ran ({why})")
+    return list(results.values())
+
+
+def format_table(results: list[ExerciseResult]) -> str:
+    rows = [("id", "exercise", "chapter", "tests", "score")]
+    for r in results:
+        rows.append((r.exercise.id, r.exercise.title, str(r.exercise.chapter), f"{r.passed}/{r.total}",
+                     f"{r.score:g} / {r.exercise.points:g}"))
+    total = sum(r.score for r in results)
+    most = sum(r.exercise.points for r in results)
+    rows.append(("", "total", "", "", f"{total:g} / {most:g}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.insert(len(lines) - 1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def gradescope_json(results: list[ExerciseResult]) -> dict:
+    """Gradescope's results.json: the total score and one entry per exercise with its messages as output."""
+    return {
+        "score": round(sum(r.score for r in results), 2),
+        "tests": [{"name": f"Exercise {r.exercise.number}: {r.exercise.title} ({r.exercise.id})",
+                   "score": r.score, "max_score": r.exercise.points,
+                   "output": "\n\n".join(r.messages) if r.messages else f"all {r.total} tests passed"}
+                  for r in results],
+    }
