@@ -1,0 +1,248 @@
+# %% [markdown]
+"""
+# Chapter 5 — Convolutions and normalisation with Numba
+
+An image denoiser must treat every part of the image alike: an edge is an edge wherever it is. A convolution builds
+that in. It slides one small set of weights over the image, so a 3x3 layer from 32 to 32 channels has 9 216 weights
+whatever the image size, where a dense layer on 28x28x32 features would need 600 million. This chapter writes the
+layer and its two backward passes, makes them fast with Numba and BLAS, measures the result, and then derives
+GroupNorm, the normalisation a diffusion U-Net uses between its convolutions.
+
+## What a convolution computes
+
+With input x: (B, C, H, W), weights w: (O, C, kh, kw), bias b: (O,), stride s and zero padding p
+(`tinydiff/nn/kernels/conv.py`, eq. 1):
+
+    y[b, o, m, n] = b[o] + sum_{c, i, j} w[o, c, i, j] * x[b, c, m s - p + i, n s - p + j]
+    y: (B, O, Ho, Wo),   Ho = (H + 2p - kh) // s + 1
+
+(Deep-learning libraries compute this cross-correlation and call it convolution; flipping the kernel would change
+nothing, since the weights are learned.) Stride 2 halves the resolution; `Upsample(2)` followed by a 3x3 convolution
+doubles it; `AvgPool2d(2)` averages 2x2 blocks.
+
+## Two ways to compute it
+
+**Direct loops** run the formula as written: seven nested loops. Readable, but the inner loop is short (Wo = 28
+values) and each weight is reused only along one row, so the CPU's vector units sit mostly idle.
+
+**im2col** copies every receptive field into a column of a matrix, cols: (B, C kh kw, Ho Wo), so that the whole
+convolution becomes one matrix product per image, y[b] = W2 @ cols[b] + b with W2 = w.reshape(O, C kh kw). The copy
+costs memory (9x the input for a 3x3 kernel) and a few milliseconds, but the product runs in BLAS, which is tuned to
+keep every vector unit busy. The layout matters too: in NHWC order (channels last) a direct loop can run its inner loop
+over the contiguous channel axis, which vectorises much better than NCHW's short rows.
+
+## The backward passes, written out
+
+From dy = dL/dy, the chain rule applied to eq. 1 gives (eqs. 2-4 in `kernels/conv.py`):
+
+    dw[o, c, i, j] = sum_{b, m, n} dy[b, o, m, n] x[b, c, m s - p + i, n s - p + j]     dW2 = sum_b dy[b] @ cols[b]^T
+    db[o]          = sum_{b, m, n} dy[b, o, m, n]
+    dx             = every w[o, c, i, j] dy[b, o, m, n] sent back to the pixel it read  dcols = W2^T @ dy,  dx = col2im(dcols)
+
+col2im is the adjoint (transpose) of im2col: where im2col copied one pixel into up to kh kw columns, col2im adds
+those kh kw entries back together. So the backward pass is two more matrix products of the same size as the forward:
+training costs about three forward passes.
+
+## GroupNorm and its backward
+
+GroupNorm (Wu & He 2018) splits the C channels into G groups and normalises each image's group over its
+N = (C/G) H W values: xhat = (x - mu) / sqrt(var + eps), y = gamma[c] xhat + beta[c]. Unlike BatchNorm it never
+mixes images, so it works at any batch size and the same in training and sampling. Its backward is LayerNorm's,
+once per (image, group), with g = dy gamma:
+
+    dx = rstd (g - mean(g) - xhat mean(g xhat))        dgamma = sum dy xhat        dbeta = sum dy
+
+The mean(g) term is the path through mu; the xhat mean(g xhat) term is the path through var.
+
+Figures written (to `chapters/out/05/` unless `--out` says otherwise):
+`conv_filters.png`, `im2col_columns.png`, `groupnorm_statistics.png`, `conv_speed.png`.
+"""
+
+# %%
+import argparse
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tinydiff.nn import AvgPool2d, Conv2d, GroupNorm, Upsample, check_module  # noqa: E402
+from tinydiff.nn.kernels import conv as K  # noqa: E402
+from tinydiff.nn.kernels.bench_conv import blas_info, bench_conv, format_table  # noqa: E402
+from tinydiff.nn.kernels.groupnorm import groupnorm_forward, groupnorm_forward_reference  # noqa: E402
+from tinydiff.viz import render_glyph  # noqa: E402
+
+parser = argparse.ArgumentParser(description="Chapter 5: convolutions and normalisation with Numba")
+parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out" / "05")
+parser.add_argument("--quick", action="store_true", help="tiny sizes: runs in seconds (used by the tests)")
+args, _ = parser.parse_known_args()            # parse_known_args: Jupyter passes arguments of its own
+args.out.mkdir(parents=True, exist_ok=True)
+
+# ---- constants -------------------------------------------------------------------------------------------------
+BENCH_BATCH = 4 if args.quick else 64         # the timed convolution: 3x3, 32 -> 32 channels, 28x28, this batch
+BENCH_REPEATS = 2 if args.quick else 5        # timed calls per pass (the median is reported)
+BENCH_THREADS = (1,)                          # BLAS threads (Numba kernels are always serial)
+GN_GROUPS = 8                                 # GroupNorm groups for the statistics figure (32 channels)
+SEED = 0
+# -----------------------------------------------------------------------------------------------------------------
+
+rng = np.random.default_rng(SEED)
+
+
+def save(fig, name):
+    fig.savefig(args.out / name, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    print(f"wrote {args.out / name}")
+
+
+# %% [markdown]
+# ## A convolution by hand
+#
+# Three hand-set 3x3 filters applied to a digit: horizontal edges, vertical edges and a Laplacian (which responds to
+# the outline). We load them into a `Conv2d(1, 3, 3, padding=1)` and check one output pixel against eq. 1 summed by
+# hand. Figure: `conv_filters.png`.
+
+# %%
+digit = render_glyph("5", 28)[None, None]                       # (1, 1, 28, 28) in [0, 1]
+filters = np.array([
+    [[-1, -2, -1], [0, 0, 0], [1, 2, 1]],                         # Sobel: horizontal edges
+    [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],                         # Sobel: vertical edges
+    [[0, 1, 0], [1, -4, 1], [0, 1, 0]],                           # Laplacian
+], dtype=np.float64)[:, None]                                     # (3, 1, 3, 3) = (O, C, kh, kw)
+conv = Conv2d(1, 3, 3, padding=1, dtype=np.float64)
+conv.params["weight"][...] = filters
+conv.params["bias"][...] = 0.0
+edges = conv(digit)                                               # (1, 3, 28, 28)
+
+m, n = 14, 10
+by_hand = sum(filters[2, 0, i, j] * digit[0, 0, m - 1 + i, n - 1 + j] for i in range(3) for j in range(3))
+print(f"Laplacian at ({m}, {n}): layer {edges[0, 2, m, n]:+.6f}, eq. 1 by hand {by_hand:+.6f}")
+
+down = Conv2d(1, 1, 3, stride=2, padding=1, rng=rng, dtype=np.float64)
+print(f"shapes: x {digit.shape} -> stride-2 conv {down(digit).shape} -> AvgPool2d(2) "
+      f"{AvgPool2d(2)(digit).shape} -> Upsample(2) {Upsample(2)(AvgPool2d(2)(digit)).shape}")
+
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+axes[0].imshow(digit[0, 0], cmap="gray")
+axes[0].set_title("input")
+for ax, img, title in zip(axes[1:], edges[0], ["horizontal edges", "vertical edges", "Laplacian"]):
+    lim = np.abs(img).max()
+    ax.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    ax.set_title(title)
+for ax in axes:
+    ax.axis("off")
+save(fig, "conv_filters.png")
+
+# %% [markdown]
+# ## im2col: the convolution as a matrix product
+#
+# For an 8x8 crop and a 3x3 kernel with padding 1, im2col makes a (9, 64) matrix: column (m, n) holds the 3x3 patch
+# around pixel (m, n), row (i, j) holds the image shifted by (i - 1, j - 1). Multiplying by the (3, 9) filter matrix
+# gives the three filtered crops at once. Figure: `im2col_columns.png`.
+
+# %%
+crop = np.ascontiguousarray(digit[:, :, 10:18, 8:16])            # (1, 1, 8, 8)
+cols = K.im2col(crop, 3, 3, 1, 1, np.empty((1, 9, 64)))          # (B, C kh kw, Ho Wo)
+as_matmul = (filters.reshape(3, 9) @ cols[0]).reshape(3, 8, 8)   # W2 @ cols
+print(f"W2 @ im2col(x) vs Conv2d: max difference {np.abs(as_matmul - conv(crop)[0]).max():.1e}")
+
+c = rng.standard_normal(cols.shape)                               # col2im is im2col's transpose:
+lhs, rhs = np.sum(cols * c), np.sum(crop * K.col2im(c, 3, 3, 1, 1, np.empty_like(crop)))
+print(f"<im2col(x), c> = {lhs:.6f}, <x, col2im(c)> = {rhs:.6f}")
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 2.6), gridspec_kw={"width_ratios": [1, 5]})
+axes[0].imshow(crop[0, 0], cmap="gray")
+axes[0].set_title("8x8 crop")
+axes[1].imshow(cols[0], cmap="gray", aspect="auto")
+axes[1].set_title("im2col: 9 rows (kernel offsets) x 64 columns (output pixels)")
+axes[1].set_xlabel("output pixel m*8 + n")
+axes[1].set_ylabel("offset i*3 + j")
+axes[0].axis("off")
+save(fig, "im2col_columns.png")
+
+# %% [markdown]
+# ## Checking the backward passes
+#
+# `check_module` compares dx, dweight and dbias with central finite differences in float64 (chapter 4). A correct
+# backward agrees to about 1e-9; a wrong one is off by order 1.
+
+# %%
+conv_check = Conv2d(3, 4, 3, stride=2, padding=1, rng=rng, dtype=np.float64)
+report_conv = check_module(conv_check, rng.standard_normal((2, 3, 7, 6)))
+gn_check = GroupNorm(2, 4, dtype=np.float64)
+gn_check.params["weight"][...] = rng.standard_normal(4)
+report_gn = check_module(gn_check, rng.standard_normal((2, 4, 5, 5)))
+
+# %% [markdown]
+# ## What GroupNorm does to the statistics
+#
+# Feature maps coming out of a convolution have group means and spreads that drift from image to image. After
+# GroupNorm(8, 32) every (image, group) has mean 0 and standard deviation 1 (before gamma and beta, which start at 1
+# and 0). Figure: `groupnorm_statistics.png`.
+
+# %%
+features = Conv2d(1, 32, 3, padding=1, rng=rng, dtype=np.float64)(
+    np.concatenate([render_glyph(d, 28)[None, None] for d in "0123"]))       # (4, 32, 28, 28)
+normed = GroupNorm(GN_GROUPS, 32, dtype=np.float64)(features)
+stats = {}
+for name, a in [("conv output", features), ("after GroupNorm", normed)]:
+    g = a.reshape(4, GN_GROUPS, -1)                                           # (B, G, C/G H W)
+    stats[name] = (g.mean(-1).ravel(), g.std(-1).ravel())
+fig, ax = plt.subplots(figsize=(5, 3.6))
+for (name, (mu, sd)), marker in zip(stats.items(), "ox"):
+    ax.scatter(mu, sd, marker=marker, label=name)
+ax.set_xlabel("group mean")
+ax.set_ylabel("group standard deviation")
+ax.set_title(f"GroupNorm({GN_GROUPS}, 32): one point per (image, group)")
+ax.legend()
+save(fig, "groupnorm_statistics.png")
+
+# %% [markdown]
+# ## How fast? im2col + BLAS against direct loops and the NumPy reference
+#
+# The benchmark of `tinydiff/nn/kernels/bench_conv.py` on a 3x3, 32 -> 32 channel convolution of 28x28 images
+# (batch 64 in the full run: 0.925 GFLOP per pass; batch 4 under --quick), float32. Each strategy is timed for the
+# forward pass and both backward passes; the first call (JIT compilation) is not timed. Numbers from the development
+# machine are in docs/performance.md. Figure: `conv_speed.png`.
+
+# %%
+print(blas_info())
+rows = bench_conv(B=BENCH_BATCH, repeats=BENCH_REPEATS, threads=BENCH_THREADS)
+print(format_table(rows))
+
+names = list(dict.fromkeys(r["strategy"] for r in rows))
+passes = ["forward", "backward-input", "backward-weight"]
+fig, ax = plt.subplots(figsize=(8, 3.6))
+for k, p in enumerate(passes):
+    ms = [next(r["ms"] for r in rows if r["strategy"] == s and r["pass"] == p) for s in names]
+    ax.barh(np.arange(len(names)) + 0.27 * (k - 1), ms, height=0.27, label=p)
+ax.set_yticks(np.arange(len(names)), names)
+ax.invert_yaxis()
+ax.set_xscale("log")
+ax.set_xlabel(f"ms per pass (batch {BENCH_BATCH}, median of {BENCH_REPEATS}; lower is better)")
+ax.legend()
+save(fig, "conv_speed.png")
+
+# GroupNorm: the fused Numba kernel against the NumPy reference, on the benchmark's activation shape
+xg = rng.standard_normal((BENCH_BATCH, 32, 28, 28)).astype(np.float32)
+gamma, beta = np.ones(32, np.float32), np.zeros(32, np.float32)
+bufs = [np.empty_like(xg), np.empty_like(xg), np.empty((BENCH_BATCH, GN_GROUPS), np.float32)]
+gn_ms = {}
+for name, fn in [("numba", groupnorm_forward), ("numpy", groupnorm_forward_reference)]:
+    fn(xg, gamma, beta, GN_GROUPS, 1e-5, *bufs)                               # compile / warm up
+    t0 = time.perf_counter()
+    for _ in range(BENCH_REPEATS):
+        fn(xg, gamma, beta, GN_GROUPS, 1e-5, *bufs)
+    gn_ms[name] = 1e3 * (time.perf_counter() - t0) / BENCH_REPEATS
+print(f"GroupNorm forward {xg.shape}: numba {gn_ms['numba']:.2f} ms, numpy reference {gn_ms['numpy']:.2f} ms")
+
+# %%
+fast = {r["pass"]: r["ms"] for r in rows if r["strategy"] == "im2col+BLAS NCHW"}
+ref = {r["pass"]: r["ms"] for r in rows if r["strategy"] == "numpy reference"}
+print(f"\nsummary: gradient checks max error {max(report_conv.errors.values()):.1e} (Conv2d), "
+      f"{max(report_gn.errors.values()):.1e} (GroupNorm); im2col+BLAS forward {fast['forward']:.1f} ms vs NumPy "
+      f"reference {ref['forward']:.1f} ms at batch {BENCH_BATCH}; GroupNorm numba {gn_ms['numba']:.2f} ms vs "
+      f"numpy {gn_ms['numpy']:.2f} ms")
