@@ -59,27 +59,18 @@ Figures written (to `chapters/out/05/` unless `--out` says otherwise):
 """
 
 # %%
-import argparse
 import time
-from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from tinydiff import viz
+from tinydiff.nn import AvgPool2d, Conv2d, GroupNorm, Upsample, check_module
+from tinydiff.nn.kernels import conv as K
+from tinydiff.nn.kernels.bench_conv import blas_info, bench_conv, format_table
+from tinydiff.nn.kernels.groupnorm import groupnorm_forward, groupnorm_forward_reference
 
-from tinydiff.nn import AvgPool2d, Conv2d, GroupNorm, Upsample, check_module  # noqa: E402
-from tinydiff.nn.kernels import conv as K  # noqa: E402
-from tinydiff.nn.kernels.bench_conv import blas_info, bench_conv, format_table  # noqa: E402
-from tinydiff.nn.kernels.groupnorm import groupnorm_forward, groupnorm_forward_reference  # noqa: E402
-from tinydiff.viz import render_glyph  # noqa: E402
-
-parser = argparse.ArgumentParser(description="Chapter 5: convolutions and normalisation with Numba")
-parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out" / "05")
-parser.add_argument("--quick", action="store_true", help="tiny sizes: runs in seconds (used by the tests)")
-args, _ = parser.parse_known_args()            # parse_known_args: Jupyter passes arguments of its own
-args.out.mkdir(parents=True, exist_ok=True)
+args = viz.chapter_args(5, "Chapter 5: convolutions and normalisation with Numba")  # --out DIR, --quick
+plt = viz.plt()                                                      # matplotlib.pyplot with the headless Agg backend
 
 # ---- constants -------------------------------------------------------------------------------------------------
 BENCH_BATCH = 4 if args.quick else 64         # the timed convolution: 3x3, 32 -> 32 channels, 28x28, this batch
@@ -93,9 +84,7 @@ rng = np.random.default_rng(SEED)
 
 
 def save(fig, name):
-    fig.savefig(args.out / name, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    print(f"wrote {args.out / name}")
+    viz.save(fig, args.out / name)
 
 
 # %% [markdown]
@@ -106,7 +95,7 @@ def save(fig, name):
 # hand. Figure: `conv_filters.png`.
 
 # %%
-digit = render_glyph("5", 28)[None, None]                       # (1, 1, 28, 28) in [0, 1]
+digit = viz.render_glyph("5", 28)[None, None]                       # (1, 1, 28, 28) in [0, 1]
 filters = np.array([
     [[-1, -2, -1], [0, 0, 0], [1, 2, 1]],                         # Sobel: horizontal edges
     [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],                         # Sobel: vertical edges
@@ -185,7 +174,7 @@ report_gn = check_module(gn_check, rng.standard_normal((2, 4, 5, 5)))
 
 # %%
 features = Conv2d(1, 32, 3, padding=1, rng=rng, dtype=np.float64)(
-    np.concatenate([render_glyph(d, 28)[None, None] for d in "0123"]))       # (4, 32, 28, 28)
+    np.concatenate([viz.render_glyph(d, 28)[None, None] for d in "0123"]))       # (4, 32, 28, 28)
 normed = GroupNorm(GN_GROUPS, 32, dtype=np.float64)(features)
 stats = {}
 for name, a in [("conv output", features), ("after GroupNorm", normed)]:
