@@ -1,0 +1,1 @@
+from tinydiff.models.mlp import MLPDenoiser
