@@ -86,8 +86,10 @@ class SinusoidalEmbedding(Module):
             raise ValueError(f"SinusoidalEmbedding: expected time steps of shape (B,), got {t.shape}. "
                              "Pass one step per sample, e.g. t = np.full(B, 10).")
         self._t = t
+        ### BEGIN SOLUTION ex5_1: sinusoidal embedding — set self._args = t f_j (B, half) and emb = [sin(args), cos(args)] (B, 2 half) (chapter 5, 2 points)
         self._args = t.astype(np.float64)[:, None] * self.freqs[None, :]          # (B, half)
         emb = np.concatenate([np.sin(self._args), np.cos(self._args)], axis=1)     # (B, 2 half)
+        ### END SOLUTION
         if self.dim % 2:
             emb = np.concatenate([emb, np.zeros((len(t), 1))], axis=1)            # (B, dim)
         return emb.astype(self.dtype)

@@ -55,10 +55,12 @@ class Linear(Module):
         if self._x is None:
             raise RuntimeError("Linear.backward called before forward")
         dy = np.asarray(grad_output, dtype=self.dtype).reshape(-1, self.out_features)  # (N, out)
+        ### BEGIN SOLUTION ex4_1: Linear backward — fill self.grads["weight"] and self.grads["bias"] in place and compute dx (N, in) (chapter 4, 2 points)
         self.grads["weight"][...] = dy.T @ self._x                       # (out, in)
         if self.use_bias:
             self.grads["bias"][...] = dy.sum(axis=0)                     # (out,)
         dx = dy @ self.params["weight"]                                  # (N, in)
+        ### END SOLUTION
         return dx.reshape(*self._lead, self.in_features)                 # (..., in)
 
     def extra_repr(self) -> str:

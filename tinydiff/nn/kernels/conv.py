@@ -175,6 +175,7 @@ def conv2d_backward_weight_direct(dy, x, stride, padding, dw, dbias):
     B, C, H, W = x.shape
     O, _, kh, kw = dw.shape
     Ho, Wo = dy.shape[2], dy.shape[3]
+    ### BEGIN SOLUTION ex5_3: conv2d backward — the loops of dw, dbias (equations 2-3) and of dx (equation 4) in the two Numba kernels (chapter 5, 4 points)
     dw[...] = 0.0
     dbias[...] = 0.0
     for b in range(B):
@@ -195,6 +196,7 @@ def conv2d_backward_weight_direct(dy, x, stride, padding, dw, dbias):
                                 if 0 <= v < W:
                                     acc += dy[b, o, m, n] * x[b, c, h, v]
                         dw[o, c, i, j] += acc
+    ### END SOLUTION
     return dw, dbias
 
 
@@ -204,6 +206,7 @@ def conv2d_backward_input_direct(dy, w, stride, padding, dx):
     B, C, H, W = dx.shape
     O, _, kh, kw = w.shape
     Ho, Wo = dy.shape[2], dy.shape[3]
+    ### BEGIN SOLUTION ex5_3
     dx[...] = 0.0
     for b in range(B):
         for o in range(O):
@@ -219,6 +222,7 @@ def conv2d_backward_input_direct(dy, w, stride, padding, dx):
                                 v = n * stride - padding + j
                                 if 0 <= v < W:
                                     dx[b, c, h, v] += wv * dy[b, o, m, n]
+    ### END SOLUTION
     return dx
 
 

@@ -70,6 +70,7 @@ def groupnorm_backward(dy, xhat, rstd, gamma, num_groups, dx, dgamma, dbeta):
     B, C, H, W = dy.shape
     cg = C // num_groups
     n = cg * H * W
+    ### BEGIN SOLUTION ex5_2: GroupNorm backward — fill dgamma, dbeta (C,) and dx (B, C, H, W) from dy, xhat and rstd, in this Numba kernel and in the NumPy reference below (chapter 5, 3 points)
     dgamma[...] = 0.0
     dbeta[...] = 0.0
     for b in range(B):
@@ -96,12 +97,14 @@ def groupnorm_backward(dy, xhat, rstd, gamma, num_groups, dx, dgamma, dbeta):
                 for h in range(H):
                     for v in range(W):
                         dx[b, c, h, v] = r * (gamma[c] * dy[b, c, h, v] - m1 - xhat[b, c, h, v] * m2)
+    ### END SOLUTION
     return dx, dgamma, dbeta
 
 
 def groupnorm_backward_reference(dy, xhat, rstd, gamma, num_groups, dx, dgamma, dbeta):
     """NumPy reference for ``groupnorm_backward``. Same signature and result."""
     B, C, H, W = dy.shape
+    ### BEGIN SOLUTION ex5_2
     dxhat = (dy * gamma[:, None, None]).reshape(B, num_groups, -1).astype(np.float64)  # (B, G, C/G*H*W)
     xh = xhat.reshape(B, num_groups, -1)
     dxg = rstd[:, :, None] * (dxhat - dxhat.mean(axis=2, keepdims=True)
@@ -109,4 +112,5 @@ def groupnorm_backward_reference(dy, xhat, rstd, gamma, num_groups, dx, dgamma, 
     dx[...] = dxg.reshape(B, C, H, W)
     dgamma[...] = (dy * xhat).sum(axis=(0, 2, 3))
     dbeta[...] = dy.sum(axis=(0, 2, 3))
+    ### END SOLUTION
     return dx, dgamma, dbeta

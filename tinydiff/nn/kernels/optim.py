@@ -22,16 +22,19 @@ from numba import njit
 
 
 def adam_update_ref(p, g, m, v, lr, beta1, beta2, eps, l2, wd, step):
+    ### BEGIN SOLUTION ex4_4: Adam update — update m, v and p in place (bias-corrected moments, decoupled decay wd), in NumPy here and in the Numba loop below (chapter 4, 3 points)
     g = g + l2 * p
     m[...] = beta1 * m + (1.0 - beta1) * g
     v[...] = beta2 * v + (1.0 - beta2) * g * g
     m_hat = m / (1.0 - beta1**step)
     v_hat = v / (1.0 - beta2**step)
     p[...] = p - lr * (m_hat / (np.sqrt(v_hat) + eps) + wd * p)
+    ### END SOLUTION
 
 
 @njit(cache=True, fastmath=True, error_model="numpy")
 def _adam_flat(p, g, m, v, lr, beta1, beta2, eps, l2, wd, step):
+    ### BEGIN SOLUTION ex4_4
     bc1 = 1.0 - beta1**step
     bc2 = 1.0 - beta2**step
     for i in range(p.size):
@@ -42,6 +45,7 @@ def _adam_flat(p, g, m, v, lr, beta1, beta2, eps, l2, wd, step):
         m[i] = mi
         v[i] = vi
         p[i] = pi - lr * ((mi / bc1) / (math.sqrt(vi / bc2) + eps) + wd * pi)
+    ### END SOLUTION
 
 
 def adam_update_numba(p, g, m, v, lr, beta1, beta2, eps, l2, wd, step):

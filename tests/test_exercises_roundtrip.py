@@ -1,0 +1,107 @@
+"""Round trip: the student copy imports and collects, each exercise test fails with its own NotImplementedError
+message, and putting one solution back makes exactly that exercise pass. (The solution tree passing every exercise
+test is tests/exercises/ itself.)
+
+The quick version blanks two pure-NumPy exercises; the full one (marked slow: it compiles the copy's Numba kernels)
+blanks all of them.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tinydiff.exercises.grade import run_tests
+from tinydiff.exercises.markers import project_root, scan_project, scan_text
+from tinydiff.exercises.student import make_student, replace_regions
+
+QUICK = ["ex1_1", "ex3_2"]
+
+
+def _number(exercise_id):
+    return exercise_id[2:].replace("_", ".")
+
+
+def put_solution_back(student_root, exercise_id):
+    """Copy the regions of one exercise from this source tree into the student copy."""
+    exercises, _ = scan_project(project_root())
+    for path in {r.path for r in exercises[exercise_id].regions}:
+        original = (project_root() / path).read_text().splitlines()
+        target = student_root / path
+        student = target.read_text().splitlines()
+        solution = [r for r in scan_text("\n".join(original), path)[0] if r.exercise_id == exercise_id]
+        stubs = [r for r in scan_text("\n".join(student), path)[0] if r.exercise_id == exercise_id]
+        new = replace_regions(student, {(s.begin, s.end): original[r.begin - 1: r.end] for s, r in zip(stubs, solution)})
+        target.write_text("\n".join(new) + "\n")
+
+
+def assert_fail_with_own_stub(report, ids):
+    assert report["collect_errors"] == []
+    by_exercise = {k: [t for t in report["tests"] if k in t["exercises"]] for k in ids}
+    for k, tests in by_exercise.items():
+        assert tests, f"no test ran for {k}"
+        for t in tests:
+            assert t["outcome"] == "failed", t
+            assert re.match(rf"NotImplementedError: Exercise {re.escape(_number(k))} \(", t["message"]), t
+
+
+@pytest.fixture(scope="module")
+def quick_copy(tmp_path_factory):
+    out = tmp_path_factory.mktemp("roundtrip") / "student"
+    make_student(out, only=QUICK)
+    return out
+
+
+def test_student_copy_blanks_the_chosen_regions_and_keeps_the_others(quick_copy):
+    exercises, hidden = scan_project(quick_copy)
+    assert hidden == []
+    text = (quick_copy / "tinydiff" / "diffusion.py").read_text()
+    assert "Exercise 1.1 (q_sample)" in text and "sqrt_ab * x0 + sqrt_1m_ab * noise" not in text
+    assert "coef_x0 = np.sqrt(ab_prev)" in text                         # ex3_1 was not chosen: solution kept
+    assert list(exercises) == list(scan_project(project_root())[0])     # headers (and so `list`) survive
+
+
+def test_student_copy_imports_and_collects_every_test(quick_copy):
+    env = dict(os.environ, PYTHONPATH=str(quick_copy), PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+                          cwd=quick_copy, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert " error" not in proc.stdout.splitlines()[-1]
+
+
+def test_each_exercise_test_fails_with_its_stub_message_and_one_solution_restores_one_exercise(quick_copy):
+    tests = quick_copy / "tests" / "exercises"
+    assert_fail_with_own_stub(run_tests(quick_copy, QUICK, tests), QUICK)
+    put_solution_back(quick_copy, "ex1_1")
+    report = run_tests(quick_copy, QUICK, tests)
+    outcomes = {k: {t["outcome"] for t in report["tests"] if k in t["exercises"]} for k in QUICK}
+    assert outcomes == {"ex1_1": {"passed"}, "ex3_2": {"failed"}}
+
+
+def test_full_student_copy_generates_and_its_modules_import(tmp_path):
+    out = tmp_path / "student"
+    done = make_student(out)
+    assert len(done) >= 12
+    modules = sorted({".".join(r.path.with_suffix("").parts) for ex in done.values() for r in ex.regions})
+    code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\nprint('ok')"
+    env = dict(os.environ, PYTHONPATH=str(out), PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, "-c", code, *modules], cwd=out, env=env, capture_output=True, text=True)
+    assert proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_full_round_trip_every_exercise(tmp_path):
+    out = tmp_path / "student"
+    ids = list(make_student(out))
+    assert_fail_with_own_stub(run_tests(out, ids), ids)
+    env = dict(os.environ, PYTHONPATH=str(out), PYTHONDONTWRITEBYTECODE="1")
+    whole = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
+                            "--ignore=tests/test_exercises_roundtrip.py", "--ignore=tests/exercises"],
+                           cwd=out, env=env, capture_output=True, text=True, timeout=1800)
+    assert whole.returncode == 0, whole.stdout[-5000:]                  # nothing outside the exercises breaks
+    put_solution_back(out, "ex5_3")
+    report = run_tests(out, ids)
+    passed = {k for k in ids if all(t["outcome"] == "passed" for t in report["tests"] if k in t["exercises"])}
+    assert passed == {"ex5_3"}
