@@ -1,5 +1,7 @@
 """Time the convolution strategies: forward, backward-input (dx) and backward-weight (dw, db), in ms and GFLOP/s.
 
+Also times the GroupNorm kernels against their NumPy references (``bench_groupnorm``).
+
     python -m tinydiff.nn.kernels.bench_conv                 # 3x3, 32->32 channels, 28x28, batch 64, float32
     python -m tinydiff.nn.kernels.bench_conv --quick         # small sizes, seconds
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m tinydiff.nn.kernels.bench_conv --threads 1 2
@@ -264,6 +266,26 @@ def bench_conv(B=64, C=32, O=32, H=28, W=28, k=3, stride=1, padding=1, dtype=np.
     return rows
 
 
+def bench_groupnorm(B=64, C=32, H=28, W=28, num_groups=8, dtype=np.float32, repeats=5, seed=0) -> dict:
+    """Median ms of GroupNorm forward and backward: the Numba kernels against their NumPy references.
+
+    Returns ``{"numba": (forward_ms, backward_ms), "numpy": (forward_ms, backward_ms)}``.
+    """
+    from tinydiff.nn.kernels import groupnorm as G
+
+    rng = np.random.default_rng(seed)
+    x, dy = (rng.standard_normal((B, C, H, W)).astype(dtype) for _ in range(2))
+    gamma, beta = np.ones(C, dtype), np.zeros(C, dtype)
+    y, xhat, rstd = np.empty_like(x), np.empty_like(x), np.empty((B, num_groups), dtype)
+    dx, dgamma, dbeta = np.empty_like(x), np.empty_like(gamma), np.empty_like(gamma)
+    out = {}
+    for name, fwd, bwd in [("numba", G.groupnorm_forward, G.groupnorm_backward),
+                           ("numpy", G.groupnorm_forward_reference, G.groupnorm_backward_reference)]:
+        out[name] = (_time_ms(lambda: fwd(x, gamma, beta, num_groups, 1e-5, y, xhat, rstd), repeats),
+                     _time_ms(lambda: bwd(dy, xhat, rstd, gamma, num_groups, dx, dgamma, dbeta), repeats))
+    return out
+
+
 def format_table(rows: list[dict]) -> str:
     """A Markdown table: one line per (strategy, BLAS threads), ms and GFLOP/s for each pass."""
     lines = ["| strategy | BLAS threads | forward ms (GFLOP/s) | backward-input ms (GFLOP/s) | backward-weight ms (GFLOP/s) |",
@@ -288,6 +310,9 @@ def main(argv=None) -> None:
           f"{2 * B * 32 * 28 * 28 * 32 * 9 / 1e9:.3f} GFLOP per pass")
     print(f"{platform.processor() or platform.machine()}, numpy {np.__version__}, {blas_info()}")
     print(format_table(bench_conv(B=B, dtype=dtype, repeats=repeats, threads=args.threads)))
+    gn = bench_groupnorm(B=B, dtype=dtype, repeats=repeats)
+    print(f"GroupNorm(8, 32) on ({B}, 32, 28, 28): forward / backward ms: numba {gn['numba'][0]:.2f} / "
+          f"{gn['numba'][1]:.2f}, numpy reference {gn['numpy'][0]:.2f} / {gn['numpy'][1]:.2f}")
 
 
 if __name__ == "__main__":
