@@ -1,0 +1,351 @@
+"""Sampling: run the learned reverse process from noise to data, and (for deterministic samplers) back again.
+
+    x = sample(model, (1000, 2), schedule, method="ddim", steps=50)
+
+``model`` is any callable ``model(x_t, t) -> prediction`` (``model(x_t, t, y)`` with labels), ``t`` an int64 array
+(B,). Every method works in one loop over a descending list of time steps ``ts`` (:func:`timesteps`); the state is
+always x_t in the variance-preserving frame of the schedule, and each step turns the model output into the pair
+(x0, eps) with :func:`tinydiff.diffusion.predict_x0_and_eps`, so every prediction type works with every method.
+
+The last step jumps from the last sampled step t_last to the clean data (alpha_bar_prev = 1). Every method then
+returns the model's x0 estimate E[x0 | x_{t_last}], a posterior MEAN: it is sharp only when t_last is small. With
+``timestep_spacing="trailing"`` and few steps t_last = T/steps - 1 can be large, and the samples shrink towards the
+modes' centres; "leading" and "linspace" end at t = 0. ``final_step="none"`` stops at x_{t_last} instead.
+
+Classifier-free guidance (Ho & Salimans 2022): with labels ``y`` and ``guidance_scale = s``, one batched model call
+gets the conditional and the unconditional (``null_label``) outputs and combines them as
+``out = out_u + s (out_c - out_u)``, in the model's own prediction space. Every conversion to x0 or eps is affine in the
+output with weights fixed by (x_t, t), so this is the same as combining eps (or x0, or v). s = 1 is the plain
+conditional model, s = 0 the unconditional one. Ho & Salimans write eps = (1 + w) eps_c - w eps_u: w = s - 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinydiff.diffusion import PREDICTION_TYPES, predict_x0_and_eps, q_posterior
+from tinydiff.rng import make_rng
+from tinydiff.schedules import NoiseSchedule
+
+__all__ = ["METHODS", "SPACINGS", "timesteps", "respace", "sample", "invert", "Trajectory",
+           "ddpm_step", "ddim_sigma", "ddim_step", "euler_step", "heun_step", "dpmpp_2m_step", "threshold_x0"]
+
+METHODS = ("ddpm", "ddim", "dpm++2m", "euler", "heun")
+SPACINGS = ("linspace", "leading", "trailing")
+VARIANCES = ("fixed_small", "fixed_large")
+FINAL_STEPS = ("denoise", "none")
+ODE_SIGMA_MAX = 80.0  # where Euler and Heun start by default (Karras et al. 2022 use sigma_max = 80)
+
+
+def _check_choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {list(allowed)}")
+
+
+# ---- which steps to visit ----------------------------------------------------------------------------------------
+def _spaced(T: int, steps: int, spacing: str) -> np.ndarray:
+    """The spacings of Lin et al. (2023), Table 2, in tinydiff's 0-based steps (their 1-based table minus 1)."""
+    if spacing == "linspace":   # iDDPM: both ends included
+        ts = np.round(np.linspace(0, T - 1, steps))
+    elif spacing == "leading":  # DDIM: 0, T//S, 2 T//S, ...  (never reaches T-1)
+        ts = np.arange(steps) * (T // steps)
+    else:                       # trailing (DPM-Solver): T-1, T-1-T/S, ...  (always starts at T-1)
+        ts = np.round(T - np.arange(steps) * (T / steps)) - 1
+    return np.sort(ts.astype(np.int64))[::-1].copy()
+
+
+def timesteps(schedule: NoiseSchedule, steps: int | None = None, spacing: str = "trailing") -> np.ndarray:
+    """The descending int64 time steps a sampler visits: ``steps`` of them out of {0, ..., T-1} (all when None).
+
+    For T = 1000, steps = 10 (Lin et al. 2023, Table 2, shifted to 0-based indices):
+        linspace [999 888 777 666 555 444 333 222 111 0], leading [900 800 ... 100 0], trailing [999 899 ... 199 99].
+    """
+    _check_choice("timestep_spacing", spacing, SPACINGS)
+    T = schedule.T if isinstance(schedule, NoiseSchedule) else int(schedule)
+    steps = T if steps is None else steps
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= T:
+        raise ValueError(f"steps must be an integer in 1..{T} (the number of diffusion steps T), got {steps!r}")
+    return _spaced(T, int(steps), spacing)
+
+
+def respace(schedule: NoiseSchedule, ts) -> NoiseSchedule:
+    """The chain that visits only ``ts`` (Nichol & Dhariwal 2021, Sec. 4): beta'_j = 1 - ab[s_j] / ab[s_{j-1}].
+
+    ``s`` is ``ts`` ascending; step j of the new schedule is step s_j of the old one, and alpha_bar'_j = ab[s_j].
+    """
+    s = np.sort(np.asarray(ts))
+    ab = schedule.alphas_cumprod[s]
+    betas = 1.0 - ab / np.concatenate([[1.0], ab[:-1]])
+    return NoiseSchedule(betas, zero_terminal_snr=bool(ab[-1] == 0.0))
+
+
+def _alpha_bar(schedule: NoiseSchedule, t: int) -> float:
+    """alpha_bar_t, with alpha_bar_{-1} = 1 (t = -1 is the clean data)."""
+    return 1.0 if t < 0 else float(schedule.alphas_cumprod[t])
+
+
+def _sigma(ab: float) -> float:
+    """Noise level of the variance-exploding frame: x_t / sqrt(ab) = x0 + sigma eps, sigma = sqrt((1 - ab) / ab)."""
+    return np.inf if ab == 0.0 else float(np.sqrt((1.0 - ab) / ab))
+
+
+# ---- the step of each method -------------------------------------------------------------------------------------
+def ddpm_step(respaced: NoiseSchedule, j: int, x_t, x0, noise, variance: str = "fixed_small"):
+    """Ancestral step x_{t'} ~ p(x_{t'} | x_t) = q(x_{t'} | x_t, x0 = x0_hat) (Ho et al. 2020, eq. 6-7 and Alg. 2).
+
+    ``j`` indexes the respaced chain (:func:`respace`; j = t for all T steps). The variance is beta_tilde_j
+    ("fixed_small", the posterior's) or beta'_j ("fixed_large"); Ho et al. found both work (Sec. 3.2). The last step
+    (j = 0) adds no noise and returns x0_hat.
+    """
+    mean, var_small = q_posterior(respaced, x0, x_t, np.full(x_t.shape[0], j))
+    if j == 0:
+        return mean
+    var = var_small if variance == "fixed_small" else respaced.betas[j]
+    return mean + np.sqrt(var) * noise
+
+
+def ddim_sigma(ab_t: float, ab_prev: float, eta: float) -> float:
+    """Song et al. (2021), eq. 16: sigma = eta sqrt((1 - ab_prev) / (1 - ab_t)) sqrt(1 - ab_t / ab_prev).
+
+    eta = 1 gives the DDPM posterior variance of the same pair of steps; eta = 0 a deterministic sampler.
+    """
+    return eta * np.sqrt((1.0 - ab_prev) / (1.0 - ab_t) * (1.0 - ab_t / ab_prev))
+
+
+def ddim_step(x0, eps, ab_prev: float, sigma: float, noise):
+    """Song et al. (2021), eq. 12: x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) eps + sigma z."""
+    x_prev = np.sqrt(ab_prev) * x0 + np.sqrt(max(1.0 - ab_prev - sigma**2, 0.0)) * eps
+    return x_prev + sigma * noise if sigma > 0 else x_prev
+
+
+def euler_step(x_t, eps, ab_t: float, ab_prev: float):
+    """One Euler step of the probability-flow ODE in the variance-exploding frame z = x_t / sqrt(ab) = x0 + sigma eps.
+
+    Karras et al. (2022), eq. 4 with sigma(t) = t:  dz/dsigma = (z - D(z; sigma)) / sigma = eps,  so
+    z' = z + (sigma' - sigma) eps, and back to x_{t'} = sqrt(ab') z'. It equals DDIM with eta = 0.
+    """
+    z = x_t / np.sqrt(ab_t)
+    z_prev = z + (_sigma(ab_prev) - _sigma(ab_t)) * eps
+    return np.sqrt(ab_prev) * z_prev
+
+
+def heun_step(x_t, eps, eps_next, ab_t: float, ab_prev: float):
+    """Heun's correction (Karras et al. 2022, Alg. 1, lines 7-8): z' = z + (sigma' - sigma) (eps + eps') / 2,
+
+    where eps' is the model's eps at the Euler guess (:func:`euler_step`). Not used for the last step to sigma = 0.
+    """
+    return euler_step(x_t, 0.5 * (eps + eps_next), ab_t, ab_prev)
+
+
+def dpmpp_2m_step(x_t, x0, x0_last, ab_t: float, ab_prev: float, ab_last: float | None):
+    """DPM-Solver++(2M) (Lu et al. 2022b, Alg. 2), with alpha = sqrt(ab), sigma = sqrt(1 - ab), lambda = log(alpha/sigma):
+
+        h = lambda_prev - lambda_t,   D = x0                                            (first order: DDIM)
+        D = (1 + 1/(2r)) x0 - 1/(2r) x0_last,   r = h_last / h                         (second order)
+        x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (e^{-h} - 1) D
+
+    ``x0_last`` is the x0 prediction of the previous step, made at alpha_bar = ``ab_last`` (None: first order).
+    e^{-h} = alpha_t sigma_prev / (sigma_t alpha_prev) is computed without logs, so ab_t = 0 and ab_prev = 1 work.
+    """
+    a_t, s_t, a_p, s_p = np.sqrt(ab_t), np.sqrt(1.0 - ab_t), np.sqrt(ab_prev), np.sqrt(1.0 - ab_prev)
+    D = x0
+    if x0_last is not None:
+        with np.errstate(divide="ignore"):
+            lam = lambda ab: 0.5 * (np.log(ab) - np.log1p(-ab))  # noqa: E731  (half the log-SNR)
+            h, h_last = lam(ab_prev) - lam(ab_t), lam(ab_t) - lam(ab_last)
+        half_inv_r = h / (2.0 * h_last)  # 1 / (2r); 0 when the last step started from pure noise (h_last = inf)
+        D = (1.0 + half_inv_r) * x0 - half_inv_r * x0_last
+    return (s_p / s_t) * x_t + (a_p - a_t * s_p / s_t) * D  # -alpha_prev (e^{-h} - 1) = alpha_prev - alpha_t s_p / s_t
+
+
+def threshold_x0(x0, clip):
+    """Clip the x0 estimate: ``clip=c`` clamps to [-c, c]; ``clip="dynamic"`` is Imagen's dynamic thresholding
+    (Saharia et al. 2022, Sec. 2.3): s = max(1, 99.5th percentile of |x0| per sample), x0 = clip(x0, -s, s) / s."""
+    if clip is None:
+        return x0
+    if clip == "dynamic":
+        s = np.quantile(np.abs(x0).reshape(x0.shape[0], -1), 0.995, axis=1)  # (B,)
+        s = np.maximum(s, 1.0).reshape((-1,) + (1,) * (x0.ndim - 1))        # (B, 1, ..., 1)
+        return np.clip(x0, -s, s) / s
+    if isinstance(clip, str) or not clip > 0:
+        raise ValueError(f"clip must be None, a positive number or 'dynamic', got {clip!r}")
+    return np.clip(x0, -clip, clip)
+
+
+# ---- the model, guided and checked -------------------------------------------------------------------------------
+class _Denoiser:
+    """Calls the model (once per step, guided or not), checks its output and returns (x0, eps) for x_t at step t."""
+
+    def __init__(self, model, schedule, prediction_type, clip, y, guidance_scale, null_label, batch):
+        _check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+        self.model, self.schedule, self.prediction_type, self.clip = model, schedule, prediction_type, clip
+        self.y, self.s, self.nfe = y, float(guidance_scale), 0
+        if y is not None:
+            self.y = np.broadcast_to(np.asarray(y, dtype=np.int64), (batch,))
+            null_label = getattr(model, "null_label", None) if null_label is None else null_label
+            if self.s != 1.0 and null_label is None:
+                raise ValueError("classifier-free guidance needs the label meaning 'no condition': pass null_label=...")
+            self.null = None if null_label is None else np.full(batch, null_label, dtype=np.int64)
+
+    def _call(self, x, t, *y):
+        out = np.asarray(self.model(x, t, *y))
+        self.nfe += 1
+        if out.shape != x.shape:
+            raise ValueError(f"the model returned shape {out.shape} at t={int(t[0])}; expected {x.shape}, the shape of "
+                             f"x_t (a {self.prediction_type} prediction has the shape of its input)")
+        if not np.all(np.isfinite(out)):
+            raise FloatingPointError(f"the model returned NaN or inf at t={int(t[0])}: check the model and its "
+                                     "weights, or try clip=1.0 / a smaller sigma_max")
+        return out
+
+    def __call__(self, x, t: int):
+        tt = np.full(x.shape[0], t, dtype=np.int64)
+        if self.y is None:
+            out = self._call(x, tt)
+        elif self.s == 1.0:
+            out = self._call(x, tt, self.y)
+        else:  # conditional and unconditional passes in one batched call: (2B, ...)
+            both = self._call(np.concatenate([x, x]), np.concatenate([tt, tt]), np.concatenate([self.y, self.null]))
+            cond, uncond = both[: x.shape[0]], both[x.shape[0]:]
+            out = uncond + self.s * (cond - uncond)
+        x0, eps = predict_x0_and_eps(self.schedule, x, tt, out, self.prediction_type)
+        if self.clip is not None:  # clip x0, then recompute the eps it implies: eps = (x_t - sqrt(ab) x0) / sqrt(1 - ab)
+            ab = float(self.schedule.alphas_cumprod[t])
+            x0 = threshold_x0(x0, self.clip)
+            eps = (x - np.sqrt(ab) * x0) / np.sqrt(1.0 - ab)
+        return x0, eps
+
+
+@dataclass
+class Trajectory:
+    """What ``return_trajectory=True`` gives besides the samples.
+
+    t: (S+1,) the step of each state (-1 = clean data).  x: (S+1, B, ...) the states x_t, in the variance-preserving
+    frame, x[0] the start noise and x[-1] the samples.  x0: (S, B, ...) the x0 estimate made at each step.
+    nfe: number of model calls (a guided call with batch 2B counts once).
+    """
+    t: np.ndarray
+    x: np.ndarray
+    x0: np.ndarray
+    nfe: int
+
+
+def _sampling_steps(schedule, method, steps, spacing, sigma_max) -> np.ndarray:
+    """The step list, restricted for Euler/Heun (and for any method given sigma_max) to sigma_t <= sigma_max."""
+    if sigma_max is None:
+        sigma_max = ODE_SIGMA_MAX if method in ("euler", "heun") else np.inf
+    T_eff = int(np.searchsorted(schedule.sigmas, sigma_max, side="right"))  # steps 0..T_eff-1 have sigma <= sigma_max
+    if T_eff < schedule.T:
+        if T_eff == 0:
+            raise ValueError(f"sigma_max={sigma_max} is below the first step's sigma {schedule.sigmas[0]:.3g}")
+        if steps is not None and steps > T_eff:
+            raise ValueError(f"steps must be an integer in 1..{T_eff}: only {T_eff} steps of the schedule have "
+                             f"sigma <= sigma_max={sigma_max}; got {steps!r}")
+    return timesteps(T_eff, steps, spacing)
+
+
+# ---- the shared loop ---------------------------------------------------------------------------------------------
+def sample(model, shape, schedule: NoiseSchedule, *, method="ddpm", steps=None, eta=0.0, prediction_type="epsilon",
+           timestep_spacing="trailing", clip=None, rng=None, return_trajectory=False, variance="fixed_small",
+           y=None, guidance_scale=1.0, null_label=None, x_T=None, sigma_max=None, final_step="denoise",
+           progress=False):
+    """Draw samples of shape ``shape`` = (B, ...) by running ``method`` over ``steps`` steps from noise.
+
+    Args:
+        method: "ddpm" (ancestral; with fewer steps the respaced chain of :func:`respace`), "ddim" (any ``eta``),
+            "dpm++2m", "euler" or "heun" (probability-flow ODE in the sigma frame).
+        steps: how many steps (None: all T).  timestep_spacing: "linspace", "leading" or "trailing" (:func:`timesteps`).
+        prediction_type: what ``model`` outputs.  clip: None, c, or "dynamic" (:func:`threshold_x0`).
+        variance: "fixed_small" or "fixed_large" (ddpm only).  eta: DDIM noise, 0 = deterministic, 1 = DDPM.
+        y, guidance_scale, null_label: classifier-free guidance (see the module docstring); ``null_label`` defaults
+            to ``model.null_label``.
+        x_T: start noise (default N(0, I)), the state at the first sampled step (x_t ~ N(0, I) in the VP frame,
+            which is sigma-frame noise of variance 1 + sigma^2).
+        sigma_max: start at the largest step with sigma_t <= sigma_max; default 80 for euler/heun (a cosine schedule
+            ends at sigma ~ 2e4, zero terminal SNR at infinity) and no limit for the others.
+        final_step: "denoise" (jump to the clean data, returning E[x0 | x_{t_last}]) or "none" (stop at x_{t_last}).
+        progress: show a tqdm progress bar.
+    Returns:
+        samples (B, ...), and a :class:`Trajectory` if ``return_trajectory``.
+    """
+    _check_choice("method", method, METHODS)
+    _check_choice("variance", variance, VARIANCES)
+    _check_choice("final_step", final_step, FINAL_STEPS)
+    shape = tuple(int(n) for n in shape)
+    ts = _sampling_steps(schedule, method, steps, timestep_spacing, sigma_max)
+    rng = make_rng(rng)
+    if x_T is None:
+        x = rng.standard_normal(shape)
+    else:
+        x = np.asarray(x_T)
+        if x.shape != shape:
+            raise ValueError(f"x_T has shape {x.shape} but shape={shape}: pass noise of the shape you want to sample")
+    denoise = _Denoiser(model, schedule, prediction_type, clip, y, guidance_scale, null_label, shape[0])
+    respaced = respace(schedule, ts) if method == "ddpm" else None
+    if method in ("euler", "heun") and not np.isfinite(schedule.sigmas[ts[0]]):
+        raise ValueError("euler/heun cannot start at sigma = inf (zero terminal SNR): pass a finite sigma_max")
+    xs, x0s, t_list = [x], [], [int(ts[0])]
+    x0_last = ab_last = None
+    loop = range(len(ts))
+    if progress:
+        from tqdm.auto import tqdm
+        loop = tqdm(loop, desc=f"sampling ({method})")
+    for i in loop:
+        t, t_prev = int(ts[i]), (int(ts[i + 1]) if i + 1 < len(ts) else -1)
+        if t_prev < 0 and final_step == "none":
+            break
+        ab_t, ab_prev = _alpha_bar(schedule, t), _alpha_bar(schedule, t_prev)
+        x0, eps = denoise(x, t)
+        noise = rng.standard_normal(shape) if method == "ddpm" or (method == "ddim" and eta > 0) else None
+        if method == "ddpm":
+            x = ddpm_step(respaced, len(ts) - 1 - i, x, x0, noise, variance)
+        elif method == "ddim":
+            x = ddim_step(x0, eps, ab_prev, ddim_sigma(ab_t, ab_prev, eta), noise)
+        elif method == "dpm++2m":
+            last_step = t_prev < 0  # the final step is first order (Lu et al. 2022b, "lower order final")
+            x = dpmpp_2m_step(x, x0, None if last_step else x0_last, ab_t, ab_prev, ab_last)
+            x0_last, ab_last = x0, ab_t
+        else:
+            x_next = euler_step(x, eps, ab_t, ab_prev)
+            if method == "heun" and t_prev >= 0:
+                x_next = heun_step(x, eps, denoise(x_next, t_prev)[1], ab_t, ab_prev)
+            x = x_next
+        xs.append(x), x0s.append(x0), t_list.append(t_prev)
+    if not return_trajectory:
+        return x
+    x0_arr = np.stack(x0s) if x0s else np.empty((0,) + shape)
+    return x, Trajectory(t=np.array(t_list), x=np.stack(xs), x0=x0_arr, nfe=denoise.nfe)
+
+
+def invert(model, x0, schedule: NoiseSchedule, *, method="ddim", steps=None, prediction_type="epsilon",
+           timestep_spacing="trailing", y=None, guidance_scale=1.0, null_label=None, sigma_max=None,
+           fixed_point_iters=0, return_trajectory=False):
+    """DDIM inversion / ODE encoding: run the deterministic sampler backwards, from data x0 to noise x_{t_first}.
+
+    Sampling step t -> t' is z' = z + (sigma' - sigma) eps(x_t, t) in the sigma frame (:func:`euler_step`), so the
+    exact inverse is z = z' - (sigma' - sigma) eps(x_t, t): implicit in x_t. The usual approximation evaluates eps at
+    the known point x_{t'} (at step t); ``fixed_point_iters`` more passes re-evaluate eps at the new x_t, which
+    converges to the exact inverse of :func:`sample` with method "ddim", eta = 0 (and "euler") for small steps.
+
+    Returns the noise x at the first sampling step (shape of x0), and a :class:`Trajectory` (ascending t) if asked.
+    """
+    _check_choice("method (invertible: 'ddim' with eta=0, 'euler')", method, ("ddim", "euler"))
+    x = np.asarray(x0)
+    ts = _sampling_steps(schedule, method, steps, timestep_spacing, sigma_max)[::-1]  # ascending
+    denoise = _Denoiser(model, schedule, prediction_type, None, y, guidance_scale, null_label, x.shape[0])
+    xs, x0s, t_list, level = [x], [], [-1], -1
+    for t in ts:
+        t = int(t)
+        ab_from, ab_to = _alpha_bar(schedule, level), _alpha_bar(schedule, t)
+        x0_hat, eps = denoise(x, t)
+        x_new = euler_step(x, eps, ab_from, ab_to)           # the same step with sigma increasing
+        for _ in range(int(fixed_point_iters)):
+            x0_hat, eps = denoise(x_new, t)
+            x_new = euler_step(x, eps, ab_from, ab_to)
+        x, level = x_new, t
+        xs.append(x), x0s.append(x0_hat), t_list.append(t)
+    if not return_trajectory:
+        return x
+    return x, Trajectory(t=np.array(t_list), x=np.stack(xs), x0=np.stack(x0s), nfe=denoise.nfe)
