@@ -1,0 +1,291 @@
+"""The training loop for point data: batches -> q_sample -> model -> simple loss -> backward -> clip -> AdamW -> EMA.
+
+One step (Ho et al. 2020, Algorithm 1), with x0 a batch of standardised points::
+
+    t ~ Uniform{0..T-1},  eps ~ N(0, I)
+    x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps                       (diffusion.q_sample, eq. 4)
+    L   = mean || eps - eps_theta(x_t, t) ||^2                                   (diffusion.diffusion_loss, eq. 14)
+    dL/dtheta by model.backward; clip to norm grad_clip; AdamW with warm-up + cosine lr; EMA of the weights
+
+    trainer = Trainer(TrainConfig(data="moons", steps=3000), out_dir="runs/moons")
+    trainer.train()                      # writes runs/moons/model.npz every checkpoint_every steps and at the end
+
+Everything random comes from one Generator whose state is saved in the checkpoint, so ``Trainer.resume(dir)``
+continues with exactly the losses an uninterrupted run would have had.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from tinydiff import checkpoint as ckpt
+from tinydiff.data.files import load_points
+from tinydiff.data.toy2d import LABELLED, Standardizer, _normalise, is_dataset_name, make_dataset
+from tinydiff.diffusion import diffusion_loss, q_sample, sample_timesteps, training_target
+from tinydiff.errors import DatasetError, TinydiffError
+from tinydiff.models.mlp import MLPDenoiser
+from tinydiff.nn.optim import EMA, AdamW, clip_grad_norm, warmup_cosine_lr
+from tinydiff.schedules import NoiseSchedule
+
+
+class TrainingDiverged(TinydiffError, FloatingPointError):
+    """The loss or the gradients became NaN or inf."""
+
+
+# ---- configuration -----------------------------------------------------------------------------------------------
+@dataclass
+class TrainConfig:
+    # data
+    data: str = "moons"            # a toy set (moons, swissroll, circles, 8gaussians, 25gaussians, checkerboard) or a .npy/.csv path
+    n_train: int = 20_000          # points drawn once from a toy set (a file uses all its rows)
+    conditional: bool = False      # train eps(x, t, y) on a labelled toy set (for classifier-free guidance)
+    label_dropout: float = 0.1     # with conditional: fraction of labels replaced by the null label
+    # diffusion
+    T: int = 1000                  # diffusion steps
+    schedule: str = "linear"       # linear | cosine | sigmoid | scaled_linear (tinydiff.schedules)
+    prediction_type: str = "epsilon"  # what the network outputs: epsilon | sample | v_prediction
+    # model (MLPDenoiser; defaults in the spirit of tanelp/tiny-diffusion, ~99k parameters)
+    width: int = 128               # hidden width
+    n_blocks: int = 3              # residual Linear+GELU blocks
+    emb_dim: int = 128             # size of each sinusoidal embedding (time, and each coordinate)
+    coord_scale: float = 25.0      # coordinates are multiplied by this before their sinusoids
+    # optimisation
+    steps: int = 4000              # optimiser steps
+    batch_size: int = 512          # points per step
+    lr: float = 2e-3               # peak learning rate
+    min_lr: float = 2e-5           # learning rate at the end of the cosine decay
+    warmup_steps: int = 100        # linear warm-up from lr/warmup_steps to lr
+    weight_decay: float = 0.0      # AdamW's decoupled weight decay
+    grad_clip: float = 1.0         # clip the global gradient norm to this
+    ema_decay: float = 0.995       # EMA of the weights, used for sampling
+    # bookkeeping
+    seed: int = 0                  # seeds the data, the initial weights and every batch
+    checkpoint_every: int = 1000   # write model.npz every this many steps (and at the end)
+    log_every: int = 100           # steps per row of the loss-vs-t table
+    loss_buckets: int = 20         # time-step buckets of the loss-vs-t table
+    blas_threads: int = 1          # BLAS threads while training (small matmuls: 1 is fastest; 2 fight other pools)
+
+    def model_kwargs(self, dim: int, num_classes: int = 0) -> dict:
+        return dict(dim=dim, width=self.width, n_blocks=self.n_blocks, emb_dim=self.emb_dim,
+                    coord_scale=self.coord_scale, num_classes=num_classes)
+
+    def make_schedule(self) -> NoiseSchedule:
+        return NoiseSchedule.from_name(self.schedule, self.T)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# ---- data --------------------------------------------------------------------------------------------------------
+def load_training_data(config: TrainConfig, rng: np.random.Generator):
+    """(x (N, D) float64 in data units, labels (N,) int64 or None) for ``config.data``; clear errors otherwise."""
+    if config.conditional:
+        if not is_dataset_name(config.data) or _normalise(config.data) not in LABELLED:
+            raise DatasetError(f"conditional training needs a labelled toy set ({', '.join(LABELLED)}), "
+                               f"got {config.data!r}")
+        return make_dataset(config.data, config.n_train, rng, return_labels=True)
+    x = load_points(config.data, n=config.n_train if is_dataset_name(config.data) else None, rng=rng)
+    if x.ndim != 2 or len(x) < 2:
+        raise DatasetError(f"training data must be an (N, D) array with N >= 2, got shape {x.shape}")
+    return x, None
+
+
+# ---- the loss log ------------------------------------------------------------------------------------------------
+class TrainLog:
+    """loss[k]: the loss of step k.  t_sum, t_count: (windows, buckets) sums and counts of per-sample losses, with
+    window = step // log_every and bucket = t * buckets // T (the "loss vs t" table)."""
+
+    def __init__(self, buckets: int):
+        self.loss: list[float] = []
+        self.t_sum = np.zeros((0, buckets))
+        self.t_count = np.zeros((0, buckets), dtype=np.int64)
+        self.seconds = 0.0
+
+    def record(self, step: int, loss: float, per_sample: np.ndarray, t: np.ndarray, T: int, log_every: int) -> None:
+        self.loss.append(loss)
+        w, nb = step // log_every, self.t_sum.shape[1]
+        if w >= len(self.t_sum):
+            grow = w + 1 - len(self.t_sum)
+            self.t_sum = np.vstack([self.t_sum, np.zeros((grow, nb))])
+            self.t_count = np.vstack([self.t_count, np.zeros((grow, nb), dtype=np.int64)])
+        bucket = t * nb // T                                                     # (B,)
+        self.t_sum[w] += np.bincount(bucket, weights=per_sample, minlength=nb)
+        self.t_count[w] += np.bincount(bucket, minlength=nb)
+
+    def loss_vs_t(self, last_fraction: float = 0.2) -> np.ndarray:
+        """(buckets,) mean loss per bucket over the last ``last_fraction`` of the windows."""
+        k = max(1, int(math.ceil(len(self.t_sum) * last_fraction)))
+        return self.t_sum[-k:].sum(0) / np.maximum(self.t_count[-k:].sum(0), 1)
+
+    def state_dict(self) -> dict:
+        return {"loss": np.array(self.loss, dtype=np.float64), "t_sum": self.t_sum, "t_count": self.t_count,
+                "seconds": np.array(self.seconds)}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.loss = d["loss"].tolist()
+        self.t_sum, self.t_count, self.seconds = d["t_sum"].copy(), d["t_count"].copy(), float(d["seconds"])
+
+
+# ---- the trainer -------------------------------------------------------------------------------------------------
+class Trainer:
+    """Holds the data, model, optimiser, EMA, Generator and log of one run; ``train()`` runs it to config.steps."""
+
+    def __init__(self, config: TrainConfig, out_dir=None):
+        self.config, self.out_dir = config, (Path(out_dir) if out_dir is not None else None)
+        data_rng, self.rng = np.random.default_rng(config.seed).spawn(2)
+        x, self.labels = load_training_data(config, data_rng)
+        self.standardizer = Standardizer().fit(x)
+        self.x = self.standardizer.transform(x).astype(np.float32)              # (N, D) standardised
+        self.num_classes = int(self.labels.max()) + 1 if self.labels is not None else 0
+        self.schedule = config.make_schedule()
+        self.model = MLPDenoiser(**config.model_kwargs(self.x.shape[1], self.num_classes), rng=config.seed)
+        self.opt = AdamW(self.model.parameters(), self.model.gradients(), lr=config.lr,
+                         weight_decay=config.weight_decay)
+        self.ema = EMA(self.model, config.ema_decay)
+        self.log = TrainLog(config.loss_buckets)
+        self.step_count = 0
+
+    # ---- one step ------------------------------------------------------------------------------------------------
+    def step(self) -> float:
+        c, k, rng = self.config, self.step_count, self.rng
+        idx = rng.integers(0, len(self.x), size=c.batch_size)
+        x0 = self.x[idx]                                                         # (B, D)
+        t = sample_timesteps(self.schedule, c.batch_size, rng)                   # (B,)
+        noise = rng.standard_normal(x0.shape, dtype=np.float32)                  # (B, D)
+        y = None
+        if self.num_classes:
+            y = np.where(rng.random(c.batch_size) < c.label_dropout, self.model.null_label, self.labels[idx])
+        x_t = q_sample(self.schedule, x0, t, noise)
+        with np.errstate(over="ignore", invalid="ignore"):                       # divergence is caught just below
+            out = self.model.forward(x_t, t, y)
+            try:
+                loss, grad = diffusion_loss(self.schedule, out, x0, t, noise, c.prediction_type)
+            except FloatingPointError as err:
+                raise self._diverged(k, "the model output") from err
+            self.model.backward(grad)
+            norm = clip_grad_norm(self.model.gradients(), c.grad_clip)
+        if not (math.isfinite(loss) and math.isfinite(norm)):
+            raise self._diverged(k, "the loss" if not math.isfinite(loss) else "the gradient norm")
+        self.opt.lr = warmup_cosine_lr(k, c.lr, c.warmup_steps, c.steps, c.min_lr)
+        self.opt.step()
+        self.ema.update()
+        per_sample = np.square(out - training_target(self.schedule, x0, t, noise, c.prediction_type)).mean(axis=1)
+        self.log.record(k, loss, per_sample, t, self.schedule.T, c.log_every)
+        self.step_count += 1
+        return loss
+
+    def _diverged(self, k: int, what: str) -> TrainingDiverged:
+        lr = warmup_cosine_lr(k, self.config.lr, self.config.warmup_steps, self.config.steps, self.config.min_lr)
+        return TrainingDiverged(
+            f"training diverged at step {k}: {what} became NaN or inf (learning rate {lr:.3g}). Likely cause: the "
+            f"learning rate is too high (try --lr {self.config.lr / 10:g}) or gradient clipping is off "
+            f"(grad_clip={self.config.grad_clip}); also check the data for huge values.")
+
+    # ---- the loop ------------------------------------------------------------------------------------------------
+    def train(self, progress: bool = True, until: int | None = None) -> TrainLog:
+        """Run from the current step to config.steps (or to ``until``, an early stop that leaves the schedule of a
+        config.steps run intact), checkpointing to out_dir/model.npz. Returns the log."""
+        from threadpoolctl import threadpool_limits
+        from tqdm.auto import tqdm
+
+        c = self.config
+        stop = c.steps if until is None else min(until, c.steps)
+        bar = tqdm(total=c.steps, initial=self.step_count, desc=f"training on {c.data}", disable=not progress,
+                   dynamic_ncols=True)
+        running = None
+        with threadpool_limits(c.blas_threads), bar:
+            while self.step_count < stop:
+                t0 = time.perf_counter()
+                loss = self.step()
+                self.log.seconds += time.perf_counter() - t0
+                running = loss if running is None else 0.98 * running + 0.02 * loss
+                bar.update(1)
+                if self.step_count % 25 == 0:
+                    bar.set_postfix(loss=f"{running:.4f}")
+                if self.out_dir is not None and (self.step_count % c.checkpoint_every == 0
+                                                 or self.step_count == stop):
+                    self.save()
+        return self.log
+
+    # ---- checkpoints ---------------------------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "model.npz"
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        arrays = ckpt.flatten({
+            "model": self.model.state_dict(), "ema": self.ema.state_dict(), "optim": self.opt.state_dict(),
+            "log": self.log.state_dict(), "standardizer": self.standardizer.to_dict(),
+            "schedule": self.schedule.to_dict(),
+        })
+        arrays["meta/step"] = np.array(self.step_count, dtype=np.int64)
+        arrays["meta/rng"] = ckpt.rng_state(self.rng)
+        arrays["meta/config"] = ckpt.json_array(asdict(self.config))
+        arrays["meta/model"] = ckpt.json_array(self.model.config)
+        return arrays
+
+    def save(self, path=None) -> Path:
+        return ckpt.save_checkpoint(path or self.checkpoint_path, self.state_arrays())
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        try:
+            self.model.load_state_dict(ckpt.group(arrays, "model"))
+            self.ema.load_state_dict(ckpt.group(arrays, "ema"))
+            self.opt.load_state_dict(ckpt.group(arrays, "optim"))
+            self.log.load_state_dict(ckpt.group(arrays, "log"))
+        except (KeyError, ValueError) as err:
+            raise ckpt.CheckpointError(f"the checkpoint does not fit this configuration: {err}") from err
+        self.standardizer = Standardizer.from_dict(ckpt.group(arrays, "standardizer"))
+        self.rng = ckpt.rng_from_state(arrays["meta/rng"])
+        self.step_count = int(arrays["meta/step"])
+
+    @classmethod
+    def resume(cls, out_dir, steps: int | None = None) -> "Trainer":
+        """Rebuild a run from out_dir/model.npz (its stored config) and continue from its step.
+
+        ``steps`` changes the total; the learning-rate schedule then follows the new total, so only resuming with
+        the same total repeats an uninterrupted run exactly."""
+        arrays = ckpt.load_checkpoint(Path(out_dir) / "model.npz")
+        config = TrainConfig.from_dict(ckpt.from_json_array(arrays["meta/config"]))
+        if steps is not None:
+            config.steps = steps
+        trainer = cls(config, out_dir)
+        trainer.load_arrays(arrays)
+        return trainer
+
+
+def train(config: TrainConfig, out_dir=None, progress: bool = True) -> Trainer:
+    """Train a fresh model with ``config``; returns the Trainer (model, EMA, log, standardizer, schedule)."""
+    trainer = Trainer(config, out_dir)
+    trainer.train(progress)
+    return trainer
+
+
+# ---- using a trained model ---------------------------------------------------------------------------------------
+def load_model(path, use_ema: bool = True):
+    """(model, schedule, standardizer, config) from a checkpoint; the model holds the EMA weights by default."""
+    arrays = ckpt.load_checkpoint(path)
+    config = TrainConfig.from_dict(ckpt.from_json_array(arrays["meta/config"]))
+    model = MLPDenoiser(**ckpt.from_json_array(arrays["meta/model"]))
+    weights = ckpt.group(arrays, "ema")
+    weights = {k[len("shadow."):]: v for k, v in weights.items() if k.startswith("shadow.")} if use_ema else \
+        ckpt.group(arrays, "model")
+    try:
+        model.load_state_dict(weights)
+    except (KeyError, ValueError) as err:
+        raise ckpt.CheckpointError(f"{path}: the weights do not fit the stored model configuration: {err}") from err
+    model.eval()
+    schedule = NoiseSchedule.from_dict(ckpt.group(arrays, "schedule"))
+    return model, schedule, Standardizer.from_dict(ckpt.group(arrays, "standardizer")), config
+
+
+def config_json(config: TrainConfig) -> str:
+    return json.dumps(asdict(config), indent=1)
