@@ -274,3 +274,12 @@ def test_zero_terminal_snr_heun_without_sigma_max_is_refused():
     with pytest.raises(ValueError, match="sigma_max"):
         sample(GaussianMixtureDenoiser(MIX, s, "v_prediction"), (4, 2), s, method="heun", steps=5,
                prediction_type="v_prediction", sigma_max=np.inf)
+
+
+def test_nfe_table_reports_one_row_per_method_and_step_count():
+    from tinydiff.bench_nfe import nfe_table
+    s = SCHEDULES["linear"]
+    rows = nfe_table(GaussianMixtureDenoiser(MIX, s), REFERENCE[:100], s, ["ddim", "heun"], [2, 4], n=100, mixture=MIX)
+    assert [(r["method"], r["steps"], r["nfe"]) for r in rows] == [("ddim", 2, 2), ("ddim", 4, 4), ("heun", 2, 3),
+                                                                   ("heun", 4, 7)]
+    assert all(np.isfinite([r["mmd2"], r["w2"], r["mode_std"], r["weight_tv"]]).all() for r in rows)
