@@ -105,3 +105,121 @@ def render_glyph(text: str = "7", size: int = 28) -> np.ndarray:
     canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba(), dtype=np.float64)[..., 0] / 255.0  # (4 size, 4 size)
     return rgba.reshape(size, 4, size, 4).mean(axis=(1, 3))                    # average 4x4 blocks -> (size, size)
+
+
+# ---- training and sampling of point models (chapters 6-7, ``train`` and ``demo``) ----------------------------------
+def data_vs_samples(data: np.ndarray, samples: np.ndarray, lim: float | None = None, title: str = ""):
+    """Data (grey) and model samples (blue) side by side and overlaid, on shared axes. Points (N, 2)."""
+    if lim is None:
+        lim = 1.05 * float(np.abs(np.concatenate([data, samples])).max())
+    fig, axes = plt().subplots(1, 3, figsize=(9, 3.1))
+    for ax, (name, pts, color) in zip(axes, [("data", data, "0.3"), ("samples", samples, "C0")]):
+        ax.scatter(pts[:, 0], pts[:, 1], s=1.5, alpha=0.5, color=color, linewidths=0)
+        ax.set_title(f"{name} ({len(pts)})", fontsize=9)
+    axes[2].scatter(data[:, 0], data[:, 1], s=1.5, alpha=0.3, color="0.3", linewidths=0, label="data")
+    axes[2].scatter(samples[:, 0], samples[:, 1], s=1.5, alpha=0.3, color="C0", linewidths=0, label="samples")
+    axes[2].set_title("overlaid", fontsize=9)
+    for ax in axes:
+        ax.set_aspect("equal")
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curve(loss: np.ndarray, smooth: int = 50, log: bool = True):
+    """Per-step training loss (faint) and its running mean over ``smooth`` steps."""
+    loss = np.asarray(loss, dtype=np.float64)
+    fig, ax = plt().subplots(figsize=(5, 3))
+    steps = np.arange(len(loss))
+    ax.plot(steps, loss, color="C0", alpha=0.25, lw=0.6, label="per step")
+    if len(loss) >= smooth:
+        running = np.convolve(loss, np.ones(smooth) / smooth, mode="valid")   # (steps - smooth + 1,)
+        ax.plot(steps[smooth - 1:], running, color="C0", lw=1.5, label=f"mean of {smooth}")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def loss_vs_t(t_sum: np.ndarray, t_count: np.ndarray, T: int, n_curves: int = 4):
+    """Mean loss per time-step bucket, one curve per stage of training. t_sum, t_count: (windows, buckets)."""
+    windows, buckets = t_sum.shape
+    centers = (np.arange(buckets) + 0.5) * T / buckets
+    fig, ax = plt().subplots(figsize=(5, 3))
+    edges = np.linspace(0, windows, min(n_curves, windows) + 1).astype(int)
+    cmap = plt().get_cmap("viridis")
+    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+        mean = t_sum[a:b].sum(0) / np.maximum(t_count[a:b].sum(0), 1)          # (buckets,)
+        ax.plot(centers, mean, "o-", ms=3, color=cmap(i / max(len(edges) - 2, 1)),
+                label=f"windows {a}-{b - 1}" if i < len(edges) - 2 else "end of training")
+    ax.set_yscale("log")
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("loss (mean over the bucket)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def trajectory_strip(xs: np.ndarray, ts, lim: float | None = 3.5, title: str = ""):
+    """Snapshots of a chain, xs: (S, N, 2), titled by ts (S labels)."""
+    fig = scatter_strip([(f"t = {t}", x) for t, x in zip(ts, xs)], lim=lim)
+    if title:
+        fig.suptitle(title, fontsize=10, y=1.02)
+    return fig
+
+
+def trajectory_gif(xs: np.ndarray, ts, path, lim: float = 3.5, fps: int = 12, trail: np.ndarray | None = None):
+    """Animate a chain of point clouds xs: (S, N, 2) to a GIF (matplotlib's PillowWriter). ``trail``: points drawn
+    faintly behind every frame (the data, say). Returns the path."""
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt().subplots(figsize=(3.2, 3.2))
+    if trail is not None:
+        ax.scatter(trail[:, 0], trail[:, 1], s=1, color="0.85", linewidths=0)
+    scat = ax.scatter(xs[0][:, 0], xs[0][:, 1], s=2, color="C0", alpha=0.6, linewidths=0)
+    title = ax.set_title("", fontsize=9)
+    ax.set_aspect("equal")
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+    def frame(i):
+        scat.set_offsets(xs[i])
+        title.set_text(f"t = {ts[i]}")
+        return scat, title
+
+    frames = list(range(len(xs))) + [len(xs) - 1] * fps                          # hold the last frame a second
+    FuncAnimation(fig, frame, frames=frames, blit=False).save(path, writer=PillowWriter(fps=fps), dpi=80)
+    plt().close(fig)
+    print(f"wrote {path}")
+    return path
+
+
+def vector_field(grid_x: np.ndarray, grid_y: np.ndarray, u: np.ndarray, v: np.ndarray, panels_t, data=None,
+                 lim: float = 3.5):
+    """One quiver panel per time step: u, v: (S, G, G) arrows at the grid (G, G) points, optional data behind them."""
+    fig, axes = plt().subplots(1, len(panels_t), figsize=(3 * len(panels_t), 3), squeeze=False)
+    for ax, t, uu, vv in zip(axes[0], panels_t, u, v):
+        if data is not None:
+            ax.scatter(data[:, 0], data[:, 1], s=1, color="0.8", linewidths=0)
+        ax.quiver(grid_x, grid_y, uu, vv, np.hypot(uu, vv), cmap="viridis", angles="xy", scale_units="xy",
+                  scale=None, width=0.004)
+        ax.set_title(f"t = {t}", fontsize=9)
+        ax.set_aspect("equal")
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,82 @@
+"""The command line: train, sample and demo through ``main([...])``, and the errors a user meets first."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tinydiff.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--data", "moons", "--out", str(out), "--steps", "20", "--T", "50", "--quiet"]) == 0
+    return out
+
+
+def test_train_writes_the_checkpoint_loss_log_and_figures(trained):
+    for name in ("model.npz", "loss.csv", "loss.png", "loss_vs_t.png"):
+        assert (trained / name).exists(), name
+    assert len(np.loadtxt(trained / "loss.csv", delimiter=",", skiprows=1)) == 20
+
+
+def test_sample_writes_points_in_data_units(trained, tmp_path):
+    from threadpoolctl import threadpool_limits
+
+    from tinydiff.samplers import sample
+    from tinydiff.train import load_model
+
+    out = tmp_path / "samples.npy"
+    args = ["sample", "--checkpoint", str(trained / "model.npz"), "--n", "50", "--out", str(out), "--steps", "10",
+            "--seed", "3", "--plot", str(tmp_path / "samples.png")]
+    assert main(args) == 0
+    x = np.load(out)
+    assert x.shape == (50, 2) and (tmp_path / "samples.png").exists()
+    model, schedule, std, _ = load_model(trained / "model.npz")
+    with threadpool_limits(1):
+        standardised = sample(model, (50, 2), schedule, steps=10, rng=3)
+    np.testing.assert_allclose(x, std.inverse_transform(standardised))
+    assert not np.allclose(x, standardised)
+
+
+def test_sample_is_reproducible_with_a_seed(trained, tmp_path):
+    outs = [tmp_path / "a.npy", tmp_path / "b.npy"]
+    for out in outs:
+        main(["sample", "--checkpoint", str(trained), "--n", "20", "--out", str(out), "--steps", "5", "--seed", "4"])
+    np.testing.assert_array_equal(np.load(outs[0]), np.load(outs[1]))
+
+
+def test_resume_continues_to_more_steps(trained, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    assert main(["train", "--out", str(run), "--resume", "--steps", "25", "--quiet"]) == 0
+    assert len(np.loadtxt(run / "loss.csv", delimiter=",", skiprows=1)) == 25
+
+
+def test_unknown_dataset_lists_the_valid_names(tmp_path, capsys):
+    assert main(["train", "--data", "moonz", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "moonz" in err and "swissroll" in err and "checkerboard" in err
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert main(["sample", "--checkpoint", str(tmp_path / "nope.npz"), "--n", "5", "--out", str(tmp_path / "x.npy")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["0", "-3", "many"])
+def test_bad_n_is_a_usage_error(tmp_path, capsys, bad):
+    with pytest.raises(SystemExit) as exc:
+        main(["sample", "--checkpoint", str(tmp_path), "--n", bad, "--out", str(tmp_path / "x.npy")])
+    assert exc.value.code == 2 and "positive integer" in capsys.readouterr().err
+
+
+def test_quick_demo_writes_every_figure(tmp_path):
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    for name in ("data_vs_samples.png", "forward_chain.png", "reverse_chain.png", "reverse_chain.gif", "loss.png",
+                 "loss_vs_t.png", "vector_field.png", "model.npz"):
+        assert (tmp_path / name).exists(), name
+    assert {"mmd2", "p_value", "energy", "w2"} <= set(json.loads((tmp_path / "metrics.json").read_text()))

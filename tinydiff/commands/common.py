@@ -1,0 +1,35 @@
+"""Small pieces the point-model subcommands share: argument types and turning tinydiff's errors into messages."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+
+from tinydiff.errors import TinydiffError
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (so `--n 0` or `--n -5` fails with a usage message, not deep inside numpy)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def reports_errors(run):
+    """Wrap a command's run(args): a TinydiffError (bad data, missing checkpoint, divergence) prints
+    'error: <message>' on stderr and returns exit code 2 instead of a traceback."""
+
+    @functools.wraps(run)
+    def wrapper(args):
+        try:
+            return run(args)
+        except TinydiffError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+
+    return wrapper

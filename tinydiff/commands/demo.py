@@ -1,0 +1,93 @@
+"""``python -m tinydiff demo [--out DIR]``: the whole story on 2D points in about a minute on a laptop CPU.
+
+Trains the MLP denoiser on a toy set, samples with DDPM, evaluates the samples against held-out data and writes:
+
+    data_vs_samples.png   the data and 2,000 samples side by side and overlaid
+    forward_chain.png     q(x_t | x_0) at a few steps: the data dissolving into noise
+    reverse_chain.png     the DDPM reverse chain at a few steps: noise condensing into data
+    reverse_chain.gif     the same, animated
+    loss.png, loss_vs_t.png   the training loss per step, and per time step
+    vector_field.png      the learned -eps_theta(x, t) on a grid: arrows point towards the data
+    model.npz, metrics.json
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tinydiff.commands.common import reports_errors
+
+
+def add_arguments(p):
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for the figures (default demo_out)")
+    p.add_argument("--data", default="moons", help="a built-in toy set (default moons)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="tiny sizes, seconds instead of a minute (for tests)")
+
+
+def denoising_field(model, schedule, ts, lim: float = 3.0, grid: int = 21):
+    """-eps_theta(x, t) on a grid of standardised points: (gx, gy) (G, G) and u, v (len(ts), G, G)."""
+    gx, gy = np.meshgrid(np.linspace(-lim, lim, grid), np.linspace(-lim, lim, grid))  # (G, G) each
+    pts = np.stack([gx.ravel(), gy.ravel()], axis=1)                                      # (G G, 2)
+    uv = np.stack([-model(pts, np.full(len(pts), t)) for t in ts])                        # (S, G G, 2)
+    return gx, gy, uv[..., 0].reshape(len(ts), grid, grid), uv[..., 1].reshape(len(ts), grid, grid)
+
+
+@reports_errors
+def run(args):
+    from tinydiff import viz
+    from tinydiff.commands.quality import evaluate, passes
+    from tinydiff.commands.sample import draw
+    from tinydiff.commands.train import write_outputs
+    from tinydiff.data.toy2d import make_dataset
+    from tinydiff.diffusion import q_sample
+    from tinydiff.train import TrainConfig, Trainer
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = TrainConfig(data=args.data, seed=args.seed)
+    n = 2000
+    if args.quick:
+        config.steps, config.n_train, config.T, config.checkpoint_every, n = 150, 2000, 100, 100, 300
+    t_start = time.perf_counter()
+
+    # ---- train -----------------------------------------------------------------------------------------------
+    trainer = Trainer(config, out)
+    print(f"training {trainer.model.num_parameters()} parameters on {args.data} for {config.steps} steps")
+    trainer.train(progress=not args.quick)
+    write_outputs(trainer, out)
+    schedule, std = trainer.schedule, trainer.standardizer
+    T = schedule.T
+
+    # ---- sample, with the whole reverse chain ------------------------------------------------------------------
+    with trainer.ema.average_weights():
+        samples, traj = draw(trainer.model, schedule, std, n, seed=args.seed + 1, return_trajectory=True)
+        gx, gy, u, v = denoising_field(trainer.model, schedule, show := [T - 1, T // 2, T // 5, T // 20, 0])
+    data = make_dataset(args.data, n, rng=10_001)
+
+    # ---- evaluate ---------------------------------------------------------------------------------------------
+    row = evaluate(samples, args.data, n, permutations=100 if args.quick else 500)
+    row["passes"] = passes(row)
+    (out / "metrics.json").write_text(json.dumps(row, indent=1))
+    print("  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+
+    # ---- figures -----------------------------------------------------------------------------------------------
+    viz.save(viz.data_vs_samples(data, samples, title=f"{args.data}: data and DDPM samples"),
+             out / "data_vs_samples.png")
+    x0 = std.transform(data)                                                     # standardised, as the model sees it
+    rng = np.random.default_rng(args.seed)
+    forward = [q_sample(schedule, x0, np.full(n, t), rng.standard_normal(x0.shape)) for t in show[::-1]]
+    viz.save(viz.trajectory_strip([x0] + forward, ["data"] + show[::-1], title="forward chain q(x_t | x_0)"),
+             out / "forward_chain.png")
+    idx = np.unique(np.linspace(0, len(traj.x) - 1, 6).astype(int))            # 6 snapshots of the reverse chain
+    viz.save(viz.trajectory_strip(traj.x[idx], traj.t[idx], title="reverse chain (DDPM)"), out / "reverse_chain.png")
+    L = len(traj.x)
+    frames = np.unique(np.r_[(L - np.geomspace(L, 1, 12 if args.quick else 60)).astype(int), L - 1])  # dense near t=0
+    viz.trajectory_gif(traj.x[frames], traj.t[frames], out / "reverse_chain.gif", trail=x0)
+    viz.save(viz.vector_field(gx, gy, u, v, show, data=x0), out / "vector_field.png")
+    print(f"demo finished in {time.perf_counter() - t_start:.0f} s; figures in {out}")
+    return 0
