@@ -28,7 +28,7 @@ def exercise_name(exercise_id: str) -> str:
 
 def _show(a: np.ndarray, n: int = 6) -> str:
     flat = np.asarray(a, dtype=np.float64).reshape(-1)
-    body = np.array2string(flat[:n], precision=6, separator=", ", suppress_small=False)
+    body = np.array2string(flat[:n], precision=6, separator=", ", max_line_width=400)
     return f"{body[:-1]}, ...] (shape {np.shape(a)})" if flat.size > n else f"{body} (shape {np.shape(a)})"
 
 
