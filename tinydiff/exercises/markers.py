@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import io
+import os
 import re
 import tokenize
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ _HEADER = re.compile(
     rf"^(?P<id>{_ID})\s*:\s*(?P<title>.+?)\s+(?:—|--|-)\s+(?P<task>.+?)\s*"
     r"\(\s*chapter\s+(?P<chapter>\d+)\s*,\s*(?P<points>\d+(?:\.\d+)?)\s+points?\s*\)\s*$"
 )
+_ANY_MARKER = re.compile(r"^\s*###\s*(BEGIN|END)\s", re.MULTILINE)
 _CONTINUED = re.compile(rf"^(?P<id>{_ID})\b")
 
 # Folders that are never part of a project copy (and never scanned).
@@ -212,13 +214,13 @@ def project_root() -> Path:
 def python_files(root: Path):
     """Every .py file of the project under ``root``, skipping build output, caches, virtual envs and data."""
     root = Path(root)
-    for path in sorted(root.rglob("*.py")):
-        rel = path.relative_to(root).parts
-        if any(p in SKIP_DIRS or p.endswith(".egg-info") for p in rel[:-1]):
-            continue
-        if any(rel[: len(s)] == s for s in SKIP_PATHS):
-            continue
-        yield path
+    for folder, dirs, files in os.walk(root):
+        rel = Path(folder).relative_to(root).parts
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info")
+                         and not any((rel + (d,))[: len(s)] == s for s in SKIP_PATHS))
+        for name in sorted(files):
+            if name.endswith(".py"):
+                yield Path(folder) / name
 
 
 def scan_project(root: Path | None = None) -> tuple[dict[str, Exercise], list[HiddenBlock]]:
@@ -233,7 +235,7 @@ def scan_project(root: Path | None = None) -> tuple[dict[str, Exercise], list[Hi
     meta: dict[str, dict] = {}
     for path in python_files(root):
         text = path.read_text(encoding="utf-8")
-        if HASHES not in text:
+        if not _ANY_MARKER.search(text):               # most files: no need to tokenize
             continue
         r, h, m = scan_text(text, path.relative_to(root))
         for ex_id, info in m.items():
