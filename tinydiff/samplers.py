@@ -111,14 +111,14 @@ def ddim_sigma(ab_t: float, ab_prev: float, eta: float) -> float:
 
     eta = 1 gives the DDPM posterior variance of the same pair of steps; eta = 0 a deterministic sampler.
     """
-    ### BEGIN SOLUTION ex6_1: DDIM step — sigma of eq. 16 here, and x_prev of eq. 12 in ddim_step below (chapter 6, 3 points)
+    ### BEGIN SOLUTION ex8_1: DDIM step — sigma of eq. 16 here, and x_prev of eq. 12 in ddim_step below (chapter 8, 3 points)
     return eta * np.sqrt((1.0 - ab_prev) / (1.0 - ab_t) * (1.0 - ab_t / ab_prev))
     ### END SOLUTION
 
 
 def ddim_step(x0, eps, ab_prev: float, sigma: float, noise):
     """Song et al. (2021), eq. 12: x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) eps + sigma z."""
-    ### BEGIN SOLUTION ex6_1
+    ### BEGIN SOLUTION ex8_1
     x_prev = np.sqrt(ab_prev) * x0 + np.sqrt(max(1.0 - ab_prev - sigma**2, 0.0)) * eps
     return x_prev + sigma * noise if sigma > 0 else x_prev
     ### END SOLUTION
@@ -213,7 +213,7 @@ class _Denoiser:
         else:  # conditional and unconditional passes in one batched call: (2B, ...)
             both = self._call(np.concatenate([x, x]), np.concatenate([tt, tt]), np.concatenate([self.y, self.null]))
             cond, uncond = both[: x.shape[0]], both[x.shape[0]:]
-            ### BEGIN SOLUTION ex6_2: classifier-free guidance — combine the conditional and unconditional outputs with scale self.s (chapter 6, 1 point)
+            ### BEGIN SOLUTION ex10_1: classifier-free guidance — combine the conditional and unconditional outputs with scale self.s (chapter 10, 1 point)
             out = uncond + self.s * (cond - uncond)
             ### END SOLUTION
         x0, eps = predict_x0_and_eps(self.schedule, x, tt, out, self.prediction_type)

@@ -1,4 +1,4 @@
-"""Exercises 5.1-5.3: the sinusoidal time embedding, GroupNorm backward and conv2d backward (Numba).
+"""Exercises 6.1 (the sinusoidal time embedding), 5.2 (GroupNorm backward) and 5.3 (conv2d backward, Numba).
 
 The backward exercises are judged by the float64 gradient check (per-tensor report in the message). The Numba kernels
 can be debugged with NUMBA_DISABLE_JIT=1 (then print and pdb work inside the loops).
@@ -19,8 +19,8 @@ from tinydiff.nn.norm import GroupNorm
 RNG = np.random.default_rng(0)
 
 
-# ---- 5.1 sinusoidal embedding --------------------------------------------------------------------------------
-@pytest.mark.ex5_1
+# ---- 6.1 sinusoidal embedding --------------------------------------------------------------------------------
+@pytest.mark.ex6_1
 def test_sinusoidal_embedding_is_sines_then_cosines():
     t = np.array([0, 1, 10, 999])
     f = np.exp(-math.log(10000.0) * np.arange(4) / 3)                   # (half,) = (4,)
@@ -28,7 +28,7 @@ def test_sinusoidal_embedding_is_sines_then_cosines():
     expected = np.concatenate([np.sin(a), np.cos(a)], axis=1)            # (B, 8)
     interleaved = np.stack([np.sin(a), np.cos(a)], axis=2).reshape(4, 8)
     got = SinusoidalEmbedding(8, dtype=np.float64).forward(t)
-    expect_close("ex5_1", "the embedding of t = [0, 1, 10, 999] (dim 8)", got, expected, likely=[
+    expect_close("ex6_1", "the embedding of t = [0, 1, 10, 999] (dim 8)", got, expected, likely=[
         (interleaved, "sin and cos are interleaved; tinydiff puts all the sines first, then all the cosines"),
         (np.concatenate([np.cos(a), np.sin(a)], axis=1), "cos comes first; tinydiff's order is [sin, cos]"),
         (np.concatenate([np.sin(t[:, None] / f), np.cos(t[:, None] / f)], axis=1),
@@ -36,9 +36,9 @@ def test_sinusoidal_embedding_is_sines_then_cosines():
     ], hint="args = t[:, None] * self.freqs[None, :]  # (B, half);  emb = [sin(args), cos(args)]")
 
 
-@pytest.mark.ex5_1
+@pytest.mark.ex6_1
 def test_sinusoidal_embedding_of_float_time_passes_the_gradient_check():
-    expect_gradients_ok("ex5_1", SinusoidalEmbedding(6, dtype=np.float64), np.array([0.5, 3.0, 40.0]))
+    expect_gradients_ok("ex6_1", SinusoidalEmbedding(6, dtype=np.float64), np.array([0.5, 3.0, 40.0]))
 
 
 # ---- 5.2 GroupNorm -------------------------------------------------------------------------------------------

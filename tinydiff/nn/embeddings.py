@@ -86,7 +86,7 @@ class SinusoidalEmbedding(Module):
             raise ValueError(f"SinusoidalEmbedding: expected time steps of shape (B,), got {t.shape}. "
                              "Pass one step per sample, e.g. t = np.full(B, 10).")
         self._t = t
-        ### BEGIN SOLUTION ex5_1: sinusoidal embedding — set self._args = t f_j (B, half) and emb = [sin(args), cos(args)] (B, 2 half) (chapter 5, 2 points)
+        ### BEGIN SOLUTION ex6_1: sinusoidal embedding — set self._args = t f_j (B, half) and emb = [sin(args), cos(args)] (B, 2 half) (chapter 6, 2 points)
         self._args = t.astype(np.float64)[:, None] * self.freqs[None, :]          # (B, half)
         emb = np.concatenate([np.sin(self._args), np.cos(self._args)], axis=1)     # (B, 2 half)
         ### END SOLUTION
