@@ -59,6 +59,7 @@ Figures written (to `chapters/out/05/` unless `--out` says otherwise):
 """
 
 # %%
+import numba
 import numpy as np
 
 from tinydiff import viz
@@ -70,7 +71,9 @@ args = viz.chapter_args(5, "Chapter 5: convolutions and normalisation with Numba
 plt = viz.plt()                                                      # matplotlib.pyplot with the headless Agg backend
 
 # ---- constants -------------------------------------------------------------------------------------------------
-BENCH_BATCH = 4 if args.quick else 64         # the timed convolution: 3x3, 32 -> 32 channels, 28x28, this batch
+BENCH_BATCH = 4 if args.quick else 64         # the timed convolution: 3x3, BENCH_CHANNELS -> BENCH_CHANNELS channels,
+BENCH_CHANNELS = 32                           #   BENCH_SIZE x BENCH_SIZE images, this batch
+BENCH_SIZE = 28
 BENCH_REPEATS = 2 if args.quick else 5        # timed calls per pass (the median is reported)
 BENCH_THREADS = (1,)                          # BLAS threads (Numba kernels are always serial)
 GN_GROUPS = 8                                 # GroupNorm groups for the statistics figure (32 channels)
@@ -78,6 +81,9 @@ SEED = 0
 # -----------------------------------------------------------------------------------------------------------------
 
 rng = np.random.default_rng(SEED)
+if numba.config.DISABLE_JIT:                  # pure-Python loops (debugging): time a toy problem, or wait minutes
+    print("NUMBA_DISABLE_JIT is set: the speed table below times a tiny problem and means nothing")
+    BENCH_BATCH, BENCH_CHANNELS, BENCH_SIZE, BENCH_REPEATS = 1, 4, 6, 1
 
 
 def save(fig, name):
@@ -196,7 +202,8 @@ save(fig, "groupnorm_statistics.png")
 
 # %%
 print(blas_info())
-rows = bench_conv(B=BENCH_BATCH, repeats=BENCH_REPEATS, threads=BENCH_THREADS)
+rows = bench_conv(B=BENCH_BATCH, C=BENCH_CHANNELS, O=BENCH_CHANNELS, H=BENCH_SIZE, W=BENCH_SIZE,
+                  repeats=BENCH_REPEATS, threads=BENCH_THREADS)
 print(format_table(rows))
 
 names = list(dict.fromkeys(r["strategy"] for r in rows))
@@ -213,8 +220,11 @@ ax.legend()
 save(fig, "conv_speed.png")
 
 # GroupNorm: the fused Numba kernels against the NumPy references, on the benchmark's activation shape
-gn_ms = bench_groupnorm(B=BENCH_BATCH, num_groups=GN_GROUPS, repeats=BENCH_REPEATS)
-print(f"GroupNorm({GN_GROUPS}, 32) on ({BENCH_BATCH}, 32, 28, 28), forward / backward ms: "
+gn_groups = min(GN_GROUPS, BENCH_CHANNELS)
+gn_ms = bench_groupnorm(B=BENCH_BATCH, C=BENCH_CHANNELS, H=BENCH_SIZE, W=BENCH_SIZE, num_groups=gn_groups,
+                        repeats=BENCH_REPEATS)
+print(f"GroupNorm({gn_groups}, {BENCH_CHANNELS}) on ({BENCH_BATCH}, {BENCH_CHANNELS}, {BENCH_SIZE}, {BENCH_SIZE}), "
+      "forward / backward ms: "
       f"numba {gn_ms['numba'][0]:.2f} / {gn_ms['numba'][1]:.2f}, numpy {gn_ms['numpy'][0]:.2f} / {gn_ms['numpy'][1]:.2f}")
 
 # %%
