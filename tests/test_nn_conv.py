@@ -142,3 +142,8 @@ def test_avgpool_rejects_sizes_that_do_not_divide():
 def test_upsample_rejects_a_non_integer_scale():
     with pytest.raises(ValueError, match="positive integer"):
         Upsample(1.5)
+
+
+def test_conv2d_backward_before_forward_says_so():
+    with pytest.raises(RuntimeError, match="before forward"):
+        Conv2d(1, 1, 3).backward(np.zeros((1, 1, 2, 2), np.float32))

@@ -45,6 +45,7 @@ class SelfAttention2d(Module):
         self.norm = GroupNorm(num_groups or gcd(32, channels), channels, dtype=dtype)
         self.qkv = Conv2d(channels, 3 * channels, 1, rng=rng, dtype=dtype)
         self.proj = Conv2d(channels, channels, 1, rng=rng, dtype=dtype)
+        self._P = None
 
     def forward(self, x):
         check_image(f"SelfAttention2d({self.channels})", x, self.channels)
@@ -62,6 +63,8 @@ class SelfAttention2d(Module):
         return x + self.proj.forward(o.reshape(B, C, H, W))
 
     def backward(self, grad_output):
+        if self._P is None:
+            raise RuntimeError("SelfAttention2d.backward called before forward")
         B, C, H, W = grad_output.shape
         nh, d, N = self.num_heads, C // self.num_heads, H * W
         q, k, v, P = self._q, self._k, self._v, self._P

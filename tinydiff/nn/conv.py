@@ -95,6 +95,8 @@ class Conv2d(Module):
         return conv2d_forward_im2col(np.ascontiguousarray(x), w, b, self.stride, self.padding, y, self._cols)
 
     def backward(self, grad_output):
+        if self._x_shape is None:
+            raise RuntimeError("Conv2d.backward called before forward")
         w = self.params["weight"]
         dy = np.ascontiguousarray(grad_output, dtype=w.dtype)
         if dy.shape != self.output_shape(self._x_shape):
