@@ -53,6 +53,7 @@ def run(args):
     n = 2000
     if args.quick:
         config.steps, config.n_train, config.T, config.checkpoint_every, n = 150, 2000, 100, 100, 300
+        config.ema_decay = 0.9                                                 # a short run: short EMA memory
     t_start = time.perf_counter()
 
     # ---- train -----------------------------------------------------------------------------------------------

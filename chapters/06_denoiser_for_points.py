@@ -1,0 +1,182 @@
+# %% [markdown]
+"""
+# Chapter 6 — A denoiser for points: the MLP, its embeddings, and the simple loss
+
+Chapters 1-3 built the forward chain and showed that running it backwards needs one unknown: the noise eps that is
+in x_t (equivalently E[x0 | x_t], or the score). This chapter trains a network eps_theta(x_t, t) to predict it, on
+2D points, with the layers of chapter 4.
+
+## The loss
+
+Draw a data point x0, a step t ~ Uniform{0..T-1} and noise eps ~ N(0, I); make x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps
+(eq. 4). The network sees only (x_t, t) and must guess eps. Ho et al. (2020, eq. 14) train with the plain squared error
+
+    L_simple(theta) = E_{x0, t, eps} || eps - eps_theta(x_t, t) ||^2
+
+which is the ELBO of chapter 3 with its per-step weights lambda_t set to 1. Its minimiser is the conditional mean,
+eps*(x_t, t) = E[eps | x_t] (the mean minimises squared error), and by Tweedie's formula that is the score up to a
+factor: grad log q(x_t) = -eps*(x_t, t) / sqrt(1 - ab_t). So L_simple has a floor: the variance of eps given x_t,
+which the best network cannot remove. For the 8 Gaussians we know eps* exactly (``tinydiff.analytic``), so we can see
+how far above the floor our network is at every t.
+
+## The network (``tinydiff.models.MLPDenoiser``)
+
+An MLP with a raw (x, t) input learns smooth functions first (spectral bias) and sees t = 3 and t = 4 as nearly the
+same number. Both inputs are therefore lifted to sinusoids (Vaswani et al. 2017; Fourier features, Tancik et al. 2020):
+
+    e_t = [sin(t f_j), cos(t f_j)]_j,   e_x = [sin(s x_d f_j), cos(s x_d f_j)]_{d,j},   f_j = 10000^(-j / (E/2 - 1))
+    h_0 = GELU(W_in [e_x, e_t] + b),   h_k = h_{k-1} + GELU(W_k h_{k-1} + b_k),   eps_theta = W_out h_K + b_out
+
+with E = 128, s = 25, width 128 and 3 residual blocks: 99k parameters, the shape of tanelp/tiny-diffusion.
+Backward through the Fourier features gives dL/dx too (d sin(a)/da = cos(a)), checked against finite differences in
+tests/test_models_mlp.py.
+
+## Loss against t
+
+Not every step is equally hard. For large t, x_t is almost pure noise, so eps ~ x_t and the loss is near 0. For small t,
+x_t ~ x0 + small noise, and guessing the noise means knowing x0 to within sqrt(1 - ab_t): impossible near the middle
+between two modes, easy inside one. The loss per t is the picture to look at when a model trains badly.
+
+Figures written (to `chapters/out/06/` unless `--out` says otherwise):
+`embeddings.png`, `loss_curve.png`, `loss_vs_t.png`, `denoised_predictions.png`.
+"""
+
+# %%
+import time
+
+import numpy as np
+
+from tinydiff import viz
+from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
+from tinydiff.data.toy2d import gaussian_mixture_params
+from tinydiff.diffusion import predict_x0_and_eps, q_sample
+from tinydiff.models.mlp import FourierFeatures
+from tinydiff.nn import SinusoidalEmbedding
+from tinydiff.train import TrainConfig, Trainer
+
+args = viz.chapter_args(6, "Chapter 6: a denoiser for points")
+
+# ---- constants -------------------------------------------------------------------------------------------------
+DATA = "8gaussians"                        # a mixture, so the best possible denoiser is known exactly
+STEPS = 150 if args.quick else 3000        # optimiser steps (the `train` command's default is 4000)
+N_TRAIN = 2000 if args.quick else 20000    # training points
+N_EVAL = 500 if args.quick else 4000       # points per t when measuring the loss against t
+EVAL_TS = [0, 5, 10, 20, 40, 70, 100, 150, 200, 300, 400, 500, 650, 800, 999]   # steps where we measure it
+SHOW_TS = [10, 100, 300, 600]              # steps of the denoising picture
+SEED = 0
+# -----------------------------------------------------------------------------------------------------------------
+
+# %% [markdown]
+# ## The two embeddings
+#
+# Left: the time embedding e_t for every t, one row per step: slow columns tell far-apart steps apart, fast columns
+# tell neighbours apart. Right: the Fourier features of one coordinate x in [-2, 2] (after scaling by s = 25): the
+# network can now draw sharp edges, like a checkerboard's, as sums of these.
+
+# %%
+T = 1000
+plt = viz.plt()
+fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+e_t = SinusoidalEmbedding(128).forward(np.arange(T))                           # (T, 128)
+axes[0].imshow(e_t, aspect="auto", cmap="RdBu", vmin=-1, vmax=1, interpolation="nearest")
+axes[0].set_xlabel("embedding dimension j (sin | cos)")
+axes[0].set_ylabel("time step t")
+axes[0].set_title("e_t = [sin(t f_j), cos(t f_j)]", fontsize=9)
+xs = np.linspace(-2, 2, 800)[:, None]                                          # (800, 1)
+e_x = FourierFeatures(128, scale=25.0).forward(xs)                             # (800, 128)
+for j in (0, 8, 16, 32):
+    axes[1].plot(xs[:, 0], e_x[:, j], lw=1, label=f"sin(25 x f_{j})")
+axes[1].set_xlabel("coordinate x (standardised)")
+axes[1].legend(fontsize=7, loc="lower right")
+axes[1].set_title("Fourier features of a coordinate", fontsize=9)
+fig.tight_layout()
+viz.save(fig, args.out / "embeddings.png")
+
+# %% [markdown]
+# ## Training
+#
+# `Trainer` runs Algorithm 1 of Ho et al. (2020) with AdamW, gradient clipping, a warm-up then cosine learning rate,
+# and an exponential moving average (EMA) of the weights, which is what we evaluate. Each step: 512 points, one
+# random t each, one forward, one backward. The loss falls quickly and then flattens, not at 0 but at the floor
+# described above.
+
+# %%
+config = TrainConfig(data=DATA, steps=STEPS, n_train=N_TRAIN, seed=SEED, T=T,
+                     ema_decay=0.9 if args.quick else 0.995)     # a short run needs a short EMA memory
+trainer = Trainer(config)
+print(f"{trainer.model.num_parameters()} parameters; training {STEPS} steps of batch {config.batch_size}")
+t0 = time.perf_counter()
+trainer.train(progress=not args.quick)
+print(f"{time.perf_counter() - t0:.1f} s, {1e3 * trainer.log.seconds / STEPS:.2f} ms per step; "
+      f"mean loss over the last 100 steps {np.mean(trainer.log.loss[-100:]):.4f}")
+viz.save(viz.loss_curve(trainer.log.loss), args.out / "loss_curve.png")
+
+# %% [markdown]
+# ## Loss against t, and the floor
+#
+# Measure E||eps - eps_theta(x_t, t)||^2 / 2 (the mean over the two coordinates, as in training) at fixed steps on
+# fresh points, for the trained network and for the exact conditional mean eps*(x_t, t) of the mixture. The exact one
+# is the floor; the gap between the curves is what the network has still to learn.
+
+# %%
+schedule, std = trainer.schedule, trainer.standardizer
+mix = gaussian_mixture_params(DATA)
+mix_std = GaussianMixture(mix.weights, (mix.means - std.mean) / std.std,            # the mixture in the units
+                          mix.covs / np.outer(std.std, std.std))                   # the network sees
+exact = GaussianMixtureDenoiser(mix_std, schedule)
+rng = np.random.default_rng(SEED + 1)
+model_loss, exact_loss = [], []
+with trainer.ema.average_weights():
+    for t in EVAL_TS:
+        x0 = mix_std.sample(N_EVAL, rng)
+        eps = rng.standard_normal(x0.shape)
+        tt = np.full(N_EVAL, t)
+        x_t = q_sample(schedule, x0, tt, eps)
+        model_loss.append(np.mean((trainer.model(x_t, tt) - eps) ** 2))
+        exact_loss.append(np.mean((exact(x_t, tt) - eps) ** 2))
+for t, m, e in zip(EVAL_TS, model_loss, exact_loss):
+    print(f"t = {t:4d}   network {m:.4f}   exact (floor) {e:.4f}")
+
+fig, ax = plt.subplots(figsize=(5.5, 3.2))
+ax.plot(EVAL_TS, model_loss, "o-", ms=3, label="trained MLP (EMA weights)")
+ax.plot(EVAL_TS, exact_loss, "s--", ms=3, label="exact E[eps | x_t] (the floor)")
+centers = (np.arange(config.loss_buckets) + 0.5) * T / config.loss_buckets
+ax.plot(centers, trainer.log.loss_vs_t(), ":", color="0.5", label="training log (last 20%)")
+ax.set_yscale("log")
+ax.set_xlabel("time step t")
+ax.set_ylabel("mean squared error of eps")
+ax.legend(fontsize=7)
+fig.tight_layout()
+viz.save(fig, args.out / "loss_vs_t.png")
+
+# %% [markdown]
+# ## What the network predicts
+#
+# From eps_theta we get the network's guess of the clean point, x0_hat = (x_t - sqrt(1 - ab) eps_theta) / sqrt(ab)
+# (``predict_x0_and_eps``). For small t it is close to x_t; for large t x_t says little, and the best guess is a
+# weighted average of the modes, which pulls every x0_hat towards the centre. Grey: x_t. Blue: the network's x0_hat.
+# Orange: the exact one.
+
+# %%
+fig, axes = plt.subplots(1, len(SHOW_TS), figsize=(3 * len(SHOW_TS), 3))
+x0 = mix_std.sample(600, rng)
+with trainer.ema.average_weights():
+    for ax, t in zip(axes, SHOW_TS):
+        tt = np.full(len(x0), t)
+        x_t = q_sample(schedule, x0, tt, rng.standard_normal(x0.shape))
+        x0_net, _ = predict_x0_and_eps(schedule, x_t, tt, trainer.model(x_t, tt).astype(np.float64), "epsilon")
+        x0_exact, _ = predict_x0_and_eps(schedule, x_t, tt, exact(x_t, tt), "epsilon")
+        ax.scatter(*x_t.T, s=1, color="0.75", linewidths=0)
+        ax.scatter(*x0_exact.T, s=2, color="C1", linewidths=0)
+        ax.scatter(*x0_net.T, s=2, color="C0", alpha=0.6, linewidths=0)
+        ax.set_title(f"t = {t}, alpha_bar = {schedule.alphas_cumprod[t]:.2f}", fontsize=9)
+        ax.set_xlim(-2.5, 2.5)
+        ax.set_ylim(-2.5, 2.5)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+fig.tight_layout()
+viz.save(fig, args.out / "denoised_predictions.png")
+
+# %% [markdown]
+# Next (chapter 7): plug eps_theta into the reverse chain and draw new points, step by step.

@@ -1,0 +1,147 @@
+# %% [markdown]
+"""
+# Chapter 7 — Sampling with DDPM: running the chain backwards
+
+Chapter 6 trained eps_theta(x_t, t). Now we use it to draw new points: start from noise and step backwards,
+T steps, each one a small Gaussian move (Ho et al. 2020, Algorithm 2).
+
+## One reverse step
+
+If we knew x0, the step back would be the posterior of chapter 3 (eq. 6-7):
+
+    q(x_{t-1} | x_t, x0) = N( mu~_t(x_t, x0), beta~_t I ),
+    mu~_t = sqrt(ab_{t-1}) beta_t / (1 - ab_t) x0 + sqrt(alpha_t) (1 - ab_{t-1}) / (1 - ab_t) x_t,
+    beta~_t = beta_t (1 - ab_{t-1}) / (1 - ab_t).
+
+We don't know x0, so plug in the network's guess x0_hat = (x_t - sqrt(1 - ab_t) eps_theta) / sqrt(ab_t). Simplifying
+the mean gives Ho et al.'s eq. 11:
+
+    mu_theta(x_t, t) = 1 / sqrt(alpha_t) * ( x_t - beta_t / sqrt(1 - ab_t) * eps_theta(x_t, t) )
+    x_{t-1} = mu_theta(x_t, t) + sigma_t z,    z ~ N(0, I)        (no noise at the last step)
+
+(Substitute x0_hat into mu~_t and collect the x_t terms: the coefficient is
+[sqrt(ab_{t-1}) beta_t / sqrt(ab_t) + sqrt(alpha_t)(1 - ab_{t-1})] / (1 - ab_t) = 1 / sqrt(alpha_t), using
+ab_t = alpha_t ab_{t-1}.) The first cell below checks the two forms agree to rounding.
+
+## Which variance?
+
+Two choices are both "right" in a limit (Ho et al. 2020, Sec. 3.2): sigma_t^2 = beta~_t (``fixed_small``) is exact when
+the data are a single point; sigma_t^2 = beta_t (``fixed_large``) is exact when the data are N(0, I). With a good
+model and T = 1000 the two give similar samples; fixed_large adds a little more noise at the end, visible as a
+slightly blurrier cloud.
+
+Figures written (to `chapters/out/07/` unless `--out` says otherwise):
+`reverse_chain.png`, `x0_estimates.png`, `reverse_chain.gif`, `variance_choice.png`, `fewer_steps.png`.
+"""
+
+# %%
+import time
+
+import numpy as np
+
+from tinydiff import viz
+from tinydiff.data.toy2d import make_dataset
+from tinydiff.diffusion import predict_x0_and_eps, q_posterior
+from tinydiff.metrics.points import mmd_test
+from tinydiff.samplers import ddpm_step, respace, sample, timesteps
+from tinydiff.train import TrainConfig, Trainer
+
+args = viz.chapter_args(7, "Chapter 7: sampling with DDPM")
+
+# ---- constants -------------------------------------------------------------------------------------------------
+DATA = "moons"
+STEPS = 150 if args.quick else 3000        # training steps (chapter 6 explains the training)
+N_SAMPLES = 300 if args.quick else 1000    # points to draw
+T = 100 if args.quick else 1000            # diffusion steps
+FEW_STEPS = [10, 50]                       # respaced DDPM chains for the last figure
+SEED = 0
+# -----------------------------------------------------------------------------------------------------------------
+
+config = TrainConfig(data=DATA, steps=STEPS, T=T, seed=SEED, n_train=2000 if args.quick else 20000,
+                     ema_decay=0.9 if args.quick else 0.995)     # a short run needs a short EMA memory
+trainer = Trainer(config)
+t0 = time.perf_counter()
+trainer.train(progress=not args.quick)
+print(f"trained {STEPS} steps in {time.perf_counter() - t0:.1f} s")
+schedule, std = trainer.schedule, trainer.standardizer
+trainer.ema.swap()                         # sample with the averaged weights from here on
+model = trainer.model
+data = std.transform(make_dataset(DATA, N_SAMPLES, rng=10_001))   # held-out points, in the model's units
+
+# %% [markdown]
+# ## One step by hand
+#
+# Take some x_t, ask the network for eps_theta, and compute the mean of p(x_{t-1} | x_t) twice: through the posterior
+# with x0_hat plugged in, and with eq. 11. Then compare with ``samplers.ddpm_step``.
+
+# %%
+rng = np.random.default_rng(SEED)
+t = T // 2
+x_t = rng.standard_normal((5, 2))
+tt = np.full(5, t)
+eps_theta = model(x_t, tt).astype(np.float64)
+x0_hat, _ = predict_x0_and_eps(schedule, x_t, tt, eps_theta, "epsilon")
+mean_posterior, var_small = q_posterior(schedule, x0_hat, x_t, tt)
+alpha, beta, ab = schedule.alphas[t], schedule.betas[t], schedule.alphas_cumprod[t]
+mean_eq11 = (x_t - beta / np.sqrt(1 - ab) * eps_theta) / np.sqrt(alpha)        # Ho et al. eq. 11
+z = rng.standard_normal(x_t.shape)
+step = ddpm_step(schedule, t, x_t, x0_hat, z, "fixed_small")
+print(f"|posterior mean - eq. 11| = {np.abs(mean_posterior - mean_eq11).max():.1e}")
+print(f"|ddpm_step - (mean + sigma z)| = {np.abs(step - (mean_eq11 + np.sqrt(var_small) * z)).max():.1e}")
+print(f"at t = {t}: beta_t = {beta:.4g}, beta~_t = {float(var_small.ravel()[0]):.4g}")
+
+# %% [markdown]
+# ## The whole chain
+#
+# ``sample(model, shape, schedule, method="ddpm")`` loops that step from t = T-1 to 0, starting from N(0, I). With
+# ``return_trajectory=True`` it also returns every x_t and every x0_hat. The points stay a shapeless blob for most
+# of the chain and find their crescents late, in the last tenth of the steps; the x0 estimates, on the other hand,
+# show the shape early: at t = T/2 the network already knows roughly where each point is heading, but blurred towards
+# the mean (the estimate is a posterior mean).
+
+# %%
+samples, traj = sample(model, (N_SAMPLES, 2), schedule, method="ddpm", rng=SEED + 1, return_trajectory=True)
+show_t = [T - 1, T // 2, T // 4, T // 10, T // 40, 0]                       # steps to draw, denser near the end
+idx = [int(np.flatnonzero(traj.t == s)[0]) for s in show_t]                   # traj.x[i] is x at step traj.t[i]
+viz.save(viz.trajectory_strip(traj.x[idx + [-1]], show_t + ["data side"], title="x_t along the DDPM chain"),
+         args.out / "reverse_chain.png")
+viz.save(viz.trajectory_strip(traj.x0[idx], show_t, title="x0_hat(x_t, t) along the chain"),   # traj.x0[i]: made at t[i]
+         args.out / "x0_estimates.png")
+L = len(traj.x)
+frames = np.unique(np.r_[(L - np.geomspace(L, 1, 15 if args.quick else 50)).astype(int), L - 1])
+viz.trajectory_gif(traj.x[frames], traj.t[frames], args.out / "reverse_chain.gif", trail=data)
+_, p = mmd_test(samples, data, 200, rng=0)
+print(f"MMD permutation test, samples vs held-out data: p = {p:.3f} (p > 0.05: not told apart)")
+
+# %% [markdown]
+# ## fixed_small against fixed_large
+#
+# The same start noise and the same step noise, two variances. Compare the clouds and the MMD test p-values.
+
+# %%
+panels = [("held-out data", data)]
+for variance in ("fixed_small", "fixed_large"):
+    x = sample(model, (N_SAMPLES, 2), schedule, method="ddpm", variance=variance, rng=SEED + 2)
+    _, p = mmd_test(x, data, 200, rng=0)
+    panels.append((f"{variance}\nMMD p = {p:.2f}", x))
+    print(f"{variance}: p = {p:.3f}, spread of the samples {x.std(0).round(3)} (data {data.std(0).round(3)})")
+viz.save(viz.scatter_strip(panels, lim=2.5, size=3, s=2), args.out / "variance_choice.png")
+
+# %% [markdown]
+# ## Fewer steps
+#
+# DDPM with K < T steps visits only every T/K-th step and uses the *respaced* chain whose betas make the jumps
+# consistent (beta'_j = 1 - ab[s_j] / ab[s_{j-1}], Nichol & Dhariwal 2021; ``samplers.respace``). Each jump is now a
+# big move with a big noise, and the ancestral sampler degrades: the clouds thicken. The deterministic samplers of
+# ``tinydiff.samplers`` (DDIM, DPM-Solver++) do much better with few steps.
+
+# %%
+panels = [("held-out data", data)]
+for k in FEW_STEPS + [T]:
+    x = sample(model, (N_SAMPLES, 2), schedule, method="ddpm", steps=k, rng=SEED + 3)
+    _, p = mmd_test(x, data, 200, rng=0)
+    panels.append((f"{k} steps\nMMD p = {p:.2f}", x))
+    betas = respace(schedule, timesteps(schedule, k)).betas                  # the respaced chain's beta'_j
+    print(f"DDPM with {k} steps: p = {p:.3f}; median beta' = {np.median(betas):.3g} (T steps: {np.median(schedule.betas):.3g})")
+viz.save(viz.scatter_strip(panels, lim=2.5, size=3, s=2), args.out / "fewer_steps.png")
+trainer.ema.swap()
