@@ -103,7 +103,7 @@ print(f"at t = {t}: beta_t = {beta:.4g}, beta~_t = {float(var_small.ravel()[0]):
 samples, traj = sample(model, (N_SAMPLES, 2), schedule, method="ddpm", rng=SEED + 1, return_trajectory=True)
 show_t = [T - 1, T // 2, T // 4, T // 10, T // 40, 0]                       # steps to draw, denser near the end
 idx = [int(np.flatnonzero(traj.t == s)[0]) for s in show_t]                   # traj.x[i] is x at step traj.t[i]
-viz.save(viz.trajectory_strip(traj.x[idx + [-1]], show_t + ["data side"], title="x_t along the DDPM chain"),
+viz.save(viz.trajectory_strip(traj.x[idx + [-1]], show_t + ["samples"], title="x_t along the DDPM chain"),
          args.out / "reverse_chain.png")
 viz.save(viz.trajectory_strip(traj.x0[idx], show_t, title="x0_hat(x_t, t) along the chain"),   # traj.x0[i]: made at t[i]
          args.out / "x0_estimates.png")

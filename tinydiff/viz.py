@@ -170,9 +170,9 @@ def loss_vs_t(t_sum: np.ndarray, t_count: np.ndarray, T: int, n_curves: int = 4)
 
 def trajectory_strip(xs: np.ndarray, ts, lim: float | None = 3.5, title: str = ""):
     """Snapshots of a chain, xs: (S, N, 2), titled by ts (S labels)."""
-    fig = scatter_strip([(f"t = {t}", x) for t, x in zip(ts, xs)], lim=lim)
+    fig = scatter_strip([(f"t = {t}" if not isinstance(t, str) else t, x) for t, x in zip(ts, xs)], lim=lim, s=2)
     if title:
-        fig.suptitle(title, fontsize=10, y=1.02)
+        fig.suptitle(title, fontsize=10, y=1.06)
     return fig
 
 

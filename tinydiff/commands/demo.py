@@ -29,11 +29,20 @@ def add_arguments(p):
     p.add_argument("--quick", action="store_true", help="tiny sizes, seconds instead of a minute (for tests)")
 
 
-def denoising_field(model, schedule, ts, lim: float = 3.0, grid: int = 21):
-    """-eps_theta(x, t) on a grid of standardised points: (gx, gy) (G, G) and u, v (len(ts), G, G)."""
+def denoising_field(model, schedule, ts, lim: float = 3.0, grid: int = 21, prediction_type: str = "epsilon"):
+    """-eps_theta(x, t) on a grid of standardised points: (gx, gy) (G, G) and u, v (len(ts), G, G).
+
+    -eps_theta / sqrt(1 - alpha_bar_t) is the learned score grad log q_t(x): the arrows point towards the data."""
+    from tinydiff.diffusion import predict_x0_and_eps
+
     gx, gy = np.meshgrid(np.linspace(-lim, lim, grid), np.linspace(-lim, lim, grid))  # (G, G) each
     pts = np.stack([gx.ravel(), gy.ravel()], axis=1)                                      # (G G, 2)
-    uv = np.stack([-model(pts, np.full(len(pts), t)) for t in ts])                        # (S, G G, 2)
+    uv = []
+    for t in ts:
+        tt = np.full(len(pts), t)
+        _, eps = predict_x0_and_eps(schedule, pts, tt, model(pts, tt).astype(np.float64), prediction_type)
+        uv.append(-eps)
+    uv = np.stack(uv)                                                                     # (S, G G, 2)
     return gx, gy, uv[..., 0].reshape(len(ts), grid, grid), uv[..., 1].reshape(len(ts), grid, grid)
 
 
@@ -66,8 +75,10 @@ def run(args):
 
     # ---- sample, with the whole reverse chain ------------------------------------------------------------------
     with trainer.ema.average_weights():
-        samples, traj = draw(trainer.model, schedule, std, n, seed=args.seed + 1, return_trajectory=True)
-        gx, gy, u, v = denoising_field(trainer.model, schedule, show := [T - 1, T // 2, T // 5, T // 20, 0])
+        samples, traj = draw(trainer.model, schedule, std, n, seed=args.seed + 1, return_trajectory=True,
+                             prediction_type=config.prediction_type)
+        show = [T - 1, T // 2, T // 5, T // 20, 0]
+        gx, gy, u, v = denoising_field(trainer.model, schedule, show, prediction_type=config.prediction_type)
     data = make_dataset(args.data, n, rng=10_001)
 
     # ---- evaluate ---------------------------------------------------------------------------------------------
@@ -84,8 +95,10 @@ def run(args):
     forward = [q_sample(schedule, x0, np.full(n, t), rng.standard_normal(x0.shape)) for t in show[::-1]]
     viz.save(viz.trajectory_strip([x0] + forward, ["data"] + show[::-1], title="forward chain q(x_t | x_0)"),
              out / "forward_chain.png")
-    idx = np.unique(np.linspace(0, len(traj.x) - 1, 6).astype(int))            # 6 snapshots of the reverse chain
-    viz.save(viz.trajectory_strip(traj.x[idx], traj.t[idx], title="reverse chain (DDPM)"), out / "reverse_chain.png")
+    steps = [T - 1, T // 2, T // 4, T // 10, T // 40, -1]                       # denser near the end (-1: samples)
+    idx = [int(np.flatnonzero(traj.t == s)[0]) for s in steps]                  # traj.x[i] is x at step traj.t[i]
+    viz.save(viz.trajectory_strip(traj.x[idx], steps[:-1] + ["samples"], title="reverse chain (DDPM)"),
+             out / "reverse_chain.png")
     L = len(traj.x)
     frames = np.unique(np.r_[(L - np.geomspace(L, 1, 12 if args.quick else 60)).astype(int), L - 1])  # dense near t=0
     viz.trajectory_gif(traj.x[frames], traj.t[frames], out / "reverse_chain.gif", trail=x0)

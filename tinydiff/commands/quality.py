@@ -104,7 +104,8 @@ def run(args):
         train_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         with trainer.ema.average_weights():
-            samples = draw(trainer.model, trainer.schedule, trainer.standardizer, args.n, seed=args.seed + 1)
+            samples = draw(trainer.model, trainer.schedule, trainer.standardizer, args.n, seed=args.seed + 1,
+                           prediction_type=config.prediction_type)
         sample_s = time.perf_counter() - t0
         row = {"data": name, "steps": config.steps, "train_s": train_s, "sample_s": sample_s,
                **evaluate(samples, name, args.n, args.permutations)}

@@ -27,8 +27,9 @@ def add_arguments(p):
 
 
 def draw(model, schedule, standardizer, n: int, sampler: str = "ddpm", steps=None, seed=0, label=None,
-         guidance: float = 1.0, return_trajectory: bool = False, batch: int = 5000):
-    """n points from ``model`` in DATA units (and the Trajectory, in standardised units, if asked for)."""
+         guidance: float = 1.0, return_trajectory: bool = False, prediction_type: str = "epsilon"):
+    """n points from ``model`` in DATA units (and the Trajectory, in standardised units, if asked for).
+    ``prediction_type`` must be what the model was trained to output (``config.prediction_type``)."""
     from threadpoolctl import threadpool_limits
 
     from tinydiff.samplers import sample
@@ -36,7 +37,7 @@ def draw(model, schedule, standardizer, n: int, sampler: str = "ddpm", steps=Non
     y = None if label is None else np.full(n, label, dtype=np.int64)
     with threadpool_limits(1):
         out = sample(model, (n, model.dim), schedule, method=sampler, steps=steps, rng=seed, y=y,
-                     guidance_scale=guidance, return_trajectory=return_trajectory)
+                     guidance_scale=guidance, return_trajectory=return_trajectory, prediction_type=prediction_type)
     x, traj = out if return_trajectory else (out, None)
     x = standardizer.inverse_transform(x)
     return (x, traj) if return_trajectory else x
@@ -50,7 +51,8 @@ def run(args):
     if args.label is not None and not model.num_classes:
         raise SystemExit("sample: --label needs a model trained with --conditional")
     try:
-        x = draw(model, schedule, standardizer, args.n, args.sampler, args.steps, args.seed, args.label, args.guidance)
+        x = draw(model, schedule, standardizer, args.n, args.sampler, args.steps, args.seed, args.label, args.guidance,
+                 prediction_type=config.prediction_type)
     except ValueError as err:          # unknown sampler, steps > T, ...
         raise SystemExit(f"sample: {err}") from None
     out = Path(args.out)
