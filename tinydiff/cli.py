@@ -17,6 +17,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("tinydiff.commands.sample", "draw points from a trained model: --checkpoint DIR/model.npz --n N --out F"),
     "demo": ("tinydiff.commands.demo", "train, sample, evaluate and draw the whole story on a toy set (~1 minute)"),
     "quality": ("tinydiff.commands.quality", "the 2D quality bar: train each toy set, sample, MMD test, write the table"),
+    "train-classifier": ("tinydiff.commands.train_classifier",
+                         "train the MNIST judge used by the image metrics: --out data/classifier/mnist_classifier.npz"),
+    "evaluate": ("tinydiff.commands.evaluate", "FD, KID, class accuracy and memorisation of a MNIST model's samples"),
 }
 
 

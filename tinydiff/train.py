@@ -70,6 +70,9 @@ class TrainConfig:
     log_every: int = 100           # steps per row of the loss-vs-t table
     loss_buckets: int = 20         # time-step buckets of the loss-vs-t table
     blas_threads: int = 1          # BLAS threads while training (small matmuls: 1 is fastest; 2 fight other pools)
+    # images (data="mnist"): the UNet of tinydiff.models.unet
+    model: str = "mlp"             # mlp (points) | unet (images)
+    base_channels: int = 32        # UNet channels at full resolution (levels: 1x, 2x, 2x)
 
     def model_kwargs(self, dim: int, num_classes: int = 0) -> dict:
         return dict(dim=dim, width=self.width, n_blocks=self.n_blocks, emb_dim=self.emb_dim,
@@ -86,7 +89,10 @@ class TrainConfig:
 
 # ---- data --------------------------------------------------------------------------------------------------------
 def load_training_data(config: TrainConfig, rng: np.random.Generator):
-    """(x (N, D) float64 in data units, labels (N,) int64 or None) for ``config.data``; clear errors otherwise."""
+    """(x (N, D) float64 in data units, labels (N,) int64 or None) for ``config.data``; clear errors otherwise.
+    For data="mnist": x (N, 1, 28, 28) float32 in [0, 1] (a random subset of n_train of the 60,000 images)."""
+    if _normalise(config.data) == "mnist":
+        return load_mnist_training_data(config, rng)
     if config.conditional:
         if not is_dataset_name(config.data) or _normalise(config.data) not in LABELLED:
             raise DatasetError(f"conditional training needs a labelled toy set ({', '.join(LABELLED)}), "
@@ -96,6 +102,45 @@ def load_training_data(config: TrainConfig, rng: np.random.Generator):
     if x.ndim != 2 or len(x) < 2:
         raise DatasetError(f"training data must be an (N, D) array with N >= 2, got shape {x.shape}")
     return x, None
+
+
+def load_mnist_training_data(config: TrainConfig, rng: np.random.Generator):
+    """MNIST training images (N, 1, 28, 28) in [0, 1] and, with ``conditional``, their labels (N,) int64."""
+    from tinydiff.data.mnist import load_mnist_float
+
+    x, labels = load_mnist_float(split="train")
+    if config.n_train < len(x):
+        keep = np.sort(rng.choice(len(x), config.n_train, replace=False))
+        x, labels = x[keep], labels[keep]
+    return x, (labels.astype(np.int64) if config.conditional else None)
+
+
+def make_standardizer(config: TrainConfig, x) -> Standardizer:
+    """Points: per-coordinate mean and std. Images: the fixed map [0, 1] -> [-1, 1] (x_std = (x - 0.5) / 0.5), the
+    DDPM convention; per-pixel statistics would blow up the always-black border pixels."""
+    return Standardizer(0.5, 0.5) if np.ndim(x) == 4 else Standardizer().fit(x)
+
+
+def make_model(config: TrainConfig, data_shape, num_classes: int = 0):
+    """MLPDenoiser for points (N, D), UNet for images (N, C, H, W) (``config.model`` must agree)."""
+    if config.model == "unet" or len(data_shape) == 4:
+        if config.model != "unet" or len(data_shape) != 4:
+            raise DatasetError(f"--model unet goes with image data (--data mnist) and image data with --model unet; "
+                               f"got model={config.model!r} and data of shape {tuple(data_shape)}")
+        from tinydiff.models.unet import UNet, UNetConfig
+
+        return UNet(UNetConfig(in_channels=data_shape[1], base_channels=config.base_channels,
+                               num_classes=num_classes, image_size=data_shape[2]), rng=config.seed)
+    return MLPDenoiser(**config.model_kwargs(data_shape[1], num_classes), rng=config.seed)
+
+
+def build_model(model_config: dict):
+    """Rebuild a model from the ``meta/model`` dict of a checkpoint (a UNet's has "channel_mults")."""
+    if "channel_mults" in model_config:
+        from tinydiff.models.unet import UNet
+
+        return UNet(**model_config)
+    return MLPDenoiser(**model_config)
 
 
 # ---- the loss log ------------------------------------------------------------------------------------------------
@@ -142,11 +187,11 @@ class Trainer:
         self.config, self.out_dir = config, (Path(out_dir) if out_dir is not None else None)
         data_rng, self.rng = np.random.default_rng(config.seed).spawn(2)
         x, self.labels = load_training_data(config, data_rng)
-        self.standardizer = Standardizer().fit(x)
-        self.x = self.standardizer.transform(x).astype(np.float32)              # (N, D) standardised
+        self.standardizer = make_standardizer(config, x)
+        self.x = self.standardizer.transform(x).astype(np.float32)              # (N, D) or (N, C, H, W) standardised
         self.num_classes = int(self.labels.max()) + 1 if self.labels is not None else 0
         self.schedule = config.make_schedule()
-        self.model = MLPDenoiser(**config.model_kwargs(self.x.shape[1], self.num_classes), rng=config.seed)
+        self.model = make_model(config, self.x.shape, self.num_classes)
         self.opt = AdamW(self.model.parameters(), self.model.gradients(), lr=config.lr,
                          weight_decay=config.weight_decay)
         self.ema = EMA(self.model, config.ema_decay)
@@ -177,7 +222,8 @@ class Trainer:
         self.opt.lr = warmup_cosine_lr(k, c.lr, c.warmup_steps, c.steps, c.min_lr)
         self.opt.step()
         self.ema.update()
-        per_sample = np.square(out - training_target(self.schedule, x0, t, noise, c.prediction_type)).mean(axis=1)
+        per_sample = np.square(out - training_target(self.schedule, x0, t, noise, c.prediction_type))
+        per_sample = per_sample.reshape(len(x0), -1).mean(axis=1)              # (B,)
         self.log.record(k, loss, per_sample, t, self.schedule.T, c.log_every)
         self.step_count += 1
         return loss
@@ -274,7 +320,7 @@ def load_model(path, use_ema: bool = True):
     """(model, schedule, standardizer, config) from a checkpoint; the model holds the EMA weights by default."""
     arrays = ckpt.load_checkpoint(path)
     config = TrainConfig.from_dict(ckpt.from_json_array(arrays["meta/config"]))
-    model = MLPDenoiser(**ckpt.from_json_array(arrays["meta/model"]))
+    model = build_model(ckpt.from_json_array(arrays["meta/model"]))
     weights = ckpt.group(arrays, "ema")
     weights = {k[len("shadow."):]: v for k, v in weights.items() if k.startswith("shadow.")} if use_ema else \
         ckpt.group(arrays, "model")

@@ -35,11 +35,14 @@ def draw(model, schedule, standardizer, n: int, sampler: str = "ddpm", steps=Non
     from tinydiff.samplers import sample
 
     y = None if label is None else np.full(n, label, dtype=np.int64)
+    shape = (n, *model.sample_shape) if hasattr(model, "sample_shape") else (n, model.dim)   # images or points
     with threadpool_limits(1):
-        out = sample(model, (n, model.dim), schedule, method=sampler, steps=steps, rng=seed, y=y,
+        out = sample(model, shape, schedule, method=sampler, steps=steps, rng=seed, y=y,
                      guidance_scale=guidance, return_trajectory=return_trajectory, prediction_type=prediction_type)
     x, traj = out if return_trajectory else (out, None)
     x = standardizer.inverse_transform(x)
+    if x.ndim == 4:                       # images: back in [0, 1] (the last x0 estimate can overshoot a little)
+        x = np.clip(x, 0.0, 1.0).astype(np.float32)
     return (x, traj) if return_trajectory else x
 
 
@@ -61,11 +64,13 @@ def run(args):
         np.savetxt(out, x, delimiter=",", fmt="%.8g")
     else:
         np.save(out, x)
-    print(f"wrote {len(x)} points of dimension {x.shape[1]} to {out}")
+    print(f"wrote {len(x)} {'images' if x.ndim == 4 else 'points'} of shape {x.shape[1:]} to {out}")
     if args.plot is not None:
         from tinydiff import viz
 
-        if x.shape[1] != 2:
+        if x.ndim == 4:
+            viz.save(viz.image_grid(x), args.plot)
+        elif x.shape[1] != 2:
             print(f"--plot draws 2D points only; these have dimension {x.shape[1]}")
         else:
             viz.save(viz.scatter_strip([(f"{len(x)} samples ({config.data})", x)], lim=None, size=4, s=2),

@@ -31,6 +31,29 @@ def add_arguments(p):
     p.add_argument("--schedule", default=d.schedule, help=f"noise schedule (default {d.schedule})")
     p.add_argument("--conditional", action="store_true", help="learn eps(x, t, label) on a labelled toy set")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_image_arguments(p, d)
+
+
+def add_image_arguments(p, d):
+    """Flags for image training: `train --data mnist --model unet [--conditional] --n-train N --blas-threads 2`."""
+    p.add_argument("--model", choices=("mlp", "unet"), default=None, help="mlp for points (default), unet for mnist")
+    p.add_argument("--n-train", type=positive_int, default=None,
+                   help=f"training points drawn from a toy set (default {d.n_train}); for mnist a random subset "
+                        "of the 60,000 images (default: all)")
+    p.add_argument("--base-channels", type=positive_int, default=None, help=f"UNet width (default {d.base_channels})")
+    p.add_argument("--ema-decay", type=float, default=None, help=f"EMA of the weights (default {d.ema_decay})")
+    p.add_argument("--checkpoint-every", type=positive_int, default=None,
+                   help=f"steps between checkpoints (default {d.checkpoint_every})")
+    p.add_argument("--blas-threads", type=positive_int, default=None,
+                   help=f"BLAS threads (default {d.blas_threads}; 2 helps the UNet's large convolutions)")
+
+
+def image_defaults(chosen: dict) -> dict:
+    """--data mnist implies --model unet and all 60,000 images unless the flags say otherwise."""
+    if str(chosen.get("data", "")).lower() == "mnist":
+        chosen.setdefault("model", "unet")
+        chosen.setdefault("n_train", 60_000)
+    return chosen
 
 
 def write_outputs(trainer, out: Path) -> None:
@@ -56,11 +79,11 @@ def run(args):
         if args.data is None:
             raise SystemExit("train: --data is required (a toy set name or a .npy/.csv file), unless --resume")
         names = {f.name for f in fields(TrainConfig)}
-        chosen = {k: v for k, v in vars(args).items() if k in names and v is not None}
+        chosen = image_defaults({k: v for k, v in vars(args).items() if k in names and v is not None})
         trainer = Trainer(TrainConfig(**chosen), out)
     c = trainer.config
-    print(f"{trainer.model.num_parameters()} parameters, {len(trainer.x)} training points of dimension "
-          f"{trainer.x.shape[1]}, {c.steps} steps of batch {c.batch_size}")
+    print(f"{trainer.model.num_parameters()} parameters, {len(trainer.x)} training items of shape "
+          f"{trainer.x.shape[1:]}, {c.steps} steps of batch {c.batch_size}")
     try:
         trainer.train(progress=not args.quiet)
     finally:

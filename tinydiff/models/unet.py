@@ -54,6 +54,7 @@ class UNetConfig:
     emb_dim: int = 128                  # E, size of the time (and label) embedding; 4 C_0 as in DDPM
     dropout: float = 0.0                # dropout inside the ResBlocks (DDPM used 0.1 on CIFAR-10)
     num_classes: int = 0                # 0: unconditional; 10 for class-conditional MNIST (adds a null row)
+    image_size: int = 28                # H = W of the images to sample (the network accepts any size it can halve)
 
     def __post_init__(self):
         self.channel_mults = tuple(int(m) for m in self.channel_mults)
@@ -91,6 +92,7 @@ class UNet(Module):
         self.cfg, self.dtype = cfg, np.dtype(dtype)
         self.config = asdict(cfg)  # plain dict, saved in checkpoints
         self.num_classes, self.null_label = cfg.num_classes, cfg.num_classes
+        self.sample_shape = (cfg.in_channels, cfg.image_size, cfg.image_size)   # what samplers draw: (B, *sample_shape)
         chans, E, G = cfg.channels, cfg.emb_dim, cfg.num_groups
         kw = dict(rng=rng, dtype=dtype)
 
