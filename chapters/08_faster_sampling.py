@@ -35,11 +35,15 @@ as in DDIM: never the last, noisiest step) or "trailing" (T-1, T-1-T/S, ...: sta
 t = T/S - 1). Every method ends with a jump to the clean data that returns E[x0 | x_{t_last}], a posterior *mean*.
 For narrow modes that mean is narrower than the data: the **final-step shrinkage**, large when t_last is large.
 
-Figures: `spacings.png`, `trajectories.png`, `final_step_shrinkage.png`, `quality_vs_nfe.png`.
+Figures: `spacings.png`, `trajectories.png`, `final_step_shrinkage.png`, `quality_vs_nfe.png`,
+`quality_vs_nfe_mlp.png`.
 """
 
 # %%
+from pathlib import Path
+
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from tinydiff import viz
 from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
@@ -48,6 +52,7 @@ from tinydiff.data.toy2d import gaussian_mixture_params
 from tinydiff.metrics.points import mmd2
 from tinydiff.samplers import METHODS, ODE_SIGMA_MAX, SPACINGS, sample, timesteps
 from tinydiff.schedules import NoiseSchedule
+from tinydiff.train import load_model
 
 args = viz.chapter_args(8, "Chapter 8: faster sampling")
 
@@ -62,6 +67,8 @@ N_SHRINK = 300 if args.quick else 2000            # points per run of the shrink
 SHRINK_STEPS = (5, 20) if args.quick else (5, 10, 20, 50, 100)
 N_NFE = 120 if args.quick else 500                # points per run of the quality-vs-NFE study
 NFE_STEPS = (5, 10) if args.quick else (5, 10, 20, 50)
+CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "8gaussians.npz"  # a trained MLP
+CLIP = 3.0                                        # clamp the MLP's x0 estimate (standardised data: |x| < 1.8)
 SEED = 0
 # -----------------------------------------------------------------------------------------------------------------
 
@@ -238,3 +245,40 @@ for r in rows:
 print(f"   floor (data vs data): MMD^2 {floor['mmd2']:+.2e}  mode std {floor['mode_std']:.4f}")
 viz.save(plot_quality(rows, floor, f"exact denoiser, {SCHEDULE} T={T}, trailing spacing, {N_NFE} points"),
          args.out / "quality_vs_nfe.png")
+
+# %% [markdown]
+# ## The same study with a trained network
+#
+# `data/checkpoints/8gaussians.npz` is the MLP denoiser of chapter 6, trained for 4000 steps on the 8 Gaussians with
+# the cosine schedule by `python -m tinydiff train --data 8gaussians --schedule cosine` (docs/samplers.md has the exact
+# commands). It samples in standardised units; `to_data` maps its samples back. Now the error is the network's and the
+# sampler's together, and one new failure appears: the cosine schedule's first step has alpha_bar = 2.4e-9
+# (sigma = 2e4), where x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab) multiplies an eps error of 0.02 into an x0 error of
+# 400. The exact denoiser has no such error; the network does, and without a guard DDPM, DDIM and DPM-Solver++ all
+# start from that x0 and never recover (Euler and Heun start at sigma = 80 and survive, mostly). The guard image
+# models use is to clamp the x0 estimate to the data's range (`clip`, here [-3, 3] in standardised units) and
+# recompute eps from it.
+
+# %%
+model, model_schedule, standardizer, config = load_model(CHECKPOINT)
+print(f"trained MLP: {model.num_parameters()} parameters, {config.steps} steps, {config.schedule} schedule")
+with threadpool_limits(1):                        # many small matmuls: one BLAS thread is fastest
+    for clip in (None, CLIP):
+        x = standardizer.inverse_transform(sample(model, (N_NFE, 2), model_schedule, method="ddim", steps=20,
+                                                  clip=clip, rng=SEED))
+        print(f"ddim, 20 steps, clip={clip}: mode std {mode_statistics(x, mixture)['mode_std']:.3g}")
+    rows_mlp = nfe_table(model, reference_points, model_schedule, METHODS, NFE_STEPS, n=N_NFE, rng=SEED,
+                         mixture=mixture, w2_points=N_NFE, to_data=standardizer.inverse_transform, clip=CLIP)
+for r in rows_mlp:
+    print(f"MLP {r['method']:>8} {r['steps']:3d} steps {r['nfe']:3d} NFE: MMD^2 {r['mmd2']:+.2e}  "
+          f"mode std {r['mode_std']:.4f}")
+
+# %% [markdown]
+# With clipping, DDPM reaches the floor from about 20 steps, and the ODE samplers from 20-50: with a network their
+# few-step runs are worse than with the exact denoiser (at 5-10 steps the deterministic samplers follow the network's
+# errors at high noise, which DDPM's fresh noise would wash out), and Heun's large first step from sigma = 80 costs it
+# most. Compare `quality_vs_nfe.png`: the sampler ranking of the exact model does not carry over unchanged.
+
+# %%
+viz.save(plot_quality(rows_mlp, floor, f"trained MLP ({config.steps} steps), clip {CLIP:g}, trailing spacing, "
+                      f"{N_NFE} points"), args.out / "quality_vs_nfe_mlp.png")

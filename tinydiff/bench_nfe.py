@@ -1,9 +1,11 @@
 """Few-step accuracy of the samplers: distance to the data against the number of model evaluations (NFE).
 
     python -m tinydiff.bench_nfe                      # exact denoiser of 8 Gaussians, the table in docs/samplers.md
+    python -m tinydiff.bench_nfe --checkpoint data/checkpoints/8gaussians.npz      # a trained MLP (`train` CLI)
 
 With the exact denoiser (:mod:`tinydiff.analytic`) the model is perfect, so every distance above the noise floor is
 the sampler's discretisation error. The floor row compares two independent samples of the data of the same size.
+With a trained checkpoint the errors are the model's and the sampler's together.
 """
 
 from __future__ import annotations
@@ -20,8 +22,12 @@ __all__ = ["nfe_table", "format_nfe_table", "mode_statistics"]
 
 
 def nfe_table(model, reference, schedule, methods=("ddpm", "ddim", "dpm++2m", "euler", "heun"),
-              steps_list=(5, 10, 20, 50), n=1000, rng=0, mixture=None, w2_points=1000, **sample_kwargs) -> list[dict]:
+              steps_list=(5, 10, 20, 50), n=1000, rng=0, mixture=None, w2_points=1000, to_data=None,
+              **sample_kwargs) -> list[dict]:
     """Sample n points with each method and step count; compare with ``reference`` (m, D).
+
+    ``to_data``: a function applied to the samples before they are compared, e.g. the ``inverse_transform`` of the
+    Standardizer of a trained model (which samples in standardised units) so that they are in the reference's units.
 
     Returns one dict per run: method, steps, nfe (model calls), mmd2 (unbiased MMD^2), w2 (exact W2 of the
     empirical measures on the first ``w2_points`` points of each). With ``mixture`` (a GaussianMixture) also
@@ -36,6 +42,7 @@ def nfe_table(model, reference, schedule, methods=("ddpm", "ddim", "dpm++2m", "e
         for steps in steps_list:
             x, traj = sample(model, (n,) + reference.shape[1:], schedule, method=method, steps=steps, rng=rng,
                              return_trajectory=True, **sample_kwargs)
+            x = x if to_data is None else to_data(x)
             m = min(n, w2_points, len(reference))
             row = {"method": method, "steps": steps, "nfe": traj.nfe, "mmd2": mmd2(x, reference),
                    "w2": float(np.sqrt(max(w2_squared(x[:m], reference[:m]), 0.0)))}
@@ -80,18 +87,34 @@ def main(argv=None) -> None:
     p.add_argument("--methods", default="ddpm,ddim,dpm++2m,euler,heun")
     p.add_argument("--spacing", default="trailing", help="timestep spacing (default trailing)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", default=None, help="a model.npz of `python -m tinydiff train` on a Gaussian-mixture "
+                   "set (8gaussians, 25gaussians) instead of the exact denoiser; its schedule replaces --schedule/--T")
+    p.add_argument("--clip", type=float, default=None, help="clamp the x0 estimate to [-clip, clip] (model units)")
     a = p.parse_args(argv)
-    mix = GaussianMixture.from_params(gaussian_mixture_params("8gaussians"))
-    schedule = NoiseSchedule.from_name(a.schedule, T=a.T)
-    model = GaussianMixtureDenoiser(mix, schedule)
+    extra, to_data, data, what = {}, None, "8gaussians", "exact denoiser"
+    if a.checkpoint is not None:
+        from tinydiff.train import load_model
+
+        model, schedule, standardizer, config = load_model(a.checkpoint)
+        data, to_data = config.data, standardizer.inverse_transform
+        extra = {"prediction_type": config.prediction_type, "clip": a.clip}
+        what = f"trained MLP {a.checkpoint} ({config.steps} steps){'' if a.clip is None else f', clip {a.clip:g}'}"
+        a.schedule, a.T = config.schedule, schedule.T
+    mix = GaussianMixture.from_params(gaussian_mixture_params(data))
+    if a.checkpoint is None:
+        schedule = NoiseSchedule.from_name(a.schedule, T=a.T)
+        model = GaussianMixtureDenoiser(mix, schedule)
     reference = mix.sample(a.n, rng=a.seed + 1)
     other = mix.sample(a.n, rng=a.seed + 2)
     m = min(a.n, 1000)
     floor = {"mmd2": mmd2(other, reference), "w2": float(np.sqrt(max(w2_squared(other[:m], reference[:m]), 0.0))),
              **mode_statistics(other, mix)}
-    rows = nfe_table(model, reference, schedule, a.methods.split(","), [int(s) for s in a.steps.split(",")], a.n,
-                     a.seed, mixture=mix, timestep_spacing=a.spacing)
-    print(f"8 Gaussians, exact denoiser, {a.schedule} T={a.T}, {a.spacing} spacing, n={a.n}, seed {a.seed}")
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # many small matmuls: one BLAS thread is fastest
+        rows = nfe_table(model, reference, schedule, a.methods.split(","), [int(s) for s in a.steps.split(",")], a.n,
+                         a.seed, mixture=mix, timestep_spacing=a.spacing, to_data=to_data, **extra)
+    print(f"{data}, {what}, {a.schedule} T={a.T}, {a.spacing} spacing, n={a.n}, seed {a.seed}")
     print(format_nfe_table(rows, floor))
 
 
