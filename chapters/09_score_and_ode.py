@@ -46,11 +46,15 @@ Running the deterministic sampler backwards maps data to the noise that would pr
 point it starts from, and fixed-point iterations (`invert(..., fixed_point_iters=k)`) re-evaluate eps at the new
 point until the step is consistent.
 
-Figures: `tweedie.png`, `score_field.png`, `flow_1d.png`, `likelihood.png`, `inversion.png`.
+Figures: `tweedie.png`, `score_field.png`, `flow_1d.png`, `likelihood.png`, `inversion.png`, and for a trained
+network `score_field_learned.png`, `score_error.png`, `likelihood_learned.png`.
 """
 
 # %%
+from pathlib import Path
+
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from tinydiff import viz
 from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
@@ -59,6 +63,7 @@ from tinydiff.diffusion import convert_prediction
 from tinydiff.likelihood import ode_nll
 from tinydiff.samplers import ODE_SIGMA_MAX, invert, sample
 from tinydiff.schedules import NoiseSchedule
+from tinydiff.train import load_model
 
 args = viz.chapter_args(9, "Chapter 9: the score and the ODE")
 
@@ -73,8 +78,12 @@ N_FLOW = 30 if args.quick else 60                 # paths in the 1D flow figure
 N_NLL = 40 if args.quick else 200                 # points whose likelihood we compute
 N_PROBES = 2 if args.quick else 8                 # Hutchinson probe draws averaged
 N_INVERT = 50 if args.quick else 200              # points inverted
-INVERT_STEPS = (10, 20, 50) if args.quick else (10, 20, 50, 100)
-FIXED_POINT_ITERS = (0, 1, 2, 3, 5) if args.quick else (0, 1, 2, 3, 4, 6, 8)
+INVERT_STEPS = (10, 50) if args.quick else (10, 20, 50, 100)
+FIXED_POINT_ITERS = (0, 1, 3) if args.quick else (0, 1, 2, 3, 4, 6, 8)
+CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "8gaussians.npz"  # a trained MLP
+N_ERROR = 200 if args.quick else 2000             # points of q_t per step where the learned eps is checked
+N_NLL_LEARNED = 16 if args.quick else 150         # points whose likelihood the trained model gives
+NLL_RTOL = 1e-2 if args.quick else 1e-3           # solve_ivp tolerance for the trained model's likelihood
 SEED = 0
 # -----------------------------------------------------------------------------------------------------------------
 
@@ -236,3 +245,87 @@ ax.set_ylabel("|sample(invert(x0)) - x0|")
 ax.set_title("solid: median point, dashed: worst point", fontsize=9)
 ax.legend(fontsize=7)
 viz.save(fig, args.out / "inversion.png")
+
+# %% [markdown]
+# ## A learned score
+#
+# `data/checkpoints/8gaussians.npz` is the MLP of chapter 6 trained for 4000 steps on the 8 Gaussians (cosine
+# schedule; docs/samplers.md has the command). It learned eps for *standardised* data, x_std = (x - mean) / std, so
+# we compare it with the exact denoiser of the same mixture seen through that map (means (mu - mean) / std,
+# covariances S / std^2). First its field, in standardised coordinates: at a glance, the picture of `score_field.png`.
+
+# %%
+model, model_schedule, standardizer, config = load_model(CHECKPOINT)
+inv_std = np.diag(1.0 / standardizer.std)
+mixture_std = GaussianMixture(mixture.weights, (mixture.means - standardizer.mean) / standardizer.std,
+                              inv_std @ mixture.covs @ inv_std)                   # the data the network saw
+exact_std = GaussianMixtureDenoiser(mixture_std, model_schedule)
+lim_std = 3.2 / float(standardizer.std.mean())
+gx, gy = np.meshgrid(np.linspace(-lim_std, lim_std, GRID), np.linspace(-lim_std, lim_std, GRID))
+grid = np.stack([gx.ravel(), gy.ravel()], axis=1)                                   # (G G, 2)
+with threadpool_limits(1):                                                         # small matmuls: one BLAS thread
+    eps_learned = np.stack([model(grid, np.full(len(grid), t)) for t in FIELD_STEPS])  # (S, G G, 2)
+field = np.stack([-np.sqrt(1.0 - model_schedule.alphas_cumprod[t]) * e                # (1 - ab) score = -sqrt(1-ab) eps
+                  for t, e in zip(FIELD_STEPS, eps_learned)])
+u, v = field[..., 0].reshape(-1, GRID, GRID), field[..., 1].reshape(-1, GRID, GRID)
+viz.save(viz.vector_field(gx, gy, u, v, [f"{t} (learned)" for t in FIELD_STEPS],
+                          data=standardizer.transform(data), lim=lim_std * 1.06), args.out / "score_field_learned.png")
+
+# %% [markdown]
+# Then its error, on points drawn from q_t itself (where the network was trained): the RMS of eps_theta - E[eps | x_t]
+# against t, next to the size of E[eps | x_t]: 2-3% of it at high noise, up to 10% around t ~ 100 where the modes
+# separate, and as large as eps itself at t = 0, where eps is barely predictable and matters least. The right panel is that error as the sampler sees it when it forms x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab): an eps
+# error e is an x0 error sigma_t e. At the cosine schedule's last step (sigma = 2e4) that is hundreds: the reason
+# chapter 8 clamps x0 when it samples this network.
+
+# %%
+t_check = np.unique(np.concatenate([np.round(np.linspace(0, T - 1, 12 if args.quick else 40)), [T - 1]]).astype(int))
+err, size = [], []
+for t in t_check:
+    x_t = mixture_std.marginal(model_schedule.alphas_cumprod[t]).sample(N_ERROR, rng=rng)
+    tt = np.full(N_ERROR, t)
+    with threadpool_limits(1):
+        diff = model(x_t, tt) - exact_std(x_t, tt)
+    err.append(np.sqrt(np.mean(diff**2)))
+    size.append(np.sqrt(np.mean(exact_std(x_t, tt) ** 2)))
+err, size = np.array(err), np.array(size)
+print(f"learned eps: RMS error {err.min():.3f}..{err.max():.3f} (RMS of the exact eps {size.min():.2f}..{size.max():.2f})")
+fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.2))
+axes[0].plot(t_check, err, "o-", ms=3, label="RMS(eps_theta - E[eps | x_t])")
+axes[0].plot(t_check, size, "--", color="0.5", label="RMS(E[eps | x_t])")
+axes[0].set_yscale("log")
+axes[0].set_xlabel("t")
+axes[0].legend(fontsize=7)
+axes[1].semilogy(t_check, model_schedule.sigmas[t_check] * err, "o-", ms=3, color="C3")
+axes[1].set_xlabel("t")
+axes[1].set_title("sigma_t x RMS eps error: the x0 error it implies", fontsize=9)
+viz.save(fig, args.out / "score_error.png")
+
+# %% [markdown]
+# Last, the learned model's likelihood through the same ODE. `ode_nll` asks the network at integer steps and
+# interpolates in t, and takes the divergence by central differences (2D: four extra evaluations). The integrand is
+# then only piecewise smooth, so we use rtol = 1e-3 (1e-4 costs ten times more and moves the numbers by ~0.1 nats).
+# Densities change units with the standardisation: log p(x) = log p_std(x_std) - sum log std. On the data the network
+# is within a nat or two of the truth; off the data (uniform points, true NLL up to 200 nats) it is far too generous:
+# it never saw those regions at low noise, and the density there is not something the loss asked it to get right.
+
+# %%
+x_nll = np.concatenate([mixture.sample(N_NLL_LEARNED * 2 // 3, rng=rng),
+                        rng.uniform(-3, 3, size=(N_NLL_LEARNED - N_NLL_LEARNED * 2 // 3, 2))])
+sigma_min_data = float(model_schedule.sigmas[0]) * standardizer.std                   # sigma_0 in data units, per axis
+true_nll = -GaussianMixture(mixture.weights, mixture.means, mixture.covs + np.diag(sigma_min_data**2)).log_prob(x_nll)
+with threadpool_limits(1):
+    res = ode_nll(model, standardizer.transform(x_nll), model_schedule, rtol=NLL_RTOL, atol=NLL_RTOL)
+learned_nll = res.nll + np.log(standardizer.std).sum()                               # back to data units
+on = slice(0, N_NLL_LEARNED * 2 // 3)
+gap = learned_nll[on] - true_nll[on]
+print(f"trained MLP: NLL - true on data points {gap.mean():+.2f} +- {gap.std():.2f} nats ({res.nfe} evaluations)")
+fig, ax = plt.subplots(figsize=(4.5, 3.5))
+ax.plot(true_nll[on], learned_nll[on], ".", ms=4, label="data points")
+ax.plot(true_nll[on.stop:], learned_nll[on.stop:], ".", ms=4, label="uniform in [-3, 3]^2")
+lims = [true_nll.min() - 1, true_nll.max() + 1]
+ax.plot(lims, lims, "k:", lw=1)
+ax.set_xlabel("true -log p(x) (nats)")
+ax.set_ylabel("ode_nll of the trained MLP")
+ax.legend(fontsize=7)
+viz.save(fig, args.out / "likelihood_learned.png")
