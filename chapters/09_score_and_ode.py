@@ -9,7 +9,8 @@ to compute exact log-likelihoods, and to encode data back into noise.
 
 ## Tweedie's formula
 
-With x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, the noisy density is q_t(x) = int N(x; sqrt(ab) x0, (1 - ab) I) p(x0) dx0.
+With x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, the noisy density is
+q_t(x) = int N(x; sqrt(ab) x0, (1 - ab) I) p(x0) dx0.
 Differentiate under the integral: grad_x N(x; sqrt(ab) x0, (1 - ab) I) = -(x - sqrt(ab) x0) / (1 - ab) N(...), so
 
     grad log q_t(x) = -(x - sqrt(ab) E[x0 | x_t = x]) / (1 - ab) = -E[eps | x_t = x] / sqrt(1 - ab)
@@ -32,9 +33,11 @@ eq. 4) dz/dsigma = -sigma grad_z log p(z; sigma) = eps(z, sigma): DDIM with eta 
 ## Likelihood through the ODE
 
 An ODE is an invertible map, so the change of variables applies (Chen et al. 2018, "Neural ODEs", Thm. 1):
-d log p(z(sigma)) / dsigma = -div_z eps(z, sigma). Integrating from the data to sigma_max, where p is the Gaussian prior,
+d log p(z(sigma)) / dsigma = -div_z eps(z, sigma). Integrating from the data to sigma_max, where p is the Gaussian
+prior,
 
-    log p_0(x) = log N(z(sigma_max); 0, (1 + sigma_max^2) I) + int_{sigma_min}^{sigma_max} div_z eps(z(sigma), sigma) dsigma
+    log p_0(x) = log N(z(sigma_max); 0, (1 + sigma_max^2) I)
+                 + int_{sigma_min}^{sigma_max} div_z eps(z(sigma), sigma) dsigma
 
 (`tinydiff.likelihood.ode_nll`, Song et al. 2021b, Sec. 4.3 and App. D.2). The divergence is a trace: exact for 2D, or
 Hutchinson's unbiased estimate E_v[v^T J v] with random +-1 vectors v for high dimensions (Grathwohl et al. 2018).
@@ -274,7 +277,8 @@ viz.save(viz.vector_field(gx, gy, u, v, [f"{t} (learned)" for t in FIELD_STEPS],
 # %% [markdown]
 # Then its error, on points drawn from q_t itself (where the network was trained): the RMS of eps_theta - E[eps | x_t]
 # against t, next to the size of E[eps | x_t]: 2-3% of it at high noise, up to 10% around t ~ 100 where the modes
-# separate, and as large as eps itself at t = 0, where eps is barely predictable and matters least. The right panel is that error as the sampler sees it when it forms x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab): an eps
+# separate, and as large as eps itself at t = 0, where eps is barely predictable and matters least. The right panel
+# is that error as the sampler sees it when it forms x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab): an eps
 # error e is an x0 error sigma_t e. At the cosine schedule's last step (sigma = 2e4) that is hundreds: the reason
 # chapter 8 clamps x0 when it samples this network.
 
@@ -289,7 +293,8 @@ for t in t_check:
     err.append(np.sqrt(np.mean(diff**2)))
     size.append(np.sqrt(np.mean(exact_std(x_t, tt) ** 2)))
 err, size = np.array(err), np.array(size)
-print(f"learned eps: RMS error {err.min():.3f}..{err.max():.3f} (RMS of the exact eps {size.min():.2f}..{size.max():.2f})")
+print(f"learned eps: RMS error {err.min():.3f}..{err.max():.3f} "
+      f"(RMS of the exact eps {size.min():.2f}..{size.max():.2f})")
 fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.2))
 axes[0].plot(t_check, err, "o-", ms=3, label="RMS(eps_theta - E[eps | x_t])")
 axes[0].plot(t_check, size, "--", color="0.5", label="RMS(E[eps | x_t])")

@@ -109,7 +109,8 @@ for s in SCALES:
 # ## The guided field
 #
 # The arrows are (1 - ab_t) times the guided score for label 0 (the mode on the right), at t = FIELD_T:
-# sqrt(ab) E[x0 | x_t] - x_t with the guided E[x0 | x_t]. s = 0 pulls towards all eight modes, s = 1 towards mode 0 only.
+# sqrt(ab) E[x0 | x_t] - x_t with the guided E[x0 | x_t]. s = 0 pulls towards all eight modes, s = 1 towards
+# mode 0 only.
 # For s > 1 the (s - 1) grad log p(y | x_t) term adds a push away from the other modes, strongest where they are
 # (each panel scales its arrows on its own: compare directions, and the colours for length).
 
