@@ -201,9 +201,8 @@ for method in ("ddim", "ddpm"):
 # is clamped to [-3, 3] (`clip`): at the cosine schedule's first step (sigma = 2e4) a 1% error in eps is an x0 error
 # of 200, and the deterministic sampler would carry it to the end. Its unconditional half (s = 0) is the weaker one:
 # only 10% of the training examples taught it, and a few of its samples land between modes. Up to s ~ 3 it behaves
-# like the exact model; at
-# large s it amplifies its own errors (eps_c - eps_u is a small difference of two inexact predictions) and the
-# modes widen again instead of narrowing.
+# like the exact model; at large s it amplifies its own errors (eps_c - eps_u is a small difference of two inexact
+# predictions) and the modes widen again instead of narrowing.
 
 # %%
 model, model_schedule, standardizer, config = load_model(CHECKPOINT)
