@@ -65,7 +65,8 @@ import numpy as np
 from tinydiff import viz
 from tinydiff.nn import AvgPool2d, Conv2d, GroupNorm, Upsample, check_module
 from tinydiff.nn.kernels import conv as K
-from tinydiff.nn.kernels.bench_conv import bench_conv, bench_groupnorm, blas_info, format_table
+from tinydiff.nn.kernels.bench_conv import bench_conv, bench_groupnorm, format_table
+from tinydiff.threads import blas_info
 
 args = viz.chapter_args(5, "Chapter 5: convolutions and normalisation with Numba")  # --out DIR, --quick
 plt = viz.plt()                                                      # matplotlib.pyplot with the headless Agg backend

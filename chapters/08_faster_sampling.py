@@ -43,9 +43,9 @@ Figures: `spacings.png`, `trajectories.png`, `final_step_shrinkage.png`, `qualit
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from tinydiff import viz
+from tinydiff.threads import blas_threads
 from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
 from tinydiff.bench_nfe import mode_statistics, nfe_table
 from tinydiff.data.toy2d import gaussian_mixture_params
@@ -262,7 +262,7 @@ viz.save(plot_quality(rows, floor, f"exact denoiser, {SCHEDULE} T={T}, trailing 
 # %%
 model, model_schedule, standardizer, config = load_model(CHECKPOINT)
 print(f"trained MLP: {model.num_parameters()} parameters, {config.steps} steps, {config.schedule} schedule")
-with threadpool_limits(1):                        # many small matmuls: one BLAS thread is fastest
+with blas_threads(1):                        # many small matmuls: one BLAS thread is fastest
     for clip in (None, CLIP):
         x = standardizer.inverse_transform(sample(model, (N_NFE, 2), model_schedule, method="ddim", steps=20,
                                                   clip=clip, rng=SEED))

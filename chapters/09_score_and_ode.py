@@ -57,9 +57,9 @@ network `score_field_learned.png`, `score_error.png`, `likelihood_learned.png`.
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from tinydiff import viz
+from tinydiff.threads import blas_threads
 from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
 from tinydiff.data.toy2d import gaussian_mixture_params
 from tinydiff.diffusion import convert_prediction
@@ -266,7 +266,7 @@ exact_std = GaussianMixtureDenoiser(mixture_std, model_schedule)
 lim_std = 3.2 / float(standardizer.std.mean())
 gx, gy = np.meshgrid(np.linspace(-lim_std, lim_std, GRID), np.linspace(-lim_std, lim_std, GRID))
 grid = np.stack([gx.ravel(), gy.ravel()], axis=1)                                   # (G G, 2)
-with threadpool_limits(1):                                                         # small matmuls: one BLAS thread
+with blas_threads(1):                                                         # small matmuls: one BLAS thread
     eps_learned = np.stack([model(grid, np.full(len(grid), t)) for t in FIELD_STEPS])  # (S, G G, 2)
 field = np.stack([-np.sqrt(1.0 - model_schedule.alphas_cumprod[t]) * e                # (1 - ab) score = -sqrt(1-ab) eps
                   for t, e in zip(FIELD_STEPS, eps_learned)])
@@ -288,7 +288,7 @@ err, size = [], []
 for t in t_check:
     x_t = mixture_std.marginal(model_schedule.alphas_cumprod[t]).sample(N_ERROR, rng=rng)
     tt = np.full(N_ERROR, t)
-    with threadpool_limits(1):
+    with blas_threads(1):
         diff = model(x_t, tt) - exact_std(x_t, tt)
     err.append(np.sqrt(np.mean(diff**2)))
     size.append(np.sqrt(np.mean(exact_std(x_t, tt) ** 2)))
@@ -319,7 +319,7 @@ x_nll = np.concatenate([mixture.sample(N_NLL_LEARNED * 2 // 3, rng=rng),
                         rng.uniform(-3, 3, size=(N_NLL_LEARNED - N_NLL_LEARNED * 2 // 3, 2))])
 sigma_min_data = float(model_schedule.sigmas[0]) * standardizer.std                   # sigma_0 in data units, per axis
 true_nll = -GaussianMixture(mixture.weights, mixture.means, mixture.covs + np.diag(sigma_min_data**2)).log_prob(x_nll)
-with threadpool_limits(1):
+with blas_threads(1):
     res = ode_nll(model, standardizer.transform(x_nll), model_schedule, rtol=NLL_RTOL, atol=NLL_RTOL)
 learned_nll = res.nll + np.log(standardizer.std).sum()                               # back to data units
 on = slice(0, N_NLL_LEARNED * 2 // 3)

@@ -43,9 +43,9 @@ Figures: `guided_field.png`, `guidance_8gaussians.png`, `guidance_two_classes.pn
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from tinydiff import viz
+from tinydiff.threads import blas_threads
 from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
 from tinydiff.data.toy2d import gaussian_mixture_params
 from tinydiff.samplers import sample
@@ -211,7 +211,7 @@ print(f"trained model: {model.num_parameters()} parameters, {config.steps} steps
 
 
 def sample_model(s, method="ddim"):
-    with threadpool_limits(1):                                                   # small matmuls: 1 BLAS thread
+    with blas_threads(1):                                                   # small matmuls: 1 BLAS thread
         x = sample(model, x_T.shape, model_schedule, method=method, steps=STEPS, x_T=x_T, y=labels,
                    guidance_scale=s, clip=CLIP, rng=SEED)
     return standardizer.inverse_transform(x)                                     # back to data units

@@ -109,9 +109,9 @@ def main(argv=None) -> None:
     m = min(a.n, 1000)
     floor = {"mmd2": mmd2(other, reference), "w2": float(np.sqrt(max(w2_squared(other[:m], reference[:m]), 0.0))),
              **mode_statistics(other, mix)}
-    from threadpoolctl import threadpool_limits
+    from tinydiff.threads import blas_threads
 
-    with threadpool_limits(1):  # many small matmuls: one BLAS thread is fastest
+    with blas_threads(1):  # many small matmuls: one BLAS thread is fastest
         rows = nfe_table(model, reference, schedule, a.methods.split(","), [int(s) for s in a.steps.split(",")], a.n,
                          a.seed, mixture=mix, timestep_spacing=a.spacing, to_data=to_data, **extra)
     print(f"{data}, {what}, {a.schedule} T={a.T}, {a.spacing} spacing, n={a.n}, seed {a.seed}")

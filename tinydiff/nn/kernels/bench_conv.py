@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit
 
 from tinydiff.nn.kernels import conv as K
+from tinydiff.threads import blas_info, blas_threads
 
 
 # ---- the NHWC alternatives ---------------------------------------------------------------------------------------
@@ -220,17 +221,6 @@ def _time_ms(fn, repeats: int) -> float:
     return 1e3 * float(np.median(times))
 
 
-def blas_info() -> str:
-    """The BLAS library, its kernel (e.g. SkylakeX or Haswell) and thread count, via threadpoolctl if installed."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "BLAS: unknown (pip install threadpoolctl to see which kernel is active)"
-    blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-    return "; ".join(f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
-                     f"{i.get('num_threads')} threads)" for i in blas) or "BLAS: none found"
-
-
 def bench_conv(B=64, C=32, O=32, H=28, W=28, k=3, stride=1, padding=1, dtype=np.float32, repeats=5,
                threads=(1,), strategies=None, seed=0) -> list[dict]:
     """Time every strategy (or those named in ``strategies``) with BLAS limited to each count in ``threads``.
@@ -246,23 +236,15 @@ def bench_conv(B=64, C=32, O=32, H=28, W=28, k=3, stride=1, padding=1, dtype=np.
     dy = rng.standard_normal((B, O, Ho, Wo)).astype(dtype)
     gflop = 2.0 * B * O * Ho * Wo * C * k * k / 1e9
     table = _strategies(x, w, bias, dy, stride, padding)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        threadpool_limits = None
     rows = []
     for n in threads:
-        limit = threadpool_limits(n, user_api="blas") if threadpool_limits else None
-        try:
+        with blas_threads(n):
             for name, fns in table.items():
                 if strategies and name not in strategies:
                     continue
                 for pass_name, fn in zip(("forward", "backward-input", "backward-weight"), fns):
                     ms = _time_ms(fn, repeats)
                     rows.append({"strategy": name, "threads": n, "pass": pass_name, "ms": ms, "gflops": gflop / ms * 1e3})
-        finally:
-            if limit is not None:
-                limit.restore_original_limits()
     return rows
 
 
