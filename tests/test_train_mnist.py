@@ -1,0 +1,62 @@
+"""MNIST training, sampling and evaluation through the same Trainer and commands as the 2D points (tiny sizes).
+
+Tests that read the real MNIST files skip when $TINYDIFF_DATA is unset."""
+
+import os
+
+import numpy as np
+import pytest
+
+from tinydiff.errors import DatasetError
+from tinydiff.train import TrainConfig, Trainer, load_model, make_model
+
+needs_mnist = pytest.mark.skipif(not os.environ.get("TINYDIFF_DATA"), reason="needs the MNIST files ($TINYDIFF_DATA unset)")
+
+
+def tiny_mnist(**kw):
+    base = dict(data="mnist", model="unet", base_channels=8, n_train=64, steps=2, batch_size=4, warmup_steps=1,
+                conditional=True, checkpoint_every=1000)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_unet_with_point_data_is_a_clear_error():
+    with pytest.raises(DatasetError, match="--data mnist"):
+        make_model(TrainConfig(model="unet"), (10, 2))
+
+
+def test_images_pick_the_unet():
+    from tinydiff.models.unet import UNet
+
+    assert isinstance(make_model(TrainConfig(model="unet", base_channels=8), (10, 1, 28, 28), 10), UNet)
+
+
+@needs_mnist
+def test_mnist_training_scales_images_to_minus_one_one_and_steps():
+    trainer = Trainer(tiny_mnist())
+    assert trainer.x.shape == (64, 1, 28, 28)
+    assert trainer.x.min() == -1.0 and trainer.x.max() == 1.0
+    assert np.isfinite(trainer.step())
+
+
+@needs_mnist
+def test_mnist_checkpoint_samples_images_in_the_unit_interval(tmp_path):
+    from tinydiff.commands.sample import draw
+
+    trainer = Trainer(tiny_mnist(), tmp_path)
+    trainer.train(progress=False)
+    model, schedule, standardizer, config = load_model(tmp_path / "model.npz")
+    x = draw(model, schedule, standardizer, 3, "ddim", steps=2, label=7, guidance=2.0)
+    assert x.shape == (3, 1, 28, 28) and x.dtype == np.float32
+    assert x.min() >= 0.0 and x.max() <= 1.0
+
+
+@needs_mnist
+@pytest.mark.slow
+def test_evaluate_command_prints_every_metric(tmp_path, capsys):
+    from tinydiff.cli import main
+
+    Trainer(tiny_mnist(), tmp_path).train(progress=False)
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "model.npz"), "--n", "20", "--steps", "2",
+                 "--guidance", "1,2", "--memo-test", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "floor" in out and out.count("FD") == 3 and "per class" in out and "memorisation" in out
