@@ -58,7 +58,7 @@ args = viz.chapter_args(6, "Chapter 6: a denoiser for points")
 
 # ---- constants -------------------------------------------------------------------------------------------------
 DATA = "8gaussians"                        # a mixture, so the best possible denoiser is known exactly
-STEPS = 150 if args.quick else 3000        # optimiser steps (the `train` command's default is 4000)
+STEPS = 150 if args.quick else 3000        # optimiser steps (the `train` command's default is 8000 of batch 1024)
 N_TRAIN = 2000 if args.quick else 20000    # training points
 N_EVAL = 500 if args.quick else 4000       # points per t when measuring the loss against t
 EVAL_TS = [0, 5, 10, 20, 40, 70, 100, 150, 200, 300, 400, 500, 650, 800, 999]   # steps where we measure it
@@ -101,7 +101,7 @@ viz.save(fig, args.out / "embeddings.png")
 # described above.
 
 # %%
-config = TrainConfig(data=DATA, steps=STEPS, n_train=N_TRAIN, seed=SEED, T=T,
+config = TrainConfig(data=DATA, steps=STEPS, n_train=N_TRAIN, seed=SEED, T=T, batch_size=512, lr=2e-3,
                      ema_decay=0.9 if args.quick else 0.995)     # a short run needs a short EMA memory
 trainer = Trainer(config)
 print(f"{trainer.model.num_parameters()} parameters; training {STEPS} steps of batch {config.batch_size}")

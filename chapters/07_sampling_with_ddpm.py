@@ -57,7 +57,7 @@ FEW_STEPS = [10, 50]                       # respaced DDPM chains for the last f
 SEED = 0
 # -----------------------------------------------------------------------------------------------------------------
 
-config = TrainConfig(data=DATA, steps=STEPS, T=T, seed=SEED, n_train=2000 if args.quick else 20000,
+config = TrainConfig(data=DATA, steps=STEPS, T=T, seed=SEED, n_train=2000 if args.quick else 20000, batch_size=512,
                      ema_decay=0.9 if args.quick else 0.995)     # a short run needs a short EMA memory
 trainer = Trainer(config)
 t0 = time.perf_counter()
@@ -105,7 +105,7 @@ show_t = [T - 1, T // 2, T // 4, T // 10, T // 40, 0]                       # st
 idx = [int(np.flatnonzero(traj.t == s)[0]) for s in show_t]                   # traj.x[i] is x at step traj.t[i]
 viz.save(viz.trajectory_strip(traj.x[idx + [-1]], show_t + ["samples"], title="x_t along the DDPM chain"),
          args.out / "reverse_chain.png")
-viz.save(viz.trajectory_strip(traj.x0[idx], show_t, title="x0_hat(x_t, t) along the chain"),   # traj.x0[i]: made at t[i]
+viz.save(viz.trajectory_strip(traj.x0[idx], show_t, title="x0_hat(x_t, t) along the chain"),  # made at t[i]
          args.out / "x0_estimates.png")
 L = len(traj.x)
 frames = np.unique(np.r_[(L - np.geomspace(L, 1, 15 if args.quick else 50)).astype(int), L - 1])
@@ -142,6 +142,7 @@ for k in FEW_STEPS + [T]:
     _, p = mmd_test(x, data, 200, rng=0)
     panels.append((f"{k} steps\nMMD p = {p:.2f}", x))
     betas = respace(schedule, timesteps(schedule, k)).betas                  # the respaced chain's beta'_j
-    print(f"DDPM with {k} steps: p = {p:.3f}; median beta' = {np.median(betas):.3g} (T steps: {np.median(schedule.betas):.3g})")
+    print(f"DDPM with {k} steps: p = {p:.3f}; median beta' = {np.median(betas):.3g} "
+          f"(all T steps: {np.median(schedule.betas):.3g})")
 viz.save(viz.scatter_strip(panels, lim=2.5, size=3, s=2), args.out / "fewer_steps.png")
 trainer.ema.swap()

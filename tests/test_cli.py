@@ -63,7 +63,8 @@ def test_unknown_dataset_lists_the_valid_names(tmp_path, capsys):
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
-    assert main(["sample", "--checkpoint", str(tmp_path / "nope.npz"), "--n", "5", "--out", str(tmp_path / "x.npy")]) == 2
+    args = ["sample", "--checkpoint", str(tmp_path / "nope.npz"), "--n", "5", "--out", str(tmp_path / "x.npy")]
+    assert main(args) == 2
     assert "no checkpoint" in capsys.readouterr().err
 
 

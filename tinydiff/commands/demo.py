@@ -58,7 +58,7 @@ def run(args):
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    config = TrainConfig(data=args.data, seed=args.seed)
+    config = TrainConfig(data=args.data, seed=args.seed, steps=4000, batch_size=512, lr=2e-3)  # enough for moons
     n = 2000
     if args.quick:
         config.steps, config.n_train, config.T, config.checkpoint_every, n = 150, 2000, 100, 100, 300

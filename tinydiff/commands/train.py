@@ -1,4 +1,4 @@
-"""``python -m tinydiff train --data moons --out DIR``: train an MLP denoiser on points, write DIR/model.npz and figures.
+"""``python -m tinydiff train --data moons --out DIR``: train an MLP denoiser on points; write model.npz and figures.
 
 Writes DIR/model.npz (the latest checkpoint: weights, EMA, optimiser, RNG, config, standardizer, schedule),
 DIR/loss.csv (step, loss), DIR/loss.png and DIR/loss_vs_t.png. ``--resume`` continues DIR/model.npz bit-for-bit.
@@ -29,6 +29,8 @@ def add_arguments(p):
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
     p.add_argument("--T", type=positive_int, default=d.T, help=f"diffusion steps (default {d.T})")
     p.add_argument("--schedule", default=d.schedule, help=f"noise schedule (default {d.schedule})")
+    p.add_argument("--max-beta", type=float, default=d.max_beta,
+                   help=f"cosine schedule: cap on beta_t (default {d.max_beta}; 0.999 is the uncapped schedule)")
     p.add_argument("--conditional", action="store_true", help="learn eps(x, t, label) on a labelled toy set")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_image_arguments(p, d)

@@ -33,7 +33,7 @@ from tinydiff.rng import make_rng
 
 
 class ResidualBlock(Module):
-    """h + GELU(W h + b): (B, H) -> (B, H). Backward: dh = dy + W^T (GELU'(u) * dy) (the skip adds dy straight through)."""
+    """h + GELU(W h + b): (B, H) -> (B, H). Backward: dh = dy + W^T (GELU'(u) * dy) (the skip passes dy through)."""
 
     def __init__(self, width: int, rng=None, dtype=np.float32):
         super().__init__()
@@ -50,7 +50,7 @@ class ResidualBlock(Module):
 class FourierFeatures(Module):
     """Sinusoids of each coordinate: x (B, D) float -> (B, D E), no parameters.
 
-        a_{b,d,j} = s x_{b,d} f_j                                   f_j = SinusoidalEmbedding(E).freqs (same frequencies)
+        a_{b,d,j} = s x_{b,d} f_j                        f_j = SinusoidalEmbedding(E).freqs (the same frequencies)
         y_{b,d,:} = [sin(a_{b,d,0..half-1}), cos(a_{b,d,0..half-1})]
         dL/dx_{b,d} = s sum_j f_j (cos(a) dL/dsin_j - sin(a) dL/dcos_j)
 
@@ -98,7 +98,8 @@ class MLPDenoiser(Module):
                  coord_scale: float = 25.0, num_classes: int = 0, rng=0, dtype=np.float32):
         super().__init__()
         if dim < 1 or width < 1 or n_blocks < 0 or emb_dim < 2 or emb_dim % 2 or num_classes < 0:
-            raise ValueError(f"MLPDenoiser: need dim >= 1, width >= 1, n_blocks >= 0, even emb_dim >= 2, num_classes >= 0; "
+            raise ValueError(f"MLPDenoiser: need dim >= 1, width >= 1, n_blocks >= 0, even emb_dim >= 2, "
+                             f"num_classes >= 0; "
                              f"got dim={dim}, width={width}, n_blocks={n_blocks}, emb_dim={emb_dim}, "
                              f"num_classes={num_classes}")
         rng = make_rng(rng)
@@ -125,7 +126,8 @@ class MLPDenoiser(Module):
         if t.ndim == 0:
             t = np.full(len(x), int(t), dtype=np.int64)
         if t.shape != (len(x),) or t.dtype.kind not in "iu":
-            raise ValueError(f"MLPDenoiser: expected integer time steps t of shape ({len(x)},), got {t.dtype} {t.shape}")
+            raise ValueError(f"MLPDenoiser: expected integer time steps t of shape ({len(x)},), "
+                             f"got {t.dtype} {t.shape}")
         if t.size and t.min() < 0:
             raise ValueError(f"MLPDenoiser: time steps must be >= 0, got {t.min()}")
         if y is not None and not self.num_classes:
