@@ -1,4 +1,4 @@
-"""Specifications of the UNet denoiser: shapes, the conditioning contract, and float64 gradient checks on tiny instances."""
+"""Specifications of the UNet denoiser: shapes, the conditioning contract, float64 gradient checks on tiny instances."""
 
 import numpy as np
 import pytest

@@ -10,7 +10,8 @@ import pytest
 from tinydiff.errors import DatasetError
 from tinydiff.train import TrainConfig, Trainer, load_model, make_model
 
-needs_mnist = pytest.mark.skipif(not os.environ.get("TINYDIFF_DATA"), reason="needs the MNIST files ($TINYDIFF_DATA unset)")
+needs_mnist = pytest.mark.skipif(not os.environ.get("TINYDIFF_DATA"),
+                                 reason="needs the MNIST files ($TINYDIFF_DATA unset)")
 
 
 def tiny_mnist(**kw):

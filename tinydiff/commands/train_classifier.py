@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 
 
@@ -13,7 +14,8 @@ def add_arguments(p):
     p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (warm-up + cosine)")
     p.add_argument("--max-shift", type=int, default=2, help="augmentation: random shifts of up to this many pixels")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", default=None, help="folder with the MNIST files (default: $TINYDIFF_DATA/mnist or data/mnist)")
+    p.add_argument("--data", default=None,
+                   help="folder with the MNIST files (default: $TINYDIFF_DATA/mnist or data/mnist)")
 
 
 def run(args):
@@ -23,7 +25,8 @@ def run(args):
     x_train, y_train = load_mnist_float(args.data, split="train")
     x_test, y_test = load_mnist_float(args.data, split="test")
     model, hist = train_classifier(x_train, y_train.astype(int), x_test, y_test.astype(int), epochs=args.epochs,
-                                   batch_size=args.batch_size, lr=args.lr, max_shift=args.max_shift, rng=args.seed)
+                                   batch_size=args.batch_size, lr=args.lr, max_shift=args.max_shift, rng=args.seed,
+                                   log=functools.partial(print, flush=True))
     digest = save_classifier(model, args.out)
     print(f"test accuracy {hist['test_accuracy'][-1]:.4f} after {args.epochs} epochs in {hist['seconds']:.0f} s "
           f"on {platform.machine()} ({platform.processor() or platform.platform()})")

@@ -79,7 +79,8 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     return float(s_xx + s_yy - 2.0 * k_xy.mean())
 
 
-def kernel_distance(features_a, features_b, subset_size: int = 1000, n_subsets: int = 100, rng=0) -> tuple[float, float]:
+def kernel_distance(features_a, features_b, subset_size: int = 1000, n_subsets: int = 100,
+                    rng=0) -> tuple[float, float]:
     """KID: mean and standard deviation of eq. (3) over ``n_subsets`` random subsets of ``subset_size`` from each set
     (without replacement within a subset; smaller sets use all their points)."""
     a, b = _features(features_a, "kernel_distance"), _features(features_b, "kernel_distance")
@@ -100,11 +101,12 @@ def class_accuracy(predicted, labels, num_classes: int = 10) -> tuple[float, np.
     if predicted.shape != labels.shape:
         raise ValueError(f"class_accuracy: {predicted.shape} predictions for {labels.shape} labels")
     correct = predicted == labels
-    per_class = np.array([correct[labels == c].mean() if np.any(labels == c) else np.nan for c in range(num_classes)])
+    per_class = np.array([correct[labels == c].mean() if np.any(labels == c) else np.nan
+                          for c in range(num_classes)])
     return float(correct.mean()), per_class
 
 
-# ---- memorisation -----------------------------------------------------------------------------------------------------
+# ---- memorisation ---------------------------------------------------------------------------------------------
 def nearest_distances(queries, reference, block: int = 1000) -> np.ndarray:
     """d_NN: Euclidean distance (N,) from each query image to its nearest reference image, in blocks of queries.
 
@@ -135,13 +137,14 @@ def memorization(samples, train, test, copy_ratio: float = 1 / 3, rng=0) -> dict
     half_a, half_b = test[order[: len(test) // 2]], test[order[len(test) // 2:]]
     d_samples, d_a, d_b = (nearest_distances(s, train) for s in (samples, half_a, half_b))
     tau = float(np.median(d_a))
-    return dict(tau=tau, samples_below=float((d_samples < tau).mean()), test_below=float((d_b < tau).mean()),
+    return dict(tau=tau, samples_below=float((d_samples < tau).mean()),
+                test_below=float((d_b < tau).mean()),
                 samples_copies=float((d_samples < copy_ratio * tau).mean()),
                 test_copies=float((d_b < copy_ratio * tau).mean()),
                 samples_median=float(np.median(d_samples)), test_median=float(np.median(d_b)), d_samples=d_samples)
 
 
-# ---- the floor ---------------------------------------------------------------------------------------------------------
+# ---- the floor ------------------------------------------------------------------------------------------------
 def real_data_floor(train_features, test_features, n: int, subset_size: int = 1000, n_subsets: int = 100,
                     rng=0) -> dict:
     """FD and KID of ``n`` random TRAINING images against the test set: what a perfect generator would score with

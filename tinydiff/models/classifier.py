@@ -12,9 +12,9 @@ usual stand-in for MNIST generators. Ours:
 trained with softmax cross-entropy (below) and light augmentation (random shifts of up to 2 pixels). Its weights ship
 in ``data/classifier/mnist_classifier.npz``; ``load_classifier()`` checks the file's SHA-256 against
 ``CLASSIFIER_SHA256``, so every user's FD and KID are computed with the same judge and can be compared.
-Reproduce the file with ``python -m tinydiff train-classifier --out data/classifier/mnist_classifier.npz`` (docs/mnist.md
-records the time and the test accuracy; BLAS rounding differs between machines, so a retrained file has the same
-accuracy but not the same bytes: pass its digest, or ``verify=False``).
+Reproduce the file with ``python -m tinydiff train-classifier --out data/classifier/mnist_classifier.npz``
+(docs/mnist.md records the time and the test accuracy). BLAS rounding differs between machines, so a retrained file
+has the same accuracy but not the same bytes: pass its digest, or ``verify=False``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from tinydiff.nn.optim import AdamW, warmup_cosine_lr
 from tinydiff.rng import make_rng
 
 CLASSIFIER_PATH = Path(__file__).resolve().parents[2] / "data" / "classifier" / "mnist_classifier.npz"
-CLASSIFIER_SHA256 = "0566c406b144ed42e22a93981e49eba48d5fe735298fc865d8117c93f9ecb629"  # of the shipped file (docs/mnist.md)
+# SHA-256 of the shipped file's bytes (docs/mnist.md records how it was trained)
+CLASSIFIER_SHA256 = "0566c406b144ed42e22a93981e49eba48d5fe735298fc865d8117c93f9ecb629"
 RETRAIN = "python -m tinydiff train-classifier --out data/classifier/mnist_classifier.npz"
 
 
@@ -148,7 +149,8 @@ def train_classifier(x_train, y_train, x_test=None, y_test=None, epochs: int = 3
             opt.step()
             history["loss"].append(loss)
             if log and i % 100 == 0:
-                log(f"epoch {epoch + 1} step {i}/{steps_per_epoch} loss {loss:.4f} ({time.perf_counter() - start:.0f} s)")
+                seconds = time.perf_counter() - start
+                log(f"epoch {epoch + 1} step {i}/{steps_per_epoch} loss {loss:.4f} ({seconds:.0f} s)")
         if x_test is not None:
             acc = accuracy(model, x_test, y_test)
             history["test_accuracy"].append(acc)

@@ -61,7 +61,8 @@ class UNetConfig:
         chans = [self.base_channels * m for m in self.channel_mults]
         if self.base_channels < 1 or not chans or min(chans) < 1 or self.num_res_blocks < 1:
             raise ValueError(f"UNetConfig: need base_channels >= 1, at least one positive channel_mult and "
-                             f"num_res_blocks >= 1; got {self.base_channels}, {self.channel_mults}, {self.num_res_blocks}")
+                             f"num_res_blocks >= 1; got {self.base_channels}, {self.channel_mults}, "
+                             f"{self.num_res_blocks}")
         bad = [c for c in chans if c % self.num_groups]
         if bad:
             raise ValueError(f"UNetConfig: num_groups={self.num_groups} must divide every level's channels "
@@ -92,7 +93,7 @@ class UNet(Module):
         self.cfg, self.dtype = cfg, np.dtype(dtype)
         self.config = asdict(cfg)  # plain dict, saved in checkpoints
         self.num_classes, self.null_label = cfg.num_classes, cfg.num_classes
-        self.sample_shape = (cfg.in_channels, cfg.image_size, cfg.image_size)   # what samplers draw: (B, *sample_shape)
+        self.sample_shape = (cfg.in_channels, cfg.image_size, cfg.image_size)   # samplers draw (B, *sample_shape)
         chans, E, G = cfg.channels, cfg.emb_dim, cfg.num_groups
         kw = dict(rng=rng, dtype=dtype)
 
