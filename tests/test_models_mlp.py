@@ -77,3 +77,14 @@ def test_float_time_steps_are_refused():
 def test_labels_for_an_unconditional_model_are_refused():
     with pytest.raises(ValueError, match="num_classes"):
         MLPDenoiser().forward(np.zeros((2, 2)), np.zeros(2, dtype=int), np.zeros(2, dtype=int))
+
+
+def test_backward_without_input_grad_fills_the_same_parameter_gradients_and_returns_none():
+    rng = np.random.default_rng(3)
+    x, t, dy = rng.standard_normal((4, 2)), np.array([0, 5, 9, 3]), rng.standard_normal((4, 2))
+    full, fast = small(), small()
+    full.forward(x, t), fast.forward(x, t)
+    full.backward(dy)
+    assert fast.backward(dy, input_grad=False) is None
+    for k, g in full.gradients().items():
+        np.testing.assert_array_equal(fast.gradients()[k], g)

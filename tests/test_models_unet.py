@@ -103,3 +103,15 @@ def test_state_dict_round_trip_gives_the_same_output():
     x, t = inputs()
     b.load_state_dict(a.state_dict())
     np.testing.assert_array_equal(a(x, t, np.array([0, 1])), b(x, t, np.array([0, 1])))
+
+
+def test_backward_without_input_grad_fills_the_same_parameter_gradients_and_returns_none():
+    rng = np.random.default_rng(4)
+    x, t = rng.standard_normal((2, 1, 8, 8)), np.array([3, 7])
+    full, fast = tiny(), tiny()
+    dy = rng.standard_normal(full.forward(x, t).shape)
+    fast.forward(x, t)
+    full.backward(dy)
+    assert fast.backward(dy, input_grad=False) is None
+    for k, g in full.gradients().items():
+        np.testing.assert_array_equal(fast.gradients()[k], g)

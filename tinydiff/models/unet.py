@@ -189,8 +189,9 @@ class UNet(Module):
         return self.forward(x, t, y)
 
     # ---- backward -------------------------------------------------------------------------------------------------
-    def backward(self, grad_output):
-        """dL/d out (B, C, H, W) -> dL/dx (B, C, H, W); fills every parameter gradient (embeddings included)."""
+    def backward(self, grad_output, input_grad: bool = True):
+        """dL/d out (B, C, H, W) -> dL/dx (B, C, H, W); fills every parameter gradient (embeddings included).
+        ``input_grad=False`` (a training step) returns None and skips the first convolution's dL/dx."""
         R, n_levels = self.cfg.num_res_blocks, len(self.cfg.channel_mults)
         dh = self.out_norm.backward(self.out_act.backward(self.conv_out.backward(grad_output)))
         de = 0
@@ -217,10 +218,12 @@ class UNet(Module):
             for _ in range(R):
                 dh, d = next(blocks).backward(dh)
                 de = de + d
-        dx = self.conv_in.backward(dh)
+        dx = self.conv_in.backward(dh, input_grad=input_grad)
         if self.num_classes:
             self.y_embed.backward(de)                                        # fills the label table's gradient
-        self.t_lin1.backward(self.t_act.backward(self.t_lin2.backward(de)))  # t is an integer: no dL/dt
+        self.t_lin1.backward(self.t_act.backward(self.t_lin2.backward(de)), input_grad=False)  # t: no dL/dt
+        if dx is None:
+            return None
         return dx.astype(self._in_dtype if self._in_dtype.kind == "f" else self.dtype, copy=False)
 
     def extra_repr(self) -> str:

@@ -94,7 +94,9 @@ class Conv2d(Module):
         y = np.empty((B, O, Ho, Wo), dtype=w.dtype)
         return conv2d_forward_im2col(np.ascontiguousarray(x), w, b, self.stride, self.padding, y, self._cols)
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad: bool = True):
+        """dL/dy -> dL/dx; fills the weight and bias gradients. ``input_grad=False`` returns None and skips dx (the
+        GEMM W^T dy and col2im): a first layer, whose input is the data, needs no dx."""
         if self._x_shape is None:
             raise RuntimeError("Conv2d.backward called before forward")
         w = self.params["weight"]
@@ -103,6 +105,8 @@ class Conv2d(Module):
             raise ValueError(f"Conv2d.backward: grad_output has shape {dy.shape}, expected the forward output's "
                              f"shape {self.output_shape(self._x_shape)}")
         conv2d_backward_weight_im2col(dy, self._cols, self.grads["weight"], self.grads["bias"])
+        if not input_grad:
+            return None
         if self._dcols is None:
             self._dcols = np.empty_like(self._cols)
         dx = np.empty(self._x_shape, dtype=w.dtype)

@@ -51,7 +51,9 @@ class Linear(Module):
             y += self.params["bias"]
         return y.reshape(*self._lead, self.out_features)                 # (..., out)
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, input_grad: bool = True):
+        """dL/dy (..., out) -> dL/dx (..., in); fills the weight and bias gradients. ``input_grad=False`` returns None
+        and skips dx = dy W, which costs as much as dL/dW: a first layer whose input is data needs no dx."""
         if self._x is None:
             raise RuntimeError("Linear.backward called before forward")
         dy = np.asarray(grad_output, dtype=self.dtype).reshape(-1, self.out_features)  # (N, out)
@@ -59,6 +61,10 @@ class Linear(Module):
         self.grads["weight"][...] = dy.T @ self._x                       # (out, in)
         if self.use_bias:
             self.grads["bias"][...] = dy.sum(axis=0)                     # (out,)
+        ### END SOLUTION
+        if not input_grad:
+            return None
+        ### BEGIN SOLUTION ex4_1
         dx = dy @ self.params["weight"]                                  # (N, in)
         ### END SOLUTION
         return dx.reshape(*self._lead, self.in_features)                 # (..., in)

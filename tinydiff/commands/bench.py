@@ -1,0 +1,37 @@
+"""``python -m tinydiff bench``: time tinydiff's training step and sampling, optionally beside PyTorch (``--vs-torch``).
+
+What each benchmark measures, and how the comparison is kept honest, is in ``tinydiff/bench.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tinydiff.commands.common import positive_int
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("benchmarks", nargs="*", default=["mlp"], choices=["mlp", "unet", "sample", "conv", "start", "all"],
+                   help="what to time (default: mlp); several may be given")
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="BLAS threads (threadpoolctl) and PyTorch threads (default 1: on a shared machine two BLAS "
+                        "threads often wait for each other; see docs/performance.md)")
+    p.add_argument("--repeats", type=positive_int, default=7, help="timed samples per side after warm-up (default 7)")
+    p.add_argument("--vs-torch", action="store_true", help="also time a PyTorch copy of each network (needs torch)")
+    p.add_argument("--batch", type=positive_int, nargs="+", default=None,
+                   help="batch sizes (default: mlp 32 256 1024, unet 64 128, sample 64)")
+    p.add_argument("--tiny", action="store_true", help="tiny networks and batch 4: a smoke test in seconds")
+
+
+def run(args) -> int:
+    from tinydiff import bench
+
+    if args.vs_torch:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print("error: --vs-torch needs PyTorch: pip install torch (or pip install 'tinydiff[bench]')")
+            return 2
+    bench.run(args.benchmarks, threads=args.threads, repeats=args.repeats, vs_torch=args.vs_torch,
+              batches=args.batch, tiny=args.tiny)
+    return 0
