@@ -149,8 +149,9 @@ def loss_curve(loss: np.ndarray, smooth: int = 50, log: bool = True):
     return fig
 
 
-def loss_vs_t(t_sum: np.ndarray, t_count: np.ndarray, T: int, n_curves: int = 4):
-    """Mean loss per time-step bucket, one curve per stage of training. t_sum, t_count: (windows, buckets)."""
+def loss_vs_t(t_sum: np.ndarray, t_count: np.ndarray, T: int, n_curves: int = 4, log_every: int = 1):
+    """Mean loss per time-step bucket, one curve per stage of training. t_sum, t_count: (windows, buckets), one window
+    per ``log_every`` steps."""
     windows, buckets = t_sum.shape
     centers = (np.arange(buckets) + 0.5) * T / buckets
     fig, ax = plt().subplots(figsize=(5, 3))
@@ -159,7 +160,7 @@ def loss_vs_t(t_sum: np.ndarray, t_count: np.ndarray, T: int, n_curves: int = 4)
     for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
         mean = t_sum[a:b].sum(0) / np.maximum(t_count[a:b].sum(0), 1)          # (buckets,)
         ax.plot(centers, mean, "o-", ms=3, color=cmap(i / max(len(edges) - 2, 1)),
-                label=f"windows {a}-{b - 1}" if i < len(edges) - 2 else "end of training")
+                label=f"steps {a * log_every}-{b * log_every}")
     ax.set_yscale("log")
     ax.set_xlabel("time step t")
     ax.set_ylabel("loss (mean over the bucket)")
@@ -207,14 +208,26 @@ def trajectory_gif(xs: np.ndarray, ts, path, lim: float = 3.5, fps: int = 12, tr
 
 
 def vector_field(grid_x: np.ndarray, grid_y: np.ndarray, u: np.ndarray, v: np.ndarray, panels_t, data=None,
-                 lim: float = 3.5):
-    """One quiver panel per time step: u, v: (S, G, G) arrows at the grid (G, G) points, optional data behind them."""
+                 lim: float = 3.5, unit: bool = False):
+    """One quiver panel per time step: u, v: (S, G, G) vectors at the grid (G, G) points, optional data behind them.
+    Colour shows the length. Each panel scales its arrows on its own; with ``unit`` every arrow has the same length
+    (direction only) and the colour scale (log) is shared by all panels."""
+    from matplotlib.colors import LogNorm
+
+    size = np.hypot(u, v)                                                         # (S, G, G)
+    norm = LogNorm(vmin=max(size.min(), 1e-3), vmax=max(size.max(), 1e-2)) if unit else None
     fig, axes = plt().subplots(1, len(panels_t), figsize=(3 * len(panels_t), 3), squeeze=False)
     for ax, t, uu, vv in zip(axes[0], panels_t, u, v):
         if data is not None:
             ax.scatter(data[:, 0], data[:, 1], s=1, color="0.8", linewidths=0)
-        ax.quiver(grid_x, grid_y, uu, vv, np.hypot(uu, vv), cmap="viridis", angles="xy", scale_units="xy",
-                  scale=None, width=0.004)
+        if unit:
+            length = np.maximum(np.hypot(uu, vv), 1e-12)
+            step = abs(grid_x[0, 1] - grid_x[0, 0])
+            ax.quiver(grid_x, grid_y, uu / length, vv / length, np.hypot(uu, vv), cmap="viridis", norm=norm,
+                      angles="xy", scale_units="xy", scale=1.2 / step, width=0.005)
+        else:
+            ax.quiver(grid_x, grid_y, uu, vv, np.hypot(uu, vv), cmap="viridis", angles="xy", scale_units="xy",
+                      scale=None, width=0.004)
         ax.set_title(f"t = {t}", fontsize=9)
         ax.set_aspect("equal")
         ax.set_xlim(-lim, lim)

@@ -66,7 +66,8 @@ def write_outputs(trainer, out: Path) -> None:
     np.savetxt(out / "loss.csv", np.c_[np.arange(len(loss)), loss], delimiter=",", header="step,loss",
                comments="", fmt=["%d", "%.6g"])
     viz.save(viz.loss_curve(loss), out / "loss.png")
-    viz.save(viz.loss_vs_t(trainer.log.t_sum, trainer.log.t_count, trainer.schedule.T), out / "loss_vs_t.png")
+    viz.save(viz.loss_vs_t(trainer.log.t_sum, trainer.log.t_count, trainer.schedule.T,
+                           log_every=trainer.config.log_every), out / "loss_vs_t.png")
 
 
 @reports_errors
