@@ -11,7 +11,7 @@ from tinydiff.cli import main
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    assert main(["train", "--data", "moons", "--out", str(out), "--steps", "20", "--T", "50", "--quiet"]) == 0
+    assert main(["train", "--data", "moons", "--out", str(out), "--steps", "20", "--T", "50", "--batch-size", "64", "--quiet"]) == 0
     return out
 
 

@@ -218,7 +218,7 @@ class Trainer:
                 loss, grad = diffusion_loss(self.schedule, out, x0, t, noise, c.prediction_type)
             except FloatingPointError as err:
                 raise self._diverged(k, "the model output") from err
-            self.model.backward(grad)
+            self.model.backward(grad, input_grad=False)                   # dL/dx is not needed
             norm = clip_grad_norm(self.model.gradients(), c.grad_clip)
         if not (math.isfinite(loss) and math.isfinite(norm)):
             raise self._diverged(k, "the loss" if not math.isfinite(loss) else "the gradient norm")

@@ -63,7 +63,8 @@ def run(args):
     config = TrainConfig(data=args.data, seed=args.seed, steps=4000, batch_size=512, lr=2e-3, schedule="linear")
     n = 2000
     if args.quick:
-        config.steps, config.n_train, config.T, config.checkpoint_every, n = 150, 2000, 100, 100, 300
+        config.steps, config.n_train, config.T, config.checkpoint_every, n = 100, 1000, 50, 50, 200
+        config.batch_size = 64                                                 # (NUMBA_DISABLE_JIT=1 stays bearable)
         config.ema_decay = 0.9                                                 # a short run: short EMA memory
     t_start = time.perf_counter()
 
