@@ -89,3 +89,14 @@ def test_a_npz_that_is_not_a_checkpoint_is_refused(tmp_path):
     np.savez(path, a=np.ones(2))
     with pytest.raises(ckpt.CheckpointError, match="not a tinydiff checkpoint"):
         ckpt.load_checkpoint(path)
+
+
+def test_resume_uses_the_stored_schedule_not_todays_default(tmp_path):
+    trainer = Trainer(tiny(steps=2, schedule="cosine", max_beta=0.999), tmp_path)
+    trainer.train(progress=False)
+    arrays = ckpt.load_checkpoint(tmp_path / "model.npz")
+    config = ckpt.from_json_array(arrays["meta/config"])
+    del config["max_beta"]                                   # a checkpoint written before max_beta existed
+    arrays["meta/config"] = ckpt.json_array(config)
+    ckpt.save_checkpoint(tmp_path / "model.npz", arrays)
+    np.testing.assert_array_equal(Trainer.resume(tmp_path).schedule.betas, trainer.schedule.betas)

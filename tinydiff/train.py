@@ -293,6 +293,7 @@ class Trainer:
         except (KeyError, ValueError) as err:
             raise ckpt.CheckpointError(f"the checkpoint does not fit this configuration: {err}") from err
         self.standardizer = Standardizer.from_dict(ckpt.group(arrays, "standardizer"))
+        self.schedule = NoiseSchedule.from_dict(ckpt.group(arrays, "schedule"))    # the betas it was trained with
         self.rng = ckpt.rng_from_state(arrays["meta/rng"])
         self.step_count = int(arrays["meta/step"])
 
