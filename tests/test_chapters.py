@@ -18,7 +18,10 @@ def promised_figures(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
 def test_chapter_runs_quickly_and_writes_its_figures(chapter, tmp_path):
-    env = dict(os.environ, MPLBACKEND="Agg")
+    # NUMBA_DISABLE_JIT=1 is for stepping through kernels; chapters that train networks would take hours without the
+    # JIT, so they always run compiled (the kernels themselves are tested without it elsewhere).
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_DISABLE_JIT"}
+    env["MPLBACKEND"] = "Agg"
     result = subprocess.run(
         [sys.executable, str(chapter), "--quick", "--out", str(tmp_path)],
         capture_output=True, text=True, env=env, timeout=300,

@@ -242,7 +242,7 @@ class Trainer:
     def train(self, progress: bool = True, until: int | None = None) -> TrainLog:
         """Run from the current step to config.steps (or to ``until``, an early stop that leaves the schedule of a
         config.steps run intact), checkpointing to out_dir/model.npz. Returns the log."""
-        from threadpoolctl import threadpool_limits
+        from tinydiff.threads import blas_threads
         from tqdm.auto import tqdm
 
         c = self.config
@@ -250,7 +250,7 @@ class Trainer:
         bar = tqdm(total=c.steps, initial=self.step_count, desc=f"training on {c.data}", disable=not progress,
                    dynamic_ncols=True)
         running = None
-        with threadpool_limits(c.blas_threads), bar:
+        with blas_threads(c.blas_threads), bar:
             while self.step_count < stop:
                 t0 = time.perf_counter()
                 loss = self.step()

@@ -84,7 +84,7 @@ def format_report(name: str, r: dict) -> str:
 
 @reports_errors
 def run(args):
-    from threadpoolctl import threadpool_limits
+    from tinydiff.threads import blas_threads
 
     from tinydiff.data.mnist import load_mnist_float
     from tinydiff.metrics.images import real_data_floor
@@ -109,7 +109,7 @@ def run(args):
     scales = [float(s) for s in args.guidance.split(",")] if model.num_classes else [1.0]
     for s in scales:
         t0 = time.perf_counter()
-        with threadpool_limits(args.blas_threads):
+        with blas_threads(args.blas_threads):
             images = generate(model, schedule, standardizer, labels, args.n, s, args.sampler, args.steps, args.seed,
                               args.batch_size, config.prediction_type)
         seconds = time.perf_counter() - t0

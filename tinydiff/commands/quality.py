@@ -58,13 +58,13 @@ def profile_step(batch_sizes=(256, 1024), steps: int = 200) -> None:
     import cProfile
     import pstats
 
-    from threadpoolctl import threadpool_limits
+    from tinydiff.threads import blas_threads
 
     from tinydiff.train import TrainConfig, Trainer
 
     for batch in batch_sizes:
         trainer = Trainer(TrainConfig(data="moons", steps=10**6, batch_size=batch, n_train=5000))
-        with threadpool_limits(1):
+        with blas_threads(1):
             for _ in range(30):
                 trainer.step()
             t0 = time.perf_counter()
@@ -126,12 +126,10 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def machine() -> str:
-    from threadpoolctl import threadpool_info
+    from tinydiff.threads import blas_info
 
-    blas = ", ".join(f"{i['internal_api']} {i.get('version', '')} {i.get('architecture', '')}"
-                     for i in threadpool_info() if i["user_api"] == "blas")
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, BLAS: {blas}; load average at the end {os.getloadavg()[0]:.1f}")
+            f"numpy {np.__version__}, {blas_info()}; load average at the end {os.getloadavg()[0]:.1f}")
 
 
 @reports_errors

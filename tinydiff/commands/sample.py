@@ -30,13 +30,13 @@ def draw(model, schedule, standardizer, n: int, sampler: str = "ddpm", steps=Non
          guidance: float = 1.0, return_trajectory: bool = False, prediction_type: str = "epsilon"):
     """n points from ``model`` in DATA units (and the Trajectory, in standardised units, if asked for).
     ``prediction_type`` must be what the model was trained to output (``config.prediction_type``)."""
-    from threadpoolctl import threadpool_limits
+    from tinydiff.threads import blas_threads
 
     from tinydiff.samplers import sample
 
     y = None if label is None else np.full(n, label, dtype=np.int64)
     shape = (n, *model.sample_shape) if hasattr(model, "sample_shape") else (n, model.dim)   # images or points
-    with threadpool_limits(1):
+    with blas_threads(1):
         out = sample(model, shape, schedule, method=sampler, steps=steps, rng=seed, y=y,
                      guidance_scale=guidance, return_trajectory=return_trajectory, prediction_type=prediction_type)
     x, traj = out if return_trajectory else (out, None)
