@@ -88,3 +88,11 @@ def test_adam_kernel_matches_reference_over_several_steps(dtype, l2, wd):
     for a, b in zip(fast, ref):
         assert a.dtype == dtype
         np.testing.assert_allclose(a, b, **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_residual_gelu_kernel_matches_reference(dtype):
+    u, h = inputs(dtype)
+    y = K.add_gelu_numba(h, u)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, K.add_gelu_ref(h.astype(np.float64), u.astype(np.float64)), **TOL[dtype])

@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinydiff.nn.activations import GELU
+from tinydiff.nn.kernels.activations import add_gelu_numba, gelu_backward_numba
 from tinydiff.nn.embeddings import Embedding, SinusoidalEmbedding
 from tinydiff.nn.linear import Linear
 from tinydiff.nn.module import Module
@@ -33,18 +34,27 @@ from tinydiff.rng import make_rng
 
 
 class ResidualBlock(Module):
-    """h + GELU(W h + b): (B, H) -> (B, H). Backward: dh = dy + W^T (GELU'(u) * dy) (the skip passes dy through)."""
+    """h + GELU(u), u = W h + b: (B, H) -> (B, H). Backward: dh = dy + W^T (GELU'(u) * dy) (the skip passes dy through).
+
+    The add and the GELU run as one fused kernel (``add_gelu_numba``: one pass over the activations, not two).
+    Cache: u (the linear layer caches h)."""
 
     def __init__(self, width: int, rng=None, dtype=np.float32):
         super().__init__()
         self.linear = Linear(width, width, rng=rng, dtype=dtype)
-        self.act = GELU()
+        self._u = None
 
     def forward(self, h):
-        return h + self.act.forward(self.linear.forward(h))
+        self._u = self.linear.forward(h)                                      # u = W h + b        (B, H)
+        return add_gelu_numba(np.asarray(h, dtype=self._u.dtype), self._u)    # h + GELU(u)        (B, H)
 
     def backward(self, grad_output):
-        return grad_output + self.linear.backward(self.act.backward(grad_output))
+        if self._u is None:
+            raise RuntimeError("ResidualBlock.backward called before forward")
+        dy = np.ascontiguousarray(grad_output, dtype=self._u.dtype)
+        dh = self.linear.backward(gelu_backward_numba(self._u, dy))           # W^T (GELU'(u) * dy)
+        dh += dy                                                              # + dy, through the skip
+        return dh
 
 
 class FourierFeatures(Module):

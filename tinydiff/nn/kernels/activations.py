@@ -279,3 +279,26 @@ def silu_forward_numba(x):
 
 def silu_backward_numba(x, dy):
     return _run(_silu_bwd_exact, _silu_bwd_fast, "silu_backward_numba", x, dy)
+
+
+# ---- the residual add fused with GELU: y = h + GELU(u) (the MLP's residual block: one pass instead of two) ---------
+def add_gelu_ref(h, u):
+    h, u = _check(h, "add_gelu_ref"), _check(u, "add_gelu_ref")
+    return (h + gelu_forward_ref(u)).astype(u.dtype)
+
+
+@njit(cache=True)
+def _add_gelu_exact(h, u, out):
+    for i in range(u.size):
+        out[i] = h[i] + 0.5 * u[i] * (1.0 + math.erf(u[i] * SQRT_HALF))
+
+
+@njit(**_fast)
+def _add_gelu_fast(h, u, out):
+    for i in range(u.size):
+        ui = np.float64(u[i])
+        out[i] = h[i] + 0.5 * ui * (1.0 + _erf_fast(ui * SQRT_HALF))
+
+
+def add_gelu_numba(h, u):
+    return _run(_add_gelu_exact, _add_gelu_fast, "add_gelu_numba", h, u)
