@@ -22,7 +22,7 @@ def test_train_writes_the_checkpoint_loss_log_and_figures(trained):
 
 
 def test_sample_writes_points_in_data_units(trained, tmp_path):
-    from threadpoolctl import threadpool_limits
+    from tinydiff.threads import blas_threads
 
     from tinydiff.samplers import sample
     from tinydiff.train import load_model
@@ -34,7 +34,7 @@ def test_sample_writes_points_in_data_units(trained, tmp_path):
     x = np.load(out)
     assert x.shape == (50, 2) and (tmp_path / "samples.png").exists()
     model, schedule, std, _ = load_model(trained / "model.npz")
-    with threadpool_limits(1):
+    with blas_threads(1):
         standardised = sample(model, (50, 2), schedule, steps=10, rng=3)
     np.testing.assert_allclose(x, std.inverse_transform(standardised))
     assert not np.allclose(x, standardised)
