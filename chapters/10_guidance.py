@@ -81,11 +81,7 @@ colors = plt.get_cmap("tab10")(labels % 10)
 def scatter_by_label(ax, x, title, lim=3.2):
     ax.scatter(x[:, 0], x[:, 1], s=3, c=colors[: len(x)], linewidths=0)
     ax.set_title(title, fontsize=9)
-    ax.set_aspect("equal")
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    viz.square_axes(ax, lim)
 
 
 # %% [markdown]

@@ -49,6 +49,15 @@ def save(fig, path: Path | str, dpi: int = 110) -> Path:
 
 
 # ---- pictures of points and images ------------------------------------------------------------------------------
+def square_axes(ax, lim: float | None = 3.5) -> None:
+    """Equal aspect, the square [-lim, lim]^2 (unless lim is None) and no ticks: the frame of every 2D picture."""
+    ax.set_aspect("equal")
+    if lim is not None:
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
 def scatter_strip(panels: list[tuple[str, np.ndarray]], lim: float | None = 3.5, size: float = 2.4, s: float = 1.0,
                   color: str = "C0"):
     """One scatter plot per (title, points (N, 2)) side by side, on equal axes."""
@@ -56,12 +65,7 @@ def scatter_strip(panels: list[tuple[str, np.ndarray]], lim: float | None = 3.5,
     for ax, (title, pts) in zip(axes[0], panels):
         ax.scatter(pts[:, 0], pts[:, 1], s=s, alpha=0.5, color=color, linewidths=0)
         ax.set_title(title, fontsize=9)
-        ax.set_aspect("equal")
-        if lim is not None:
-            ax.set_xlim(-lim, lim)
-            ax.set_ylim(-lim, lim)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        square_axes(ax, lim)
     fig.tight_layout()
     return fig
 
@@ -120,11 +124,7 @@ def data_vs_samples(data: np.ndarray, samples: np.ndarray, lim: float | None = N
     axes[2].scatter(samples[:, 0], samples[:, 1], s=1.5, alpha=0.3, color="C0", linewidths=0, label="samples")
     axes[2].set_title("overlaid", fontsize=9)
     for ax in axes:
-        ax.set_aspect("equal")
-        ax.set_xlim(-lim, lim)
-        ax.set_ylim(-lim, lim)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        square_axes(ax, lim)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -189,11 +189,7 @@ def trajectory_gif(xs: np.ndarray, ts, path, lim: float = 3.5, fps: int = 12, tr
         ax.scatter(trail[:, 0], trail[:, 1], s=1, color="0.85", linewidths=0)
     scat = ax.scatter(xs[0][:, 0], xs[0][:, 1], s=2, color="C0", alpha=0.6, linewidths=0)
     title = ax.set_title("", fontsize=9)
-    ax.set_aspect("equal")
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    square_axes(ax, lim)
 
     def frame(i):
         scat.set_offsets(xs[i])
@@ -229,10 +225,6 @@ def vector_field(grid_x: np.ndarray, grid_y: np.ndarray, u: np.ndarray, v: np.nd
             ax.quiver(grid_x, grid_y, uu, vv, np.hypot(uu, vv), cmap="viridis", angles="xy", scale_units="xy",
                       scale=None, width=0.004)
         ax.set_title(f"t = {t}", fontsize=9)
-        ax.set_aspect("equal")
-        ax.set_xlim(-lim, lim)
-        ax.set_ylim(-lim, lim)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        square_axes(ax, lim)
     fig.tight_layout()
     return fig
