@@ -61,3 +61,25 @@ def test_evaluate_command_prints_every_metric(tmp_path, capsys):
                  "--guidance", "1,2", "--memo-test", "100"]) == 0
     out = capsys.readouterr().out
     assert "floor" in out and out.count("FD") == 3 and "per class" in out and "memorisation" in out
+
+
+def test_mnist_has_its_own_defaults_and_flags_override_them():
+    from tinydiff.train import MNIST_DEFAULTS
+
+    c = TrainConfig.for_data("mnist", batch_size=8)
+    assert (c.model, c.schedule, c.lr, c.base_channels) == ("unet", "linear", MNIST_DEFAULTS["lr"], 24)
+    assert c.batch_size == 8, "an explicit value beats the mnist default"
+    assert TrainConfig.for_data("moons") == TrainConfig(), "points keep the dataclass defaults"
+
+
+@needs_mnist
+def test_train_command_on_mnist_uses_the_image_defaults(tmp_path):
+    from tinydiff import checkpoint as ckpt
+    from tinydiff.cli import main
+
+    args = ["train", "--data", "mnist", "--conditional", "--steps", "1", "--batch-size", "2", "--n-train", "8",
+            "--base-channels", "8", "--out", str(tmp_path), "--quiet"]
+    assert main(args) == 0
+    config = ckpt.from_json_array(ckpt.load_checkpoint(tmp_path / "model.npz")["meta/config"])
+    assert (config["schedule"], config["lr"], config["ema_decay"]) == ("linear", 1e-3, 0.999)
+    assert (config["batch_size"], config["base_channels"]) == (2, 8)

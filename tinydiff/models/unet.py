@@ -45,7 +45,7 @@ from tinydiff.rng import make_rng
 @dataclass
 class UNetConfig:
     in_channels: int = 1                # 1 for grey-scale MNIST
-    base_channels: int = 32             # C_0, channels at full resolution
+    base_channels: int = 24             # C_0, channels at full resolution (24: the shipped MNIST model, 465k params)
     channel_mults: tuple = (1, 2, 2)    # C_i = base * mult_i; one level per entry: 28 -> 14 -> 7 for three levels
     num_res_blocks: int = 1             # ResBlocks per level on the way down (and on the way up)
     attention: bool = True              # self-attention in the middle, at the lowest resolution (7 x 7)
