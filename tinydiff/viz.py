@@ -228,3 +228,34 @@ def vector_field(grid_x: np.ndarray, grid_y: np.ndarray, u: np.ndarray, v: np.nd
         square_axes(ax, lim)
     fig.tight_layout()
     return fig
+
+
+# ---- grids of digits side by side (chapters 11-12) -----------------------------------------------------------------
+def tile_images(images: np.ndarray, ncol: int, pad: int = 1, pad_value: float = 0.5) -> np.ndarray:
+    """Images (N, 1, H, W) or (N, H, W) -> one mosaic (rows (H + pad) - pad, ncol (W + pad) - pad), filled row by
+    row, with ``pad`` pixels of ``pad_value`` between images (and in empty cells)."""
+    images = np.asarray(images, dtype=np.float64)
+    images = images.reshape((len(images),) + images.shape[-2:])                  # (N, H, W)
+    n, h, w = images.shape
+    nrows = int(np.ceil(n / ncol))
+    mosaic = np.full((nrows * (h + pad) - pad, ncol * (w + pad) - pad), pad_value)
+    for i, img in enumerate(images):
+        r, c = divmod(i, ncol)
+        mosaic[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = img
+    return mosaic
+
+
+def image_grids(panels: list[tuple[str, np.ndarray]], ncol: int, size: float = 0.4, vmin: float = 0.0,
+                vmax: float = 1.0):
+    """Several titled grids of grey images side by side: panels = [(title, images (N, 1, H, W))], each tiled
+    ``ncol`` per row (e.g. one row per class). ``size``: inches per image."""
+    mosaics = [tile_images(imgs, ncol) for _, imgs in panels]
+    height = max(m.shape[0] for m in mosaics) / 28 * size
+    width = sum(m.shape[1] for m in mosaics) / 28 * size
+    fig, axes = plt().subplots(1, len(panels), figsize=(width + 0.3 * len(panels), height + 0.4), squeeze=False)
+    for ax, (title, _), mosaic in zip(axes[0], panels, mosaics):
+        ax.imshow(mosaic, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
