@@ -83,3 +83,18 @@ def test_train_command_on_mnist_uses_the_image_defaults(tmp_path):
     config = ckpt.from_json_array(ckpt.load_checkpoint(tmp_path / "model.npz")["meta/config"])
     assert (config["schedule"], config["lr"], config["ema_decay"]) == ("linear", 1e-3, 0.999)
     assert (config["batch_size"], config["base_channels"]) == (2, 8)
+
+
+@needs_mnist
+def test_sample_command_writes_a_grid_of_digits_with_the_image_defaults(tmp_path, capsys):
+    from tinydiff.cli import main
+    from tinydiff.commands.sample import IMAGE_DEFAULTS
+
+    Trainer(tiny_mnist(), tmp_path).train(progress=False)
+    out, grid = tmp_path / "digits.npy", tmp_path / "grid.png"
+    assert main(["sample", "--checkpoint", str(tmp_path / "model.npz"), "--label", "7", "--n", "4",
+                 "--out", str(out), "--plot", str(grid)]) == 0
+    x = np.load(out)
+    assert x.shape == (4, 1, 28, 28) and x.dtype == np.float32 and 0.0 <= x.min() <= x.max() <= 1.0
+    assert grid.stat().st_size > 0
+    assert IMAGE_DEFAULTS["sampler"] == "ddim" and IMAGE_DEFAULTS["steps"] <= 100, "images must not default to 1000"

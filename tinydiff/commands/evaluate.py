@@ -20,16 +20,19 @@ from pathlib import Path
 import numpy as np
 
 from tinydiff.commands.common import positive_int, reports_errors
+from tinydiff.commands.sample import IMAGE_DEFAULTS
 
 
 def add_arguments(p):
     p.add_argument("--checkpoint", required=True, type=Path, help="a model.npz trained with --data mnist")
     p.add_argument("--n", type=positive_int, default=2000, help="images per evaluation (default 2000; 10000 as in "
                                                                 "the papers is ~5x slower)")
-    p.add_argument("--sampler", default="ddim", help="sampler (default ddim)")
-    p.add_argument("--steps", type=positive_int, default=50, help="sampling steps (default 50)")
-    p.add_argument("--guidance", default="1,3", help="comma-separated guidance scales for a conditional model "
-                                                     "(default 1,3)")
+    d = IMAGE_DEFAULTS
+    p.add_argument("--sampler", default=d["sampler"], help=f"sampler (default {d['sampler']}, as `sample`)")
+    p.add_argument("--steps", type=positive_int, default=d["steps"], help=f"sampling steps (default {d['steps']})")
+    p.add_argument("--guidance", default=f"1,{d['guidance']:g}",
+                   help=f"comma-separated guidance scales for a conditional model (default 1,{d['guidance']:g}: "
+                        f"no guidance, and `sample`'s default)")
     p.add_argument("--batch-size", type=positive_int, default=250, help="images per sampler call (default 250)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--classifier", type=Path, default=None, help="classifier weights (default: the shipped file)")
