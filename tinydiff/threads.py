@@ -30,6 +30,8 @@ def blas_threads(n: int | None):
 
 def blas_info() -> str:
     """The BLAS library, its kernel (e.g. SkylakeX or Haswell) and thread count, when threadpoolctl can tell."""
+    import numpy  # noqa: F401  (threadpoolctl sees only libraries already loaded: numpy's OpenBLAS)
+
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
