@@ -259,3 +259,20 @@ def image_grids(panels: list[tuple[str, np.ndarray]], ncol: int, size: float = 0
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def image_rows(rows: list[tuple[str, np.ndarray]], size: float = 0.45, vmin: float = 0.0, vmax: float = 1.0):
+    """Labelled rows of grey images stacked top to bottom: rows = [(label, images (N, 1, H, W))], the label on the
+    left of its row (e.g. one row per corruption level). ``size``: inches per image."""
+    mosaics = [tile_images(imgs, len(imgs)) for _, imgs in rows]                   # one strip per row
+    width = max(m.shape[1] for m in mosaics) / 28 * size
+    fig, axes = plt().subplots(len(rows), 1, figsize=(width + 1.2, size * 1.1 * len(rows)), squeeze=False)
+    for ax, (label, _), mosaic in zip(axes[:, 0], rows, mosaics):
+        ax.imshow(mosaic, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    fig.tight_layout()
+    return fig
