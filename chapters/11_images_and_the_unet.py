@@ -73,6 +73,7 @@ from tinydiff.commands.evaluate import generate
 from tinydiff.data.mnist import load_mnist_float
 from tinydiff.diffusion import q_sample
 from tinydiff.models.unet import UNet
+from tinydiff.samplers import sample
 from tinydiff.schedules import NoiseSchedule
 from tinydiff.threads import blas_threads
 from tinydiff.train import TrainConfig, TrainLog, Trainer, load_model, make_standardizer
@@ -120,7 +121,8 @@ viz.save(viz.image_grid(x_test[:N_SHOW], nrow=8), args.out / "mnist_digits.png")
 # ## The forward process on one digit
 #
 # One test digit under the linear schedule, each panel titled with t and SNR(t) = ab / (1 - ab), and, below, the
-# table of ab, SNR and sigma_t = sqrt((1 - ab) / ab), the noise of one pixel measured in data units.
+# table of ab, SNR and sigma_t = sqrt((1 - ab) / ab), the noise of one pixel measured in data units
+# (x_t / sqrt(ab) = x0 + sigma_t eps).
 
 # %%
 schedule = NoiseSchedule.linear(T)
@@ -290,10 +292,11 @@ viz.save(fig, args.out / "adagn_scale_shift.png")
 #
 # The same `Trainer` as for points (chapter 6), now with data="mnist", which picks the UNet and the [-1, 1] scaling.
 # To keep it short: a tiny UNet (base_channels 8: 8-16-16 channels), a subset of the training set, a few hundred
-# steps (a handful in quick mode). The loss falls fast at first: the easy part is to predict that the background
-# pixels' noise is x_t's own (there x0 = -1 is known). Then, per time step, the loss is largest at small t, where
-# predicting the noise means knowing the exact stroke, and smallest at large t, where x_t is nearly all noise and
-# eps ~ x_t. The shipped model's own training log (its last 20%, dashed) shows how far a long run gets.
+# steps (a handful in quick mode). The loss falls fast at first: the easy part is the background, where x0 = -1 and
+# the noise can be read off x_t, eps = (x_t + sqrt(ab)) / sqrt(1 - ab). Per time step, expect the loss to be largest
+# at small t, where predicting the noise means knowing the exact stroke to within a sliver of noise, and smallest at
+# large t, where x_t is nearly all noise and eps ~ x_t. The shipped model's own training log (its last 20%, dashed)
+# shows how far a long run gets.
 
 # %%
 config = TrainConfig(data="mnist", model="unet", schedule="linear", T=T, lr=2e-3, warmup_steps=10, seed=SEED,
@@ -326,15 +329,16 @@ for k in (0, config.loss_buckets // 2, config.loss_buckets - 1):
     print(f"t in [{lo:3d}, {hi:4d}): tiny UNet {tiny_vs_t[k]:.4f}, shipped model {shipped_vs_t[k]:.4f}")
 
 # %% [markdown]
-# Samples of the tiny model (EMA weights, DDIM): after so short a run, blobs and strokes at best. It is unconditional,
-# so there are no rows per class.
+# Samples of the tiny model (EMA weights, DDIM). It is unconditional, so there are no rows per class. A model this
+# weak makes x0 estimates far outside the data range, and the image saturates to black or white; so, as DDPM's own
+# sampler does ("clip_denoised"), we clamp each step's x0 estimate to [-1, 1] (`clip=1.0`). After so short a run,
+# expect blobs and strokes at best.
 
 # %%
-with trainer.ema.average_weights():
+with trainer.ema.average_weights(), blas_threads(1):
     trainer.model.eval()
-    with blas_threads(1):
-        tiny_samples = generate(trainer.model, trainer.schedule, trainer.standardizer, None, 10, 1.0, "ddim",
-                                DDIM_STEPS, SEED, 10)
+    x = sample(trainer.model, (10, 1, 28, 28), trainer.schedule, method="ddim", steps=DDIM_STEPS, clip=1.0, rng=SEED)
+tiny_samples = np.clip(trainer.standardizer.inverse_transform(x), 0, 1)      # (10, 1, 28, 28) in [0, 1]
 viz.save(viz.image_grid(tiny_samples, nrow=10), args.out / "short_run_samples.png")
 
 # %% [markdown]

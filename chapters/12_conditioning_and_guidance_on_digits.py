@@ -78,7 +78,7 @@ SWEEP = (0.0, 1.0, 3.0, 5.0)                       # guidance scales s of the sa
 SCALES = SWEEP if args.quick else (0.0, 1.0, 2.0, 3.0, 5.0, 7.0)   # scales of the fidelity/diversity curves
 PER_CLASS = 2 if args.quick else 10                # samples per class at each scale (same start noise at every s)
 SHOW_PER_CLASS = 2 if args.quick else 4            # of which the sample figure shows this many
-DDIM_STEPS = 10 if args.quick else 25              # DDIM steps (eta = 0: deterministic, so x_T fixes the sample)
+DDIM_STEPS = 8 if args.quick else 25               # DDIM steps (eta = 0: deterministic, so x_T fixes the sample)
 LABEL_TS = (300, 500, 700)                         # steps of the "x0 given the label" figure
 EFFECT_TS = np.linspace(0, 999, 6 if args.quick else 21).astype(int)   # steps of the label-effect curve
 N_REAL = 50 if args.quick else 200                 # real test digits per class for the diversity reference
@@ -109,9 +109,12 @@ for obj, word in ((Trainer.step, "label_dropout"), (UNet.forward, "y_embed")):
 # %% [markdown]
 # ## The label table
 #
-# E has K + 1 = 11 rows of emb_dim numbers. Left: the cosine similarity of every pair of rows. Right: each row's
-# length beside the typical length of the time part of e. Digits that look alike may get similar rows; the null row
-# has no digit of its own to look like.
+# E has K + 1 = 11 rows of emb_dim = 128 numbers. Left: the cosine similarity of every pair of rows. The table starts
+# from N(0, 1) entries (`nn.Embedding`, PyTorch's default), and two independent random vectors in 128 dimensions have
+# a cosine of about +-1 / sqrt(128) = +-0.09, so only values well beyond that are structure the training put there
+# (digits that look alike, like 4 and 9, might share directions). Right: each row's length, which starts near
+# sqrt(128) = 11.3, beside the typical length of the time part of e. Since the two parts are added, their lengths say
+# which one dominates what every ResBlock receives.
 
 # %%
 table = model.y_embed.params["weight"].astype(np.float64)                          # (K + 1, E)
@@ -137,6 +140,8 @@ np.fill_diagonal(digit_cos, -np.inf)
 pair = np.unravel_index(np.argmax(digit_cos), digit_cos.shape)
 print(f"most similar digit rows: {pair[0]} and {pair[1]} ({cos[pair]:+.2f}); null row with the digits: "
       f"{cos[-1, :-1].min():+.2f} to {cos[-1, :-1].max():+.2f}")
+print(f"row lengths {np.linalg.norm(table, axis=1).min():.1f} to {np.linalg.norm(table, axis=1).max():.1f}; "
+      f"time part of e: {np.linalg.norm(e_time, axis=1).mean():.1f} on average over t")
 
 # %% [markdown]
 # ## What the label changes in one prediction
@@ -262,6 +267,7 @@ fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
 axes[0].plot(SCALES, acc, "o-")
 axes[0].axhline(real_acc, color="k", ls=":", lw=1, label="real test digits")
 axes[0].set_ylabel("judge's accuracy on the requested label")
+axes[0].set_ylim(0, 1.05)
 axes[1].plot(SCALES, div, "o-", color="C1")
 axes[1].axhline(real_div, color="k", ls=":", lw=1, label="real test digits")
 axes[1].set_ylabel("rms feature distance within a class")
