@@ -10,6 +10,7 @@ from tinydiff import viz
 from tinydiff.metrics.images import gaussian_stats
 from tinydiff.nn.blocks import ResBlock
 from tinydiff.nn.conv import Conv2d
+from tinydiff.models.unet import UNet
 from tinydiff.nn.module import Sequential
 from tinydiff.train import TrainConfig, Trainer
 
@@ -88,6 +89,19 @@ def test_tile_images_places_images_row_by_row_with_padding():
 
 
 # ---- chapter 12 --------------------------------------------------------------------------------------------------
+def test_the_label_row_is_added_to_the_time_embedding():
+    # e(t, y) = Linear(SiLU(Linear(sin_emb(t)))) + E[y]: an unconditional UNet with the same weights and E[y] added to
+    # the last bias of its time MLP must give the same output
+    kw = dict(base_channels=8, channel_mults=(1, 2), attention=False, emb_dim=16, image_size=8, dtype=np.float64)
+    cond, uncond = UNet(num_classes=3, rng=0, **kw), UNet(num_classes=0, rng=1, **kw)
+    uncond.load_state_dict({k: v for k, v in cond.state_dict().items() if not k.startswith("y_embed")})
+    y = 2
+    uncond.t_lin2.params["bias"][...] += cond.y_embed.params["weight"][y]
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((3, 1, 8, 8)), np.array([0, 400, 999])
+    np.testing.assert_allclose(cond(x, t, np.full(3, y)), uncond(x, t), rtol=1e-10, atol=1e-12)
+
+
 def _labels_seen_in_one_step(label_dropout):
     config = TrainConfig(data="8gaussians", conditional=True, label_dropout=label_dropout, n_train=4000,
                          batch_size=4000, steps=1, width=16, n_blocks=1, emb_dim=16, seed=0)
