@@ -243,7 +243,7 @@ ax.plot(ns, fd_inf + slope / ns, "C0--", lw=0.8, label=f"fit {fd_inf:.1f} + {slo
 ax.set_xscale("log")
 ax.set_yscale("log")
 ax.set_xlabel("n images in each set")
-ax.set_title("FD between two halves of the test set: biased", fontsize=9)
+ax.set_title("FD between two disjoint sets of n test images: biased", fontsize=9)
 ax.legend(fontsize=7)
 ax = axes[1]
 ax.errorbar(ns, bias["kid"].mean(axis=1), yerr=bias["kid"].std(axis=1), fmt="o-", color="C2", capsize=3,
@@ -251,7 +251,7 @@ ax.errorbar(ns, bias["kid"].mean(axis=1), yerr=bias["kid"].std(axis=1), fmt="o-"
 ax.axhline(0, color="k", lw=0.8)
 ax.set_xscale("log")
 ax.set_xlabel("n images in each set")
-ax.set_title("KID between two halves of the test set: unbiased", fontsize=9)
+ax.set_title("KID between the same sets: unbiased", fontsize=9)
 ax.legend(fontsize=7)
 fig.tight_layout()
 viz.save(fig, args.out / "fd_bias.png")
