@@ -147,15 +147,15 @@ print(f"row lengths {np.linalg.norm(table, axis=1).min():.1f} to {np.linalg.norm
 # ## What the label changes in one prediction
 #
 # Take one test digit, noise it to step t, and ask the network for its clean image, x0_hat = (x_t - sqrt(1 - ab)
-# eps) / sqrt(ab), once with the null label and once with each digit label. At t = 300 the digit is still in x_t and
-# the label matters little. By t = 700 x_t holds almost nothing of it (chapter 11: sigma_t = 12), and the label
-# decides what the network "sees".
+# eps) / sqrt(ab), once with the null label and once with each digit label. At t = 300 the digit is still plain in
+# x_t, and a good model should see it whatever the label says. By t = 700 x_t holds almost nothing of it (chapter 11:
+# sigma_t = 12), and the label decides what the network "sees".
 
 # %%
 digit = standardizer.transform(x_test[:1])                                          # (1, 1, 28, 28) in [-1, 1]
 print(f"the digit: a {y_test[0]}")
 noise = rng.standard_normal(digit.shape)
-labels_all = np.arange(model.num_classes + 1)                                       # 0..9 and the null label
+labels_all = np.concatenate([[model.null_label], np.arange(model.num_classes)])    # null, then 0..9
 fig, axes = plt.subplots(len(LABEL_TS), len(labels_all) + 1, figsize=(1.0 * (len(labels_all) + 1),
                                                                           1.1 * len(LABEL_TS)))
 for row, t in enumerate(LABEL_TS):
@@ -164,11 +164,10 @@ for row, t in enumerate(LABEL_TS):
     tt = np.full(len(batch), t)
     with blas_threads(1):
         eps = model(batch, tt, labels_all).astype(np.float64)
-    x0_hat, _ = predict_x0_and_eps(schedule, batch, tt, eps, "epsilon")
-    panels = [("x_t", x_t[0, 0])] + [(name, img[0]) for name, img in zip(["null"] + names[:-1],
-                                                                      np.roll(x0_hat, 1, axis=0))]
+    x0_hat, _ = predict_x0_and_eps(schedule, batch, tt, eps, "epsilon")            # (K + 1, 1, 28, 28)
+    panels = [("x_t", x_t[0, 0])] + [(names[y], np.clip(img[0], -1, 1)) for y, img in zip(labels_all, x0_hat)]
     for ax, (title, img) in zip(axes[row], panels):
-        ax.imshow(np.clip(img, -1, 1) if title != "x_t" else img, cmap="gray", vmin=-1, vmax=1)
+        ax.imshow(img, cmap="gray", vmin=-1, vmax=1)
         ax.set_title(title if row == 0 else "", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
