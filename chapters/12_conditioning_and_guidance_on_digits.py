@@ -167,7 +167,8 @@ for row, t in enumerate(LABEL_TS):
     x0_hat, _ = predict_x0_and_eps(schedule, batch, tt, eps, "epsilon")            # (K + 1, 1, 28, 28)
     panels = [("x_t", x_t[0, 0])] + [(names[y], np.clip(img[0], -1, 1)) for y, img in zip(labels_all, x0_hat)]
     for ax, (title, img) in zip(axes[row], panels):
-        ax.imshow(img, cmap="gray", vmin=-1, vmax=1)
+        lim = 2.5 if title == "x_t" else 1.0                                        # x_t is wider than [-1, 1]
+        ax.imshow(img, cmap="gray", vmin=-lim, vmax=lim)
         ax.set_title(title if row == 0 else "", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -179,17 +180,22 @@ viz.save(fig, args.out / "x0_given_label.png")
 # ## Where along the chain the label acts
 #
 # For a batch of test digits, each noised to step t, compare the conditional prediction (true label) with the
-# unconditional one: the root mean square of eps_c - eps_u per pixel, which is the size of guidance's push per unit of
-# (s - 1). What to expect of a well-trained model: near t = 0 the image already says which digit it is, so the label
-# should add little; near t = T - 1, eps = (x_t - sqrt(ab) x0_hat) / sqrt(1 - ab) ~ x_t whatever x0_hat the label
-# suggests (sqrt(ab) is below 0.01 there), so again little. In between, where the digit is being decided, the label
-# matters most, and that is where guidance acts. The printed curve shows what this model does.
+# unconditional one. Left: the root mean square of eps_c - eps_u per pixel, the difference in what the network
+# outputs; guidance adds (s - 1) times it to eps. Right: the same difference in the clean-image estimates. Since
+# x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab), it is
+#
+#     x0_c - x0_u = -sigma_t (eps_c - eps_u),      sigma_t = sqrt((1 - ab) / ab)
+#
+# how differently the network pictures the digit with and without its label. While x_t still shows the digit
+# (small t) the two pictures should agree; once the noise has taken it (chapter 11: from t ~ 500 on) the conditional
+# picture is the label's average digit and the unconditional one the average of all digits. A small eps difference
+# at large t is a large difference in x0: that is where guidance decides which digit a sample becomes.
 
 # %%
 idx = rng.choice(len(x_test), 20, replace=False)
 x0 = standardizer.transform(x_test[idx])                                            # (20, 1, 28, 28)
 y = y_test[idx].astype(np.int64)
-effect, size_u = [], []
+effect_eps, effect_x0 = [], []
 for t in EFFECT_TS:
     tt = np.full(len(x0), t)
     x_t = q_sample(schedule, x0, tt, rng.standard_normal(x0.shape))
@@ -197,15 +203,18 @@ for t in EFFECT_TS:
         both = model(np.concatenate([x_t, x_t]), np.concatenate([tt, tt]),
                      np.concatenate([y, np.full(len(y), model.null_label)])).astype(np.float64)   # (40, 1, 28, 28)
     eps_c, eps_u = both[:len(y)], both[len(y):]
-    effect.append(np.sqrt(np.mean((eps_c - eps_u) ** 2)))
-    size_u.append(np.sqrt(np.mean(eps_u ** 2)))
-    print(f"t = {t:4d}: rms(eps_c - eps_u) = {effect[-1]:.4f}   (rms(eps_u) = {size_u[-1]:.3f})")
-print(f"the label changes the prediction most at t = {EFFECT_TS[int(np.argmax(effect))]}")
-fig, ax = plt.subplots(figsize=(5, 3))
-ax.plot(EFFECT_TS, effect, "o-", ms=3)
-ax.set_xlabel("time step t")
-ax.set_ylabel("rms of eps_c - eps_u per pixel")
-ax.set_title("how much the label changes the prediction", fontsize=9)
+    effect_eps.append(np.sqrt(np.mean((eps_c - eps_u) ** 2)))
+    effect_x0.append(schedule.sigmas[t] * effect_eps[-1])                           # rms of x0_c - x0_u
+    print(f"t = {t:4d}: rms(eps_c - eps_u) = {effect_eps[-1]:.4f}, rms(x0_c - x0_u) = {effect_x0[-1]:.4f}")
+fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+axes[0].plot(EFFECT_TS, effect_eps, "o-", ms=3)
+axes[0].set_ylabel("rms of eps_c - eps_u per pixel")
+axes[1].plot(EFFECT_TS, effect_x0, "o-", ms=3, color="C2")
+axes[1].set_ylabel("rms of x0_c - x0_u per pixel")
+axes[1].set_yscale("log")
+for ax in axes:
+    ax.set_xlabel("time step t")
+fig.suptitle("how much the label changes the prediction", fontsize=9)
 fig.tight_layout()
 viz.save(fig, args.out / "label_effect_vs_t.png")
 
@@ -240,8 +249,9 @@ viz.save(viz.image_grids([(f"s = {s:g}", samples[s][show]) for s in SWEEP], ncol
 #
 # The judge's accuracy on the requested label (left) and the diversity sqrt(D) = sqrt(2 tr(S_c)) of its features,
 # averaged over the classes (right), for every scale. Dotted: the same numbers for real test digits (the judge's
-# accuracy on them, and the diversity of N_REAL test digits per class). With few samples per class the numbers are
-# noisy: the full run (without --quick) uses more.
+# accuracy on them, and the diversity of N_REAL test digits per class). At s = 0 the labels mean nothing, so the
+# samples "of one class" are digits of every class, and their diversity can exceed that of real digits of one class.
+# With few samples per class the numbers are noisy: the full run (without --quick) uses more.
 
 # %%
 def diversity(features, labels):
