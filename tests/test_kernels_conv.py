@@ -171,3 +171,23 @@ def test_benchmark_runs_and_reports_every_pass():
     assert [r["pass"] for r in rows] == ["forward", "backward-input", "backward-weight"] * 2
     assert all(r["ms"] > 0 and r["gflops"] > 0 for r in rows)
     assert "im2col+BLAS NCHW" in format_table(rows)
+
+
+def test_im2col_and_col2im_match_reference_on_random_geometries():
+    # im2col/col2im test the image's bounds once per row (the valid columns lo <= n < hi), so sweep the cases
+    # where that arithmetic could slip: padding wider than the kernel's reach, strides 1-3, kernels 1-5, tiny images
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        k, s, p = int(rng.integers(1, 6)), int(rng.integers(1, 4)), int(rng.integers(0, 4))
+        H, W = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+        Ho, Wo = K.conv_output_size(H, k, s, p), K.conv_output_size(W, k, s, p)
+        if Ho < 1 or Wo < 1:
+            continue
+        x = rng.standard_normal((2, 2, H, W))
+        cols, cols_ref = np.full((2, 2 * k * k, Ho * Wo), np.nan), np.empty((2, 2 * k * k, Ho * Wo))
+        np.testing.assert_array_equal(K.im2col(x, k, k, s, p, cols), K.im2col_reference(x, k, k, s, p, cols_ref),
+                                      err_msg=f"im2col k={k} s={s} p={p} H={H} W={W}")
+        c = rng.standard_normal(cols.shape)
+        np.testing.assert_allclose(K.col2im(c, k, k, s, p, np.full_like(x, np.nan)),
+                                   K.col2im_reference(c, k, k, s, p, np.empty_like(x)), rtol=0, atol=1e-12,
+                                   err_msg=f"col2im k={k} s={s} p={p} H={H} W={W}")
