@@ -251,7 +251,9 @@ viz.save(viz.image_grids([(f"s = {s:g}", samples[s][show]) for s in SWEEP], ncol
 # averaged over the classes (right), for every scale. Dotted: the same numbers for real test digits (the judge's
 # accuracy on them, and the diversity of N_REAL test digits per class). At s = 0 the labels mean nothing, so the
 # samples "of one class" are digits of every class, and their diversity can exceed that of real digits of one class.
-# With few samples per class the numbers are noisy: the full run (without --quick) uses more.
+# More diversity than real digits have is no virtue either: malformed samples are far from each other too, so read
+# the two panels together. With few samples per class the numbers are noisy: the full run (without --quick) uses
+# more.
 
 # %%
 def diversity(features, labels):
