@@ -1,11 +1,14 @@
 """The command line: train, sample and demo through ``main([...])``, and the errors a user meets first."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tinydiff.cli import main
+
+CHECKPOINT_8G = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "8gaussians.npz"
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +84,24 @@ def test_quick_demo_writes_every_figure(tmp_path):
                  "loss_vs_t.png", "vector_field.png", "model.npz"):
         assert (tmp_path / name).exists(), name
     assert {"mmd2", "p_value", "energy", "w2"} <= set(json.loads((tmp_path / "metrics.json").read_text()))
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "big"])
+def test_sample_rejects_a_bad_clip_value(bad, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["sample", "--checkpoint", str(tmp_path), "--n", "2", "--out", str(tmp_path / "x.npy"), "--clip", bad])
+    assert "positive number or 'dynamic'" in capsys.readouterr().err
+
+
+def test_sample_clips_the_x0_estimate_when_asked(tmp_path):
+    from tinydiff.commands.sample import clip_value
+
+    assert clip_value("1") == 1.0 and clip_value("dynamic") == "dynamic"
+    out = tmp_path / "x.npy"
+    assert main(["sample", "--checkpoint", str(CHECKPOINT_8G), "--n", "50", "--out", str(out), "--steps", "10",
+                 "--sampler", "ddim", "--clip", "0.5"]) == 0
+    from tinydiff.train import load_model
+
+    standardizer = load_model(CHECKPOINT_8G)[2]
+    z = standardizer.transform(np.load(out))        # DDIM's last step returns the (clipped) x0 estimate
+    assert z.shape == (50, 2) and np.abs(z).max() <= 0.5 + 1e-6

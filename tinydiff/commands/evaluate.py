@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tinydiff.commands.common import positive_int, reports_errors
-from tinydiff.commands.sample import IMAGE_DEFAULTS
+from tinydiff.commands.sample import IMAGE_DEFAULTS, clip_value
 
 
 def add_arguments(p):
@@ -33,6 +33,8 @@ def add_arguments(p):
     p.add_argument("--guidance", default=f"1,{d['guidance']:g}",
                    help=f"comma-separated guidance scales for a conditional model (default 1,{d['guidance']:g}: "
                         f"no guidance, and `sample`'s default)")
+    p.add_argument("--clip", type=clip_value, default=None,
+                   help="clip each x0 estimate, as in `sample` (default: no clipping)")
     p.add_argument("--batch-size", type=positive_int, default=250, help="images per sampler call (default 250)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--classifier", type=Path, default=None, help="classifier weights (default: the shipped file)")
@@ -45,7 +47,7 @@ def add_arguments(p):
 
 
 def generate(model, schedule, standardizer, labels, n: int, guidance: float, sampler: str, steps: int, seed: int,
-             batch_size: int, prediction_type: str = "epsilon") -> np.ndarray:
+             batch_size: int, prediction_type: str = "epsilon", clip=None) -> np.ndarray:
     """n images (n, 1, 28, 28) in [0, 1]; ``labels`` (n,) int or None; batches seeded seed, seed + 1, ..."""
     from tinydiff.samplers import sample
 
@@ -54,7 +56,7 @@ def generate(model, schedule, standardizer, labels, n: int, guidance: float, sam
         b = min(batch_size, n - i)
         y = None if labels is None else labels[i:i + b]
         x = sample(model, (b, *model.sample_shape), schedule, method=sampler, steps=steps, rng=seed + k, y=y,
-                   guidance_scale=guidance, prediction_type=prediction_type)
+                   guidance_scale=guidance, prediction_type=prediction_type, clip=clip)
         out.append(np.clip(standardizer.inverse_transform(x), 0.0, 1.0).astype(np.float32))
     return np.concatenate(out)
 
@@ -104,7 +106,7 @@ def run(args):
     rng = np.random.default_rng(args.seed)
     floor_pick = train_x[rng.choice(len(train_x), args.n, replace=False)]
     floor = real_data_floor(classifier.embed(floor_pick), test_features, n=args.n, rng=args.seed)
-    results = {"n": args.n, "sampler": args.sampler, "steps": args.steps,
+    results = {"n": args.n, "sampler": args.sampler, "steps": args.steps, "clip": args.clip,
                "floor": {"fd": floor["fd"], "kid": floor["kid"]}}
     print(f"floor ({args.n} training images vs the test set): FD {floor['fd']:.3f}   "
           f"KID {floor['kid'][0]:.5f} +- {floor['kid'][1]:.5f}")
@@ -114,7 +116,7 @@ def run(args):
         t0 = time.perf_counter()
         with blas_threads(args.blas_threads):
             images = generate(model, schedule, standardizer, labels, args.n, s, args.sampler, args.steps, args.seed,
-                              args.batch_size, config.prediction_type)
+                              args.batch_size, config.prediction_type, args.clip)
         seconds = time.perf_counter() - t0
         report = image_report(images, classifier, test_x, test_features, train_x, labels, args.memo_test)
         report["sampling_seconds"] = seconds

@@ -7,6 +7,7 @@ in [0, 1]. ``--plot`` also draws them (a scatter plot, or a grid of images).
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,19 @@ def sampling_defaults(model) -> dict:
     return IMAGE_DEFAULTS if hasattr(model, "sample_shape") else POINT_DEFAULTS
 
 
+def clip_value(text: str):
+    """--clip: a positive number or 'dynamic'."""
+    if text == "dynamic":
+        return text
+    try:
+        c = float(text)
+    except ValueError:
+        c = -1.0
+    if not c > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'dynamic', got {text!r}")
+    return c
+
+
 def add_arguments(p):
     p.add_argument("--checkpoint", required=True, type=Path, help="a model.npz written by `train` (or its folder)")
     p.add_argument("--n", required=True, type=positive_int, help="number of points (or images) to draw")
@@ -38,12 +52,15 @@ def add_arguments(p):
     p.add_argument("--guidance", type=float, default=None,
                    help=f"classifier-free guidance scale s, with --label (default: 1 for points, "
                         f"{IMAGE_DEFAULTS['guidance']:g} for images; 1 = the conditional model, no guidance)")
+    p.add_argument("--clip", type=clip_value, default=None,
+                   help="clip each x0 estimate (standardised units): a number c for [-c, c] (1 for images, "
+                        "DDPM's clip_denoised), or 'dynamic' (Imagen's thresholding); default: no clipping")
     p.add_argument("--plot", type=Path, default=None, help="also draw the samples to this .png")
     p.add_argument("--no-ema", action="store_true", help="use the raw training weights instead of their EMA")
 
 
 def draw(model, schedule, standardizer, n: int, sampler: str = "ddpm", steps=None, seed=0, label=None,
-         guidance: float = 1.0, return_trajectory: bool = False, prediction_type: str = "epsilon"):
+         guidance: float = 1.0, return_trajectory: bool = False, prediction_type: str = "epsilon", clip=None):
     """n points from ``model`` in DATA units (and the Trajectory, in standardised units, if asked for).
     ``prediction_type`` must be what the model was trained to output (``config.prediction_type``)."""
     from tinydiff.threads import blas_threads
@@ -54,7 +71,8 @@ def draw(model, schedule, standardizer, n: int, sampler: str = "ddpm", steps=Non
     shape = (n, *model.sample_shape) if hasattr(model, "sample_shape") else (n, model.dim)   # images or points
     with blas_threads(1):
         out = sample(model, shape, schedule, method=sampler, steps=steps, rng=seed, y=y,
-                     guidance_scale=guidance, return_trajectory=return_trajectory, prediction_type=prediction_type)
+                     guidance_scale=guidance, return_trajectory=return_trajectory, prediction_type=prediction_type,
+                     clip=clip)
     x, traj = out if return_trajectory else (out, None)
     x = standardizer.inverse_transform(x)
     if x.ndim == 4:                       # images: back in [0, 1] (the last x0 estimate can overshoot a little)
@@ -73,7 +91,7 @@ def run(args):
     how = {**sampling_defaults(model), **{k: v for k, v in given.items() if v is not None}}
     try:
         x = draw(model, schedule, standardizer, args.n, how["sampler"], how["steps"], args.seed, args.label,
-                 how["guidance"], prediction_type=config.prediction_type)
+                 how["guidance"], prediction_type=config.prediction_type, clip=args.clip)
     except ValueError as err:          # unknown sampler, steps > T, ...
         raise SystemExit(f"sample: {err}") from None
     out = Path(args.out)
