@@ -1,3 +1,12 @@
+# ==== threads: one BLAS thread for the whole suite (and the chapter subprocesses, which inherit it) ==============
+# On a shared 2-core machine two OpenBLAS threads fighting another job for the cores made the suite ~10x slower
+# (measured: 610 s instead of ~70 s while another process held one core). OpenBLAS reads this when numpy loads, so it
+# is set here, before any test module imports numpy. A value you set yourself wins.
+import os as _os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    _os.environ.setdefault(_var, "1")
+
 # ==== exercises (tinydiff.exercises): markers and messages for the graded exercise tests ====================
 # Every exercise id found in the solution-region headers (``ex2_1`` ...) becomes a pytest marker, registered here
 # because setup.cfg runs with --strict-markers. In a student copy, a test that is *not* an exercise test but reaches
