@@ -16,10 +16,11 @@ from tinydiff.commands.common import positive_int, reports_errors
 
 
 # Unless told otherwise. Points: the full DDPM chain (1000 steps of the small MLP take well under a second). Images: a
-# UNet call costs a few ms per image, so DDIM in 50 steps, and guidance 3 for a conditional model (the scale at which
-# the shipped checkpoint's quality is measured in the README).
+# UNet call costs a few ms per image, so DDIM in 50 steps, and guidance 2 for a conditional model: on the shipped
+# checkpoint s = 1 / 2 / 3 gave 93.9 / 99.9 / 100 % recognisable digits at FD 1.2x / 4.2x / 7.7x the real-data floor
+# (README, MNIST), so 2 buys nearly all of the fidelity for the least diversity.
 POINT_DEFAULTS = dict(sampler="ddpm", steps=None, guidance=1.0)
-IMAGE_DEFAULTS = dict(sampler="ddim", steps=50, guidance=3.0)
+IMAGE_DEFAULTS = dict(sampler="ddim", steps=50, guidance=2.0)
 
 
 def sampling_defaults(model) -> dict:
