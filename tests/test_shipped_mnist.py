@@ -3,6 +3,7 @@ quality table; `python -m tinydiff evaluate --checkpoint data/checkpoints/mnist_
 
 Needs no MNIST files: only the checkpoint and the shipped classifier."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,11 @@ from tinydiff.commands.sample import IMAGE_DEFAULTS
 from tinydiff.models.classifier import load_classifier
 from tinydiff.threads import blas_threads
 from tinydiff.train import load_model
+
+# 1,600 UNet evaluations: seconds compiled, hours with NUMBA_DISABLE_JIT=1 (the kernels are tested without the JIT in
+# tests/test_kernels_*.py; this module tests the shipped model, not the kernels).
+compiled_only = pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"),
+                                   reason="samples the shipped UNet: runs compiled only")
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "mnist_conditional.npz"
 
@@ -30,6 +36,7 @@ def test_shipped_checkpoint_is_the_documented_model(shipped):
     assert CHECKPOINT.stat().st_size <= 10 * 2**20, "the shipped file must stay under ~10 MB"
 
 
+@compiled_only
 def test_shipped_checkpoint_draws_the_requested_digits(shipped):
     model, schedule, standardizer, config = shipped
     labels = np.arange(40) % 10

@@ -10,6 +10,9 @@ import pytest
 from tinydiff.errors import DatasetError
 from tinydiff.train import TrainConfig, Trainer, load_model, make_model
 
+compiled_only = pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"),
+                                   reason="hundreds of UNet evaluations: hours as plain Python (the kernels are "
+                                          "tested without the JIT in tests/test_kernels_*.py)")
 needs_mnist = pytest.mark.skipif(not os.environ.get("TINYDIFF_DATA"),
                                  reason="needs the MNIST files ($TINYDIFF_DATA unset)")
 
@@ -86,6 +89,7 @@ def test_train_command_on_mnist_uses_the_image_defaults(tmp_path):
 
 
 @needs_mnist
+@compiled_only
 def test_sample_command_writes_a_grid_of_digits_with_the_image_defaults(tmp_path, capsys):
     from tinydiff.cli import main
     from tinydiff.commands.sample import IMAGE_DEFAULTS
