@@ -82,17 +82,15 @@ def image_strip(panels: list[tuple[str, np.ndarray]], size: float = 1.6, vmin: f
 
 
 def image_grid(images: np.ndarray, nrow: int | None = None, vmin: float = 0.0, vmax: float = 1.0, size: float = 0.6):
-    """A grid of grey images (N, 1, H, W) or (N, H, W), ``nrow`` per row (default: a square-ish grid)."""
-    images = np.asarray(images).reshape((len(images),) + np.shape(images)[-2:])  # (N, H, W)
-    n = len(images)
-    ncol = nrow or int(np.ceil(np.sqrt(n)))
-    nrows = int(np.ceil(n / ncol))
-    fig, axes = plt().subplots(nrows, ncol, figsize=(size * ncol, size * nrows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < n:
-            ax.imshow(images[i], cmap="gray", vmin=vmin, vmax=vmax)
-    fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    """A grid of grey images (N, 1, H, W) or (N, H, W), ``nrow`` per row (default: a square-ish grid), drawn as one
+    mosaic (:func:`tile_images`)."""
+    ncol = nrow or int(np.ceil(np.sqrt(len(images))))
+    mosaic = tile_images(images, ncol)
+    h, w = np.shape(images)[-2:]
+    fig, ax = plt().subplots(figsize=(size * mosaic.shape[1] / w, size * mosaic.shape[0] / h))
+    ax.imshow(mosaic, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.axis("off")
+    fig.subplots_adjust(0, 0, 1, 1)
     return fig
 
 
