@@ -23,6 +23,7 @@ import numpy as np
 from scipy.special import logsumexp, softmax
 
 from tinydiff.diffusion import PREDICTION_TYPES, check_timesteps
+from tinydiff.processes import PREDICTIONS, check_prediction, from_x0_eps
 from tinydiff.rng import make_rng
 from tinydiff.schedules import NoiseSchedule
 
@@ -123,8 +124,10 @@ class GaussianMixtureDenoiser:
 
     Args:
         mixture: a :class:`GaussianMixture` (or any object with weights, means, covs).
-        schedule: the :class:`NoiseSchedule` that gives alpha_bar_t for integer t.
-        prediction_type: what ``__call__`` returns: "epsilon", "sample" (E[x0 | x_t]) or "v_prediction".
+        schedule: the :class:`NoiseSchedule` that gives alpha_bar_t for integer t, or any continuous process of
+            :mod:`tinydiff.processes` (EDM, VE, VP, the flow-matching interpolant) for float t.
+        prediction_type: what ``__call__`` returns: "epsilon", "sample" (E[x0 | x_t]) or "v_prediction"; for a
+            continuous process also "score" (grad log q(x_t)) and "velocity" (the exact flow-matching field).
         null_label: the label meaning "no condition" for classifier-free guidance (default K, one past the last
             component). With ``y`` given, ``y[b] = k`` conditions sample b on component k.
 
@@ -132,8 +135,8 @@ class GaussianMixtureDenoiser:
     """
 
     def __init__(self, mixture, schedule: NoiseSchedule, prediction_type: str = "epsilon", null_label: int | None = None):
-        if prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"unknown prediction_type {prediction_type!r}; expected one of {list(PREDICTION_TYPES)}")
+        discrete = isinstance(schedule, NoiseSchedule)
+        check_prediction(prediction_type, PREDICTION_TYPES if discrete else PREDICTIONS)
         self.mixture = GaussianMixture.from_params(mixture)
         self.schedule = schedule
         self.prediction_type = prediction_type
@@ -141,11 +144,27 @@ class GaussianMixtureDenoiser:
         self.calls = 0
 
     def __call__(self, x_t, t, y=None) -> np.ndarray:
-        """The optimal prediction of type ``prediction_type`` at integer steps t: (B,), for x_t: (B, ...)."""
+        """The optimal prediction of type ``prediction_type`` at times t: (B,), for x_t: (B, ...).
+
+        t are integer steps of a NoiseSchedule, or float times of a continuous process (tinydiff.processes): there
+        x_t = alpha x0 + sigma eps is divided by r = sqrt(alpha^2 + sigma^2) to reach the VP frame at
+        ab = alpha^2 / r^2, where the posterior below is computed, and the output converted back.
+        """
         x_t = np.asarray(x_t)
-        t = check_timesteps(self.schedule, t, x_t.shape[0])
         self.calls += 1
-        return self.predict_at(x_t, self.schedule.alphas_cumprod[t], y)
+        if isinstance(self.schedule, NoiseSchedule):
+            t = check_timesteps(self.schedule, t, x_t.shape[0])
+            return self.predict_at(x_t, self.schedule.alphas_cumprod[t], y)
+        p = self.schedule
+        t = np.broadcast_to(np.asarray(t, dtype=np.float64), (x_t.shape[0],))
+        shape = (-1,) + (1,) * (x_t.ndim - 1)
+        alpha, sigma = (v.reshape(shape) for v in p.alpha_sigma(t))
+        r = np.hypot(alpha, sigma)
+        post = self.posterior(x_t / r, p.alpha_bar(t), y)
+        d_alpha, d_sigma = (v.reshape(shape) for v in p.derivatives(t)) if self.prediction_type == "velocity" \
+            else (None, None)
+        return from_x0_eps(post["x0"], post["eps"], self.prediction_type, alpha, sigma, d_alpha, d_sigma,
+                           None if p.variance_preserving else r)
 
     # ---- continuous-time queries (any alpha_bar in [0, 1]) ----------------------------------------------------
     def posterior(self, x_t, alpha_bar, y=None) -> dict:

@@ -13,12 +13,15 @@ A denoiser can be trained to output one of three equivalent things (``prediction
 - ``"v_prediction"``: v = sqrt(ab) eps - sqrt(1 - ab) x0 (Salimans & Ho 2022), well behaved at both ends of the chain.
 
 Given x_t, any one of them determines the others, and the score grad_x log q(x_t) = -eps / sqrt(1 - ab) (Tweedie).
+The conversions are written once, for any process x_t = alpha x0 + sigma eps, in :mod:`tinydiff.processes`; here
+alpha = sqrt(ab) and sigma = sqrt(1 - ab).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from tinydiff.processes import from_x0_eps, to_x0_eps
 from tinydiff.schedules import NoiseSchedule
 
 __all__ = [
@@ -175,20 +178,15 @@ def predict_x0_and_eps(schedule: NoiseSchedule, x_t, t, prediction, prediction_t
     prediction = _check_x("prediction", prediction)
     _check_same_shape("x_t", x_t, "prediction", prediction)
     t = check_timesteps(schedule, t, x_t.shape[0])
-    sqrt_ab = _coef(np.sqrt(schedule.alphas_cumprod), t, x_t)
-    sqrt_1m_ab = _coef(np.sqrt(1.0 - schedule.alphas_cumprod), t, x_t)
-    if prediction_type == "v_prediction":
-        return sqrt_ab * x_t - sqrt_1m_ab * prediction, sqrt_1m_ab * x_t + sqrt_ab * prediction
-    if prediction_type == "sample":
-        return prediction, (x_t - sqrt_ab * prediction) / sqrt_1m_ab
-    eps = prediction if prediction_type == "epsilon" else -sqrt_1m_ab * prediction
-    if np.any(schedule.alphas_cumprod[t] == 0.0):
+    if prediction_type in ("epsilon", "score") and np.any(schedule.alphas_cumprod[t] == 0.0):
         raise ValueError(
             f"cannot recover x0 from a {prediction_type} prediction at a step where alpha_bar = 0 (zero terminal SNR, "
             f"t = {schedule.T - 1}): x_t is pure noise there and says nothing about x0. "
             "Train with prediction_type='v_prediction' (or 'sample') for zero-terminal-SNR schedules."
         )
-    return (x_t - sqrt_1m_ab * eps) / sqrt_ab, eps
+    sqrt_ab = _coef(np.sqrt(schedule.alphas_cumprod), t, x_t)             # alpha of tinydiff.processes
+    sqrt_1m_ab = _coef(np.sqrt(1.0 - schedule.alphas_cumprod), t, x_t)    # sigma
+    return to_x0_eps(x_t, prediction, prediction_type, sqrt_ab, sqrt_1m_ab)
 
 
 def convert_prediction(schedule: NoiseSchedule, x_t, t, prediction, from_type: str, to_type: str) -> np.ndarray:
@@ -210,12 +208,7 @@ def convert_prediction(schedule: NoiseSchedule, x_t, t, prediction, from_type: s
     t = check_timesteps(schedule, t, x0.shape[0])
     sqrt_ab = _coef(np.sqrt(schedule.alphas_cumprod), t, x0)
     sqrt_1m_ab = _coef(np.sqrt(1.0 - schedule.alphas_cumprod), t, x0)
-    return {
-        "epsilon": lambda: eps,
-        "sample": lambda: x0,
-        "v_prediction": lambda: sqrt_ab * eps - sqrt_1m_ab * x0,
-        "score": lambda: -eps / sqrt_1m_ab,
-    }[to_type]()
+    return from_x0_eps(x0, eps, to_type, sqrt_ab, sqrt_1m_ab)
 
 
 # ---- training ----------------------------------------------------------------------------------------------------

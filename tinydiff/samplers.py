@@ -2,10 +2,25 @@
 
     x = sample(model, (1000, 2), schedule, method="ddim", steps=50)
 
-``model`` is any callable ``model(x_t, t) -> prediction`` (``model(x_t, t, y)`` with labels), ``t`` an int64 array
-(B,). Every method works in one loop over a descending list of time steps ``ts`` (:func:`timesteps`); the state is
-always x_t in the variance-preserving frame of the schedule, and each step turns the model output into the pair
-(x0, eps) with :func:`tinydiff.diffusion.predict_x0_and_eps`, so every prediction type works with every method.
+``model`` is any callable ``model(x_t, t) -> prediction`` (``model(x_t, t, y)`` with labels). ``schedule`` is the
+noising process the model was trained on: a :class:`NoiseSchedule` (t an int64 array (B,)) or any continuous
+:class:`tinydiff.processes.Process` (t a float64 array (B,)), e.g. EDM's or flow matching's.
+
+**One loop, many steppers.** Every method walks a descending list of times ``ts`` (:func:`timesteps` for a schedule,
+:func:`tinydiff.processes.grid` for a continuous process) and then jumps to the clean data. Each step turns the model
+output into the pair (x0, eps) (:func:`tinydiff.processes.to_x0_eps`), so every prediction type works with every
+method, and hands it to the method's *stepper*: a small object with ``start`` and ``step`` registered in
+:data:`SAMPLERS`. The steppers are written once, in the variance-preserving frame x / r = sqrt(ab) x0 + sqrt(1 - ab) eps
+of :mod:`tinydiff.processes` (ab = alpha^2 / (alpha^2 + sigma^2), r = sqrt(alpha^2 + sigma^2)); the loop divides by r
+before a step and multiplies by r' after it, so they walk any process. For a NoiseSchedule r = 1 and ab = alpha_bar_t.
+
+A new sampler is one class and one table entry::
+
+    class MyEuler(Stepper):
+        def step(self, x, s, x0, eps, noise):          # s: a Step (s.ab_t, s.ab_prev, s.t, s.t_prev, s.last, ...)
+            return euler_step(x, eps, s.ab_t, s.ab_prev)
+
+    SAMPLERS["my-euler"] = MyEuler
 
 The last step jumps from the last sampled step t_last to the clean data (alpha_bar_prev = 1). Every method then
 returns the model's x0 estimate E[x0 | x_{t_last}], a posterior MEAN: it is sharp only when t_last is small. With
@@ -26,13 +41,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinydiff.diffusion import PREDICTION_TYPES, predict_x0_and_eps, q_posterior
+from tinydiff.processes import GRIDS, PREDICTIONS, check_prediction, grid, to_x0_eps
 from tinydiff.rng import make_rng
 from tinydiff.schedules import NoiseSchedule
 
-__all__ = ["METHODS", "SPACINGS", "timesteps", "respace", "sample", "invert", "Trajectory",
-           "ddpm_step", "ddim_sigma", "ddim_step", "euler_step", "heun_step", "dpmpp_2m_step", "threshold_x0"]
+__all__ = ["METHODS", "SPACINGS", "SAMPLERS", "Stepper", "Step", "timesteps", "respace", "sample", "invert",
+           "Trajectory", "ddpm_step", "ddim_sigma", "ddim_step", "euler_step", "heun_step", "dpmpp_2m_step",
+           "threshold_x0", "check_method", "check_spacing"]
 
-METHODS = ("ddpm", "ddim", "dpm++2m", "euler", "heun")
 SPACINGS = ("linspace", "leading", "trailing")
 VARIANCES = ("fixed_small", "fixed_large")
 FINAL_STEPS = ("denoise", "none")
@@ -42,6 +58,17 @@ ODE_SIGMA_MAX = 80.0  # where Euler and Heun start by default (Karras et al. 202
 def _check_choice(name: str, value, allowed) -> None:
     if value not in allowed:
         raise ValueError(f"unknown {name} {value!r}; expected one of {list(allowed)}")
+
+
+def check_method(method: str) -> None:
+    """The one validator of a sampler name (the keys of :data:`SAMPLERS`)."""
+    _check_choice("method", method, tuple(SAMPLERS))
+
+
+def check_spacing(spacing: str, schedule=None) -> None:
+    """The one validator of a step spacing: :data:`SPACINGS` for a NoiseSchedule, also the continuous grids."""
+    allowed = SPACINGS if isinstance(schedule, NoiseSchedule) else SPACINGS + GRIDS
+    _check_choice("timestep_spacing", spacing, allowed)
 
 
 # ---- which steps to visit ----------------------------------------------------------------------------------------
@@ -76,14 +103,13 @@ def respace(schedule: NoiseSchedule, ts) -> NoiseSchedule:
     ``s`` is ``ts`` ascending; step j of the new schedule is step s_j of the old one, and alpha_bar'_j = ab[s_j].
     """
     s = np.sort(np.asarray(ts))
-    ab = schedule.alphas_cumprod[s]
+    return _chain_through(schedule.alphas_cumprod[s])
+
+
+def _chain_through(ab: np.ndarray) -> NoiseSchedule:
+    """The discrete chain whose alpha_bar' is ``ab`` (ascending steps, i.e. decreasing ab)."""
     betas = 1.0 - ab / np.concatenate([[1.0], ab[:-1]])
     return NoiseSchedule(betas, zero_terminal_snr=bool(ab[-1] == 0.0))
-
-
-def _alpha_bar(schedule: NoiseSchedule, t: int) -> float:
-    """alpha_bar_t, with alpha_bar_{-1} = 1 (t = -1 is the clean data)."""
-    return 1.0 if t < 0 else float(schedule.alphas_cumprod[t])
 
 
 def _sigma(ab: float) -> float:
@@ -180,11 +206,16 @@ def threshold_x0(x0, clip):
 
 # ---- the model, guided and checked -------------------------------------------------------------------------------
 class _Denoiser:
-    """Calls the model (once per step, guided or not), checks its output and returns (x0, eps) for x_t at step t."""
+    """Calls the model (once per step, guided or not), checks its output and returns (x0, eps) for x at time t.
+
+    ``x`` is in the variance-preserving frame (see the module docstring); the model sees the process's own frame
+    x * r. For a NoiseSchedule the two are the same.
+    """
 
     def __init__(self, model, schedule, prediction_type, clip, y, guidance_scale, null_label, batch):
-        _check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+        check_prediction(prediction_type, PREDICTION_TYPES if isinstance(schedule, NoiseSchedule) else PREDICTIONS)
         self.model, self.schedule, self.prediction_type, self.clip = model, schedule, prediction_type, clip
+        self.discrete = isinstance(schedule, NoiseSchedule)
         self.y, self.s, self.nfe = y, float(guidance_scale), 0
         if y is not None:
             self.y = np.broadcast_to(np.asarray(y, dtype=np.int64), (batch,))
@@ -197,40 +228,190 @@ class _Denoiser:
         out = np.asarray(self.model(x, t, *y))
         self.nfe += 1
         if out.shape != x.shape:
-            raise ValueError(f"the model returned shape {out.shape} at t={int(t[0])}; expected {x.shape}, the shape of "
+            raise ValueError(f"the model returned shape {out.shape} at t={t[0]}; expected {x.shape}, the shape of "
                              f"x_t (a {self.prediction_type} prediction has the shape of its input)")
         if not np.all(np.isfinite(out)):
-            raise FloatingPointError(f"the model returned NaN or inf at t={int(t[0])}: check the model and its "
+            raise FloatingPointError(f"the model returned NaN or inf at t={t[0]}: check the model and its "
                                      "weights, or try clip=1.0 / a smaller sigma_max")
         return out
 
-    def __call__(self, x, t: int):
-        tt = np.full(x.shape[0], t, dtype=np.int64)
+    def _output(self, x, tt):
+        """The model's (guided) output at x (the process frame), times tt (B,)."""
         if self.y is None:
-            out = self._call(x, tt)
-        elif self.s == 1.0:
-            out = self._call(x, tt, self.y)
-        else:  # conditional and unconditional passes in one batched call: (2B, ...)
-            both = self._call(np.concatenate([x, x]), np.concatenate([tt, tt]), np.concatenate([self.y, self.null]))
-            cond, uncond = both[: x.shape[0]], both[x.shape[0]:]
-            ### BEGIN SOLUTION ex10_1: classifier-free guidance — combine the conditional and unconditional outputs with scale self.s (chapter 10, 1 point)
-            out = uncond + self.s * (cond - uncond)
-            ### END SOLUTION
-        x0, eps = predict_x0_and_eps(self.schedule, x, tt, out, self.prediction_type)
-        if self.clip is not None:  # clip x0, then recompute the eps it implies: eps = (x_t - sqrt(ab) x0) / sqrt(1 - ab)
+            return self._call(x, tt)
+        if self.s == 1.0:
+            return self._call(x, tt, self.y)
+        # conditional and unconditional passes in one batched call: (2B, ...)
+        both = self._call(np.concatenate([x, x]), np.concatenate([tt, tt]), np.concatenate([self.y, self.null]))
+        cond, uncond = both[: x.shape[0]], both[x.shape[0]:]
+        ### BEGIN SOLUTION ex10_1: classifier-free guidance — combine the conditional and unconditional outputs with scale self.s (chapter 10, 1 point)
+        out = uncond + self.s * (cond - uncond)
+        ### END SOLUTION
+        return out
+
+    def __call__(self, x, t):
+        if self.discrete:
+            tt = np.full(x.shape[0], t, dtype=np.int64)
+            x0, eps = predict_x0_and_eps(self.schedule, x, tt, self._output(x, tt), self.prediction_type)
             ab = float(self.schedule.alphas_cumprod[t])
+        else:
+            tt = np.full(x.shape[0], t, dtype=np.float64)
+            p = self.schedule
+            alpha, sigma = (float(v) for v in p.alpha_sigma(np.float64(t)))
+            r = None if p.variance_preserving else float(np.hypot(alpha, sigma))
+            x_in = x if r is None else x * r                                  # the model's own frame
+            d_alpha, d_sigma = (float(v) for v in p.derivatives(np.float64(t))) \
+                if self.prediction_type == "velocity" else (None, None)
+            x0, eps = to_x0_eps(x_in, self._output(x_in, tt), self.prediction_type, alpha, sigma, d_alpha, d_sigma, r)
+            ab = float(p.alpha_bar(np.float64(t)))
+        if self.clip is not None:  # clip x0, then recompute the eps it implies: eps = (x_t - sqrt(ab) x0) / sqrt(1 - ab)
             x0 = threshold_x0(x0, self.clip)
             eps = (x - np.sqrt(ab) * x0) / np.sqrt(1.0 - ab)
         return x0, eps
+
+
+# ---- the steppers: one small class per method ----------------------------------------------------------------------
+@dataclass
+class Step:
+    """One step of the loop, from time t to t_prev (None: the clean data), in the VP frame.
+
+    i: index in the loop (0 = the first, noisiest step); n: number of steps; j = n - 1 - i, the step's index in the
+    respaced chain; ab_t, ab_prev: alpha_bar of the two levels (ab_prev = 1 at the data); last: t_prev is the data.
+    """
+    i: int
+    n: int
+    t: float
+    t_prev: float | None
+    ab_t: float
+    ab_prev: float
+
+    @property
+    def j(self) -> int:
+        return self.n - 1 - self.i
+
+    @property
+    def last(self) -> bool:
+        return self.t_prev is None
+
+
+class Stepper:
+    """A sampling method: ``start`` once with the levels it will visit, then ``step`` from each level to the next.
+
+    ``draws_noise``: the loop draws fresh N(0, I) noise of the sample's shape before each step and passes it in.
+    """
+
+    draws_noise = False
+
+    def __init__(self, **options):
+        if options:
+            raise ValueError(f"{type(self).__name__} takes no options {sorted(options)}")
+
+    def start(self, ab: np.ndarray, denoise) -> None:
+        """``ab``: alpha_bar of every visited level, descending in noise (ab[i] belongs to ts[i]), then 1 (the data)."""
+        self.denoise = denoise
+
+    def step(self, x, s: Step, x0, eps, noise):
+        raise NotImplementedError
+
+
+class DDPM(Stepper):
+    """Ancestral sampling (Ho et al. 2020, Alg. 2) on the chain respaced to the visited levels (:func:`ddpm_step`)."""
+
+    draws_noise = True
+
+    def __init__(self, variance: str = "fixed_small"):
+        _check_choice("variance", variance, VARIANCES)
+        self.variance = variance
+
+    def start(self, ab, denoise):
+        super().start(ab, denoise)
+        self.respaced = _chain_through(ab[:-1][::-1])
+
+    def step(self, x, s, x0, eps, noise):
+        return ddpm_step(self.respaced, s.j, x, x0, noise, self.variance)
+
+
+class DDIM(Stepper):
+    """Song et al. (2021), eq. 12 and 16 (:func:`ddim_step`): eta = 0 deterministic, eta = 1 the DDPM posterior."""
+
+    def __init__(self, eta: float = 0.0):
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM's variance), got {eta!r}")
+        self.eta = float(eta)
+        self.draws_noise = self.eta > 0
+
+    def step(self, x, s, x0, eps, noise):
+        return ddim_step(x0, eps, s.ab_prev, ddim_sigma(s.ab_t, s.ab_prev, self.eta), noise)
+
+
+class DPMSolverPP2M(Stepper):
+    """DPM-Solver++(2M) (:func:`dpmpp_2m_step`); the final step is first order (Lu et al. 2022b, "lower order final")."""
+
+    def start(self, ab, denoise):
+        super().start(ab, denoise)
+        self.x0_last = self.ab_last = None
+
+    def step(self, x, s, x0, eps, noise):
+        x = dpmpp_2m_step(x, x0, None if s.last else self.x0_last, s.ab_t, s.ab_prev, self.ab_last)
+        self.x0_last, self.ab_last = x0, s.ab_t
+        return x
+
+
+class Euler(Stepper):
+    """Euler on the probability-flow ODE in the sigma frame (:func:`euler_step`): DDIM with eta = 0.
+
+    From pure noise (ab_t = 0, sigma = inf: a continuous process such as flow matching's at t = 1) the sigma frame
+    is undefined; the step is then written as DDIM's, sqrt(ab') x0 + sqrt(1 - ab') eps, the same update.
+    """
+
+    def step(self, x, s, x0, eps, noise):
+        if s.ab_t == 0.0:
+            return ddim_step(x0, eps, s.ab_prev, 0.0, noise)
+        return euler_step(x, eps, s.ab_t, s.ab_prev)
+
+
+class Heun(Stepper):
+    """Heun's method (Karras et al. 2022, Alg. 1): an Euler guess, then the average slope; the last step is Euler."""
+
+    def step(self, x, s, x0, eps, noise):
+        x_next = euler_step(x, eps, s.ab_t, s.ab_prev)
+        if s.last:
+            return x_next
+        return heun_step(x, eps, self.denoise(x_next, s.t_prev)[1], s.ab_t, s.ab_prev)
+
+
+# name -> stepper class: the one table of sampling methods. ``sample(method=name)`` looks here.
+SAMPLERS: dict[str, type[Stepper]] = {"ddpm": DDPM, "ddim": DDIM, "dpm++2m": DPMSolverPP2M, "euler": Euler,
+                                      "heun": Heun}
+METHODS = tuple(SAMPLERS)
+ODE_METHODS = ("euler", "heun")   # start at sigma_max = 80 on a NoiseSchedule by default
+
+
+def _make_stepper(method: str, eta: float, variance: str) -> Stepper:
+    """The stepper of ``method``, given only the options it understands (a meaningless option is an error)."""
+    check_method(method)
+    options = {}
+    if method == "ddim":
+        options["eta"] = eta
+    elif eta:
+        raise ValueError(f"eta={eta!r} applies to method='ddim' only (for '{method}' it would be ignored)")
+    if method == "ddpm":
+        options["variance"] = variance
+    else:
+        _check_choice("variance", variance, VARIANCES)
+        if variance != "fixed_small":
+            raise ValueError(f"variance={variance!r} applies to method='ddpm' only")
+    return SAMPLERS[method](**options)
 
 
 @dataclass
 class Trajectory:
     """What ``return_trajectory=True`` gives besides the samples.
 
-    t: (S+1,) the step of each state (-1 = clean data).  x: (S+1, B, ...) the states x_t, in the variance-preserving
-    frame, x[0] the start noise and x[-1] the samples.  x0: (S, B, ...) the x0 estimate made at each step.
-    nfe: number of model calls (a guided call with batch 2B counts once).
+    t: (S+1,) the step of each state (-1 = clean data).  x: (S+1, B, ...) the states x_t, in the process's frame
+    (the variance-preserving frame for a NoiseSchedule), x[0] the start noise and x[-1] the samples.
+    x0: (S, B, ...) the x0 estimate made at each step.  nfe: number of model calls (a guided call with batch 2B
+    counts once).
     """
     t: np.ndarray
     x: np.ndarray
@@ -238,10 +419,17 @@ class Trajectory:
     nfe: int
 
 
+# ---- the levels of a run -----------------------------------------------------------------------------------------
 def _sampling_steps(schedule, method, steps, spacing, sigma_max) -> np.ndarray:
-    """The step list, restricted for Euler/Heun (and for any method given sigma_max) to sigma_t <= sigma_max."""
+    """The descending times to visit. A NoiseSchedule: :func:`timesteps`, restricted for Euler/Heun (and for any
+    method given sigma_max) to sigma_t <= sigma_max. A continuous process: :func:`tinydiff.processes.grid`."""
+    if not isinstance(schedule, NoiseSchedule):
+        if steps is None:
+            raise ValueError("steps is required when sampling a continuous process (e.g. steps=50)")
+        spacing = getattr(schedule, "default_grid", "uniform") if spacing in SPACINGS else spacing
+        return grid(schedule, steps, spacing, sigma_max=sigma_max)
     if sigma_max is None:
-        sigma_max = ODE_SIGMA_MAX if method in ("euler", "heun") else np.inf
+        sigma_max = ODE_SIGMA_MAX if method in ODE_METHODS else np.inf
     T_eff = int(np.searchsorted(schedule.sigmas, sigma_max, side="right"))  # steps 0..T_eff-1 have sigma <= sigma_max
     if T_eff < schedule.T:
         if T_eff == 0:
@@ -252,6 +440,27 @@ def _sampling_steps(schedule, method, steps, spacing, sigma_max) -> np.ndarray:
     return timesteps(T_eff, steps, spacing)
 
 
+def _levels(schedule, ts):
+    """(ab, r) of every visited time and, last, of the clean data (ab = 1, r = 1)."""
+    if isinstance(schedule, NoiseSchedule):
+        ab = schedule.alphas_cumprod[ts]
+        r = None
+    else:
+        ab = schedule.alpha_bar(ts)
+        r = None if schedule.variance_preserving else np.append(schedule.scale(ts), 1.0)
+    return np.append(ab, 1.0), r
+
+
+def _start_noise(x_T, shape, rng, r0):
+    """x_T ~ N(0, I) in the VP frame (default), or the given x_T (in the process's frame)."""
+    if x_T is None:
+        return rng.standard_normal(shape)
+    x = np.asarray(x_T)
+    if x.shape != shape:
+        raise ValueError(f"x_T has shape {x.shape} but shape={shape}: pass noise of the shape you want to sample")
+    return x if r0 is None else x / r0
+
+
 # ---- the shared loop ---------------------------------------------------------------------------------------------
 def sample(model, shape, schedule: NoiseSchedule, *, method="ddpm", steps=None, eta=0.0, prediction_type="epsilon",
            timestep_spacing="trailing", clip=None, rng=None, return_trajectory=False, variance="fixed_small",
@@ -260,15 +469,18 @@ def sample(model, shape, schedule: NoiseSchedule, *, method="ddpm", steps=None, 
     """Draw samples of shape ``shape`` = (B, ...) by running ``method`` over ``steps`` steps from noise.
 
     Args:
-        method: "ddpm" (ancestral; with fewer steps the respaced chain of :func:`respace`), "ddim" (any ``eta``),
-            "dpm++2m", "euler" or "heun" (probability-flow ODE in the sigma frame).
+        schedule: a :class:`NoiseSchedule`, or a continuous :class:`tinydiff.processes.Process` (then ``steps`` is
+            required and the spacing is one of :data:`tinydiff.processes.GRIDS`, "trailing" meaning the process's
+            default grid).
+        method: a key of :data:`SAMPLERS`: "ddpm" (ancestral; with fewer steps the respaced chain of
+            :func:`respace`), "ddim" (any ``eta`` in [0, 1]), "dpm++2m", "euler" or "heun" (probability-flow ODE
+            in the sigma frame).
         steps: how many steps (None: all T).  timestep_spacing: "linspace", "leading" or "trailing" (:func:`timesteps`).
         prediction_type: what ``model`` outputs.  clip: None, c, or "dynamic" (:func:`threshold_x0`).
-        variance: "fixed_small" or "fixed_large" (ddpm only).  eta: DDIM noise, 0 = deterministic, 1 = DDPM.
+        variance: "fixed_small" or "fixed_large" (ddpm only).  eta: DDIM noise, 0 = deterministic, 1 = DDPM (ddim only).
         y, guidance_scale, null_label: classifier-free guidance (see the module docstring); ``null_label`` defaults
             to ``model.null_label``.
-        x_T: start noise (default N(0, I)), the state at the first sampled step (x_t ~ N(0, I) in the VP frame,
-            which is sigma-frame noise of variance 1 + sigma^2).
+        x_T: start noise (default N(0, I) in the VP frame), the state at the first sampled step.
         sigma_max: start at the largest step with sigma_t <= sigma_max; default 80 for euler/heun (a cosine schedule
             ends at sigma ~ 2e4, zero terminal SNR at infinity) and no limit for the others.
         final_step: "denoise" (jump to the clean data, returning E[x0 | x_{t_last}]) or "none" (stop at x_{t_last}).
@@ -276,53 +488,40 @@ def sample(model, shape, schedule: NoiseSchedule, *, method="ddpm", steps=None, 
     Returns:
         samples (B, ...), and a :class:`Trajectory` if ``return_trajectory``.
     """
-    _check_choice("method", method, METHODS)
-    _check_choice("variance", variance, VARIANCES)
     _check_choice("final_step", final_step, FINAL_STEPS)
+    stepper = _make_stepper(method, eta, variance)
+    check_spacing(timestep_spacing, schedule)
     shape = tuple(int(n) for n in shape)
+    if not shape or shape[0] < 1:
+        raise ValueError(f"shape must be (B, ...) with a batch size B >= 1, got {shape}")
     ts = _sampling_steps(schedule, method, steps, timestep_spacing, sigma_max)
+    ab, r = _levels(schedule, ts)
+    if (method == "heun" or isinstance(schedule, NoiseSchedule)) and method in ODE_METHODS and ab[0] == 0.0:
+        raise ValueError(f"{method} cannot start at sigma = inf (zero terminal SNR): pass a finite sigma_max")
     rng = make_rng(rng)
-    if x_T is None:
-        x = rng.standard_normal(shape)
-    else:
-        x = np.asarray(x_T)
-        if x.shape != shape:
-            raise ValueError(f"x_T has shape {x.shape} but shape={shape}: pass noise of the shape you want to sample")
+    x = _start_noise(x_T, shape, rng, None if r is None else r[0])
     denoise = _Denoiser(model, schedule, prediction_type, clip, y, guidance_scale, null_label, shape[0])
-    respaced = respace(schedule, ts) if method == "ddpm" else None
-    if method in ("euler", "heun") and not np.isfinite(schedule.sigmas[ts[0]]):
-        raise ValueError("euler/heun cannot start at sigma = inf (zero terminal SNR): pass a finite sigma_max")
-    xs, x0s, t_list = [x], [], [int(ts[0])]
-    x0_last = ab_last = None
+    stepper.start(ab, denoise)
+    frame = (lambda v, k: v) if r is None else (lambda v, k: v * r[k])      # VP frame -> the process's frame
+    xs, x0s, t_list = [frame(x, 0)], [], [ts[0]]
     loop = range(len(ts))
     if progress:
         from tqdm.auto import tqdm
         loop = tqdm(loop, desc=f"sampling ({method})")
     for i in loop:
-        t, t_prev = int(ts[i]), (int(ts[i + 1]) if i + 1 < len(ts) else -1)
-        if t_prev < 0 and final_step == "none":
+        last = i + 1 == len(ts)
+        if last and final_step == "none":
             break
-        ab_t, ab_prev = _alpha_bar(schedule, t), _alpha_bar(schedule, t_prev)
-        x0, eps = denoise(x, t)
-        noise = rng.standard_normal(shape) if method == "ddpm" or (method == "ddim" and eta > 0) else None
-        if method == "ddpm":
-            x = ddpm_step(respaced, len(ts) - 1 - i, x, x0, noise, variance)
-        elif method == "ddim":
-            x = ddim_step(x0, eps, ab_prev, ddim_sigma(ab_t, ab_prev, eta), noise)
-        elif method == "dpm++2m":
-            last_step = t_prev < 0  # the final step is first order (Lu et al. 2022b, "lower order final")
-            x = dpmpp_2m_step(x, x0, None if last_step else x0_last, ab_t, ab_prev, ab_last)
-            x0_last, ab_last = x0, ab_t
-        else:
-            x_next = euler_step(x, eps, ab_t, ab_prev)
-            if method == "heun" and t_prev >= 0:
-                x_next = heun_step(x, eps, denoise(x_next, t_prev)[1], ab_t, ab_prev)
-            x = x_next
-        xs.append(x), x0s.append(x0), t_list.append(t_prev)
+        s = Step(i, len(ts), ts[i], None if last else ts[i + 1], float(ab[i]), float(ab[i + 1]))
+        x0, eps = denoise(x, s.t)
+        noise = rng.standard_normal(shape) if stepper.draws_noise else None
+        x = stepper.step(x, s, x0, eps, noise)
+        xs.append(frame(x, i + 1)), x0s.append(x0), t_list.append(-1 if last else s.t_prev)
+    x_out = xs[-1]
     if not return_trajectory:
-        return x
+        return x_out
     x0_arr = np.stack(x0s) if x0s else np.empty((0,) + shape)
-    return x, Trajectory(t=np.array(t_list), x=np.stack(xs), x0=x0_arr, nfe=denoise.nfe)
+    return x_out, Trajectory(t=np.array(t_list), x=np.stack(xs), x0=x0_arr, nfe=denoise.nfe)
 
 
 def invert(model, x0, schedule: NoiseSchedule, *, method="ddim", steps=None, prediction_type="epsilon",
@@ -335,23 +534,24 @@ def invert(model, x0, schedule: NoiseSchedule, *, method="ddim", steps=None, pre
     the known point x_{t'} (at step t); ``fixed_point_iters`` more passes re-evaluate eps at the new x_t, which
     converges to the exact inverse of :func:`sample` with method "ddim", eta = 0 (and "euler") for small steps.
 
-    Returns the noise x at the first sampling step (shape of x0), and a :class:`Trajectory` (ascending t) if asked.
+    Returns the noise x at the first sampling step (shape of x0, in the process's frame), and a :class:`Trajectory`
+    (ascending t) if asked.
     """
     _check_choice("method (invertible: 'ddim' with eta=0, 'euler')", method, ("ddim", "euler"))
+    check_spacing(timestep_spacing, schedule)
     x = np.asarray(x0)
     ts = _sampling_steps(schedule, method, steps, timestep_spacing, sigma_max)[::-1]  # ascending
+    ab, r = _levels(schedule, ts)                      # ab[k] belongs to ts[k]; ab[-1] = 1 (the data)
     denoise = _Denoiser(model, schedule, prediction_type, None, y, guidance_scale, null_label, x.shape[0])
-    xs, x0s, t_list, level = [x], [], [-1], -1
-    for t in ts:
-        t = int(t)
-        ab_from, ab_to = _alpha_bar(schedule, level), _alpha_bar(schedule, t)
+    xs, x0s, t_list, ab_from = [x], [], [-1], 1.0
+    for k, t in enumerate(ts):
         x0_hat, eps = denoise(x, t)
-        x_new = euler_step(x, eps, ab_from, ab_to)           # the same step with sigma increasing
+        x_new = euler_step(x, eps, ab_from, float(ab[k]))      # the same step with sigma increasing
         for _ in range(int(fixed_point_iters)):
             x0_hat, eps = denoise(x_new, t)
-            x_new = euler_step(x, eps, ab_from, ab_to)
-        x, level = x_new, t
-        xs.append(x), x0s.append(x0_hat), t_list.append(t)
+            x_new = euler_step(x, eps, ab_from, float(ab[k]))
+        x, ab_from = x_new, float(ab[k])
+        xs.append(x if r is None else x * r[k]), x0s.append(x0_hat), t_list.append(t)
     if not return_trajectory:
-        return x
-    return x, Trajectory(t=np.array(t_list), x=np.stack(xs), x0=np.stack(x0s), nfe=denoise.nfe)
+        return xs[-1]
+    return xs[-1], Trajectory(t=np.array(t_list), x=np.stack(xs), x0=np.stack(x0s), nfe=denoise.nfe)

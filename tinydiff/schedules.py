@@ -49,6 +49,12 @@ class NoiseSchedule:
         posterior_variance: beta_tilde_t = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)   (Ho et al. eq. 7).
     """
 
+    # As a noising process (tinydiff.processes): x_t = alpha(t) x0 + sigma(t) eps with alpha = sqrt(alpha_bar_t) and
+    # sigma = sqrt(1 - alpha_bar_t), on integer time. (Kingma's alpha(t) is sqrt(alphas_cumprod[t]), not alphas[t];
+    # the `sigmas` property below is Karras's noise level sigma / alpha.)
+    discrete = True
+    variance_preserving = True
+
     def __init__(self, betas, *, zero_terminal_snr: bool = False):
         betas = np.asarray(betas)
         if betas.ndim != 1 or betas.size == 0:
@@ -109,6 +115,19 @@ class NoiseSchedule:
         """
         with np.errstate(divide="ignore"):
             return np.sqrt((1.0 - self.alphas_cumprod) / self.alphas_cumprod)
+
+    def alpha_sigma(self, t):
+        """(alpha, sigma) = (sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) at integer steps t: the process view."""
+        ab = self.alphas_cumprod[np.asarray(t)]
+        return np.sqrt(ab), np.sqrt(1.0 - ab)
+
+    def alpha_bar(self, t):
+        """alpha_bar_t at integer steps t (the process view's alpha^2 / (alpha^2 + sigma^2))."""
+        return self.alphas_cumprod[np.asarray(t)]
+
+    def scale(self, t):
+        """sqrt(alpha^2 + sigma^2) = 1: a NoiseSchedule is variance preserving."""
+        return np.ones(np.shape(t))
 
     def __len__(self) -> int:
         return self.T
