@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinydiff.processes import from_x0_eps, to_x0_eps
+from tinydiff.processes import check_prediction, from_x0_eps, to_x0_eps
 from tinydiff.schedules import NoiseSchedule
 
 __all__ = [
@@ -75,8 +75,7 @@ def _check_same_shape(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) ->
 
 
 def _check_prediction_type(prediction_type: str, allowed=PREDICTION_TYPES) -> None:
-    if prediction_type not in allowed:
-        raise ValueError(f"unknown prediction_type {prediction_type!r}; expected one of {list(allowed)}")
+    check_prediction(prediction_type, allowed)  # the one validator, in tinydiff.processes
 
 
 def _coef(values: np.ndarray, t: np.ndarray, like: np.ndarray) -> np.ndarray:
