@@ -23,7 +23,8 @@ MODEL_KINDS = ("mlp", "unet")   # the keys of tinydiff.models.MODELS (tested to 
 @dataclass
 class TrainConfig:
     # data
-    data: str = "moons"            # a toy set (moons, swissroll, circles, 8gaussians, ...), mnist, or a .npy/.csv path
+    data: str = "moons"            # a toy set (moons, swissroll, circles, 8gaussians, 25gaussians, checkerboard),
+                                   # mnist, or a PATH.npy / PATH.csv of (N, D) points
     n_train: int = 20_000          # points drawn once from a toy set (a file uses all its rows; mnist: a random subset
                                    # of the 60,000 images)
     conditional: bool = False      # train eps(x, t, y) on a labelled toy set or mnist (for classifier-free guidance)

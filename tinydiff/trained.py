@@ -149,7 +149,8 @@ class TrainedDenoiser:
 
     def sample(self, n: int, label=None, sampler: str | None = None, steps: int | None = None,
                guidance: float | None = None, clip=None, rng=0, batch_size: int | None = None,
-               return_trajectory: bool = False, progress: bool = False, threads: int | None = 1):
+               return_trajectory: bool = False, progress: bool = False, threads: int | None = 1, x_T=None,
+               **options):
         """n samples in DATA units: points (n, D) float64, images (n, C, H, W) float32 clipped to [0, 1].
 
         label:      None, one int, or (n,) ints (a conditional model; None draws unconditionally)
@@ -160,6 +161,8 @@ class TrainedDenoiser:
                     its own call seeded ``rng + k`` (an int seed), so a batch's samples do not depend on n
         threads:    BLAS threads while sampling (1: small matrix products are fastest on one; None: leave as is)
         return_trajectory: also return the :class:`tinydiff.samplers.Trajectory` (standardised units; one batch only)
+        x_T:        the start noise (n, *data_shape), standardised units (default: drawn from ``rng``; one batch only)
+        options:    passed on to :func:`tinydiff.samplers.sample` (eta, timestep_spacing, sigma_max, variance, ...)
         """
         from tinydiff.samplers import sample
         from tinydiff.threads import blas_threads
@@ -168,8 +171,8 @@ class TrainedDenoiser:
         how.update({k: v for k, v in dict(sampler=sampler, steps=steps, guidance=guidance).items() if v is not None})
         y = self._labels(label, n)
         size = n if batch_size is None else batch_size
-        if return_trajectory and size < n:
-            raise ValueError("return_trajectory needs one batch: leave batch_size at None")
+        if (return_trajectory or x_T is not None) and size < n:
+            raise ValueError("return_trajectory and x_T need one batch: leave batch_size at None")
         parts, traj = [], None
         with blas_threads(threads):
             for k, i in enumerate(range(0, n, size)):
@@ -178,7 +181,7 @@ class TrainedDenoiser:
                 out = sample(self.network, (b, *self.data_shape), self.process, method=how["sampler"],
                              steps=how["steps"], rng=seed, y=None if y is None else y[i:i + b],
                              guidance_scale=how["guidance"], prediction_type=self.prediction_type, clip=clip,
-                             return_trajectory=return_trajectory, progress=progress)
+                             return_trajectory=return_trajectory, progress=progress, x_T=x_T, **options)
                 x, traj = out if return_trajectory else (out, None)
                 parts.append(self.to_data(x))
         x = np.concatenate(parts) if len(parts) > 1 else parts[0]
@@ -213,6 +216,9 @@ def load_trained(path, use_ema: bool = True) -> TrainedDenoiser:
         weights = {k[len("shadow."):]: v for k, v in ckpt.group(arrays, "ema").items() if k.startswith("shadow.")}
     else:
         weights = ckpt.group(arrays, "model")
+    if not weights:
+        raise ckpt.CheckpointError(f"{path} holds no {'EMA' if use_ema else 'raw training'} weights (the shipped "
+                                   f"checkpoints keep only the EMA): load it with use_ema={not use_ema}")
     try:
         network.load_state_dict(weights)
     except (KeyError, ValueError) as err:

@@ -42,8 +42,7 @@ def add_arguments(p):
                                                       if f.name in MNIST_DEFAULTS else "")
         text = f"{helps[f.name]} ({default})".replace("%", "%%")
         if f.name == "data":
-            text = ("moons|swissroll|circles|8gaussians|25gaussians|checkerboard|mnist, or a PATH.npy / PATH.csv of "
-                    "(N, D) points (required unless --resume)")
+            text = f"{helps[f.name]} (required unless --resume)"
         if f.type == "bool":
             p.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
