@@ -110,7 +110,7 @@ class TrainedDenoiser:
         where = f" from {self.path} (step {self.step})" if self.path is not None else ""
         labels = f", {self.num_classes} classes" if self.num_classes else ""
         return (f"TrainedDenoiser({type(self.network).__name__}, {self.kind} {self.data_shape}{labels}, "
-                f"{self.objective}/{self.prediction_type}, T={self.schedule.T}{where})")
+                f"{self.objective}/{self.prediction_type}, {type(self.process).__name__}{where})")
 
     # ---- predictions ------------------------------------------------------------------------------------------
     def predict_x0_and_eps(self, x_t, t, y=None):
