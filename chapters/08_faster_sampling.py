@@ -52,7 +52,7 @@ from tinydiff.data.toy2d import gaussian_mixture_params
 from tinydiff.metrics.points import mmd2
 from tinydiff.samplers import METHODS, ODE_SIGMA_MAX, SPACINGS, sample, timesteps
 from tinydiff.schedules import NoiseSchedule
-from tinydiff.train import load_model
+from tinydiff.trained import load_trained
 
 args = viz.chapter_args(8, "Chapter 8: faster sampling")
 
@@ -260,15 +260,16 @@ viz.save(plot_quality(rows, floor, f"exact denoiser, {SCHEDULE} T={T}, trailing 
 # recompute eps from it.
 
 # %%
-model, model_schedule, standardizer, config = load_model(CHECKPOINT)
-print(f"trained MLP: {model.num_parameters()} parameters, {config.steps} steps, {config.schedule} schedule")
+trained = load_trained(CHECKPOINT)           # the network with its schedule, prediction type and data scaling
+config = trained.config
+print(f"trained MLP: {trained.network.num_parameters()} parameters, {config.steps} steps, {config.schedule} schedule")
+for clip in (None, CLIP):
+    x = trained.sample(N_NFE, sampler="ddim", steps=20, clip=clip, rng=SEED)      # data units, one BLAS thread
+    print(f"ddim, 20 steps, clip={clip}: mode std {mode_statistics(x, mixture)['mode_std']:.3g}")
 with blas_threads(1):                        # many small matmuls: one BLAS thread is fastest
-    for clip in (None, CLIP):
-        x = standardizer.inverse_transform(sample(model, (N_NFE, 2), model_schedule, method="ddim", steps=20,
-                                                  clip=clip, rng=SEED))
-        print(f"ddim, 20 steps, clip={clip}: mode std {mode_statistics(x, mixture)['mode_std']:.3g}")
-    rows_mlp = nfe_table(model, reference_points, model_schedule, METHODS, NFE_STEPS, n=N_NFE, rng=SEED,
-                         mixture=mixture, w2_points=N_NFE, to_data=standardizer.inverse_transform, clip=CLIP)
+    rows_mlp = nfe_table(trained.network, reference_points, trained.schedule, METHODS, NFE_STEPS, n=N_NFE, rng=SEED,
+                         mixture=mixture, w2_points=N_NFE, to_data=trained.standardizer.inverse_transform, clip=CLIP,
+                         prediction_type=trained.prediction_type)
 for r in rows_mlp:
     print(f"MLP {r['method']:>8} {r['steps']:3d} steps {r['nfe']:3d} NFE: MMD^2 {r['mmd2']:+.2e}  "
           f"mode std {r['mode_std']:.4f}")

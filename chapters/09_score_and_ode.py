@@ -66,7 +66,7 @@ from tinydiff.diffusion import convert_prediction
 from tinydiff.likelihood import ode_nll
 from tinydiff.samplers import ODE_SIGMA_MAX, invert, sample
 from tinydiff.schedules import NoiseSchedule
-from tinydiff.train import load_model
+from tinydiff.trained import load_trained
 
 args = viz.chapter_args(9, "Chapter 9: the score and the ODE")
 
@@ -258,7 +258,8 @@ viz.save(fig, args.out / "inversion.png")
 # covariances S / std^2). First its field, in standardised coordinates: at a glance, the picture of `score_field.png`.
 
 # %%
-model, model_schedule, standardizer, config = load_model(CHECKPOINT)
+trained = load_trained(CHECKPOINT)              # the network with its schedule, prediction type and data scaling
+model_schedule, standardizer = trained.schedule, trained.standardizer
 inv_std = np.diag(1.0 / standardizer.std)
 mixture_std = GaussianMixture(mixture.weights, (mixture.means - standardizer.mean) / standardizer.std,
                               inv_std @ mixture.covs @ inv_std)                   # the data the network saw
@@ -267,7 +268,8 @@ lim_std = 3.2 / float(standardizer.std.mean())
 gx, gy = np.meshgrid(np.linspace(-lim_std, lim_std, GRID), np.linspace(-lim_std, lim_std, GRID))
 grid = np.stack([gx.ravel(), gy.ravel()], axis=1)                                   # (G G, 2)
 with blas_threads(1):                                                         # small matmuls: one BLAS thread
-    eps_learned = np.stack([model(grid, np.full(len(grid), t)) for t in FIELD_STEPS])  # (S, G G, 2)
+    eps_learned = np.stack([trained.predict_x0_and_eps(grid, np.full(len(grid), t))[1]  # (S, G G, 2)
+                            for t in FIELD_STEPS])
 field = np.stack([-np.sqrt(1.0 - model_schedule.alphas_cumprod[t]) * e                # (1 - ab) score = -sqrt(1-ab) eps
                   for t, e in zip(FIELD_STEPS, eps_learned)])
 u, v = field[..., 0].reshape(-1, GRID, GRID), field[..., 1].reshape(-1, GRID, GRID)
@@ -289,7 +291,7 @@ for t in t_check:
     x_t = mixture_std.marginal(model_schedule.alphas_cumprod[t]).sample(N_ERROR, rng=rng)
     tt = np.full(N_ERROR, t)
     with blas_threads(1):
-        diff = model(x_t, tt) - exact_std(x_t, tt)
+        diff = trained.predict_x0_and_eps(x_t, tt)[1] - exact_std(x_t, tt)
     err.append(np.sqrt(np.mean(diff**2)))
     size.append(np.sqrt(np.mean(exact_std(x_t, tt) ** 2)))
 err, size = np.array(err), np.array(size)
@@ -320,7 +322,8 @@ x_nll = np.concatenate([mixture.sample(N_NLL_LEARNED * 2 // 3, rng=rng),
 sigma_min_data = float(model_schedule.sigmas[0]) * standardizer.std                   # sigma_0 in data units, per axis
 true_nll = -GaussianMixture(mixture.weights, mixture.means, mixture.covs + np.diag(sigma_min_data**2)).log_prob(x_nll)
 with blas_threads(1):
-    res = ode_nll(model, standardizer.transform(x_nll), model_schedule, rtol=NLL_RTOL, atol=NLL_RTOL)
+    res = ode_nll(trained.network, standardizer.transform(x_nll), model_schedule, rtol=NLL_RTOL, atol=NLL_RTOL,
+                  prediction_type=trained.prediction_type)
 learned_nll = res.nll + np.log(standardizer.std).sum()                               # back to data units
 on = slice(0, N_NLL_LEARNED * 2 // 3)
 gap = learned_nll[on] - true_nll[on]

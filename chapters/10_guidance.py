@@ -45,12 +45,11 @@ from pathlib import Path
 import numpy as np
 
 from tinydiff import viz
-from tinydiff.threads import blas_threads
 from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
 from tinydiff.data.toy2d import gaussian_mixture_params
 from tinydiff.samplers import sample
 from tinydiff.schedules import NoiseSchedule
-from tinydiff.train import load_model
+from tinydiff.trained import load_trained
 
 args = viz.chapter_args(10, "Chapter 10: guidance")
 
@@ -201,16 +200,16 @@ for method in ("ddim", "ddpm"):
 # predictions) and the modes widen again instead of narrowing.
 
 # %%
-model, model_schedule, standardizer, config = load_model(CHECKPOINT)
-print(f"trained model: {model.num_parameters()} parameters, {config.steps} steps, label dropout "
-      f"{config.label_dropout}, null label {model.null_label}")
+trained = load_trained(CHECKPOINT)           # the network with its schedule, prediction type, scaling and labels
+config = trained.config
+print(f"trained model: {trained.network.num_parameters()} parameters, {config.steps} steps, label dropout "
+      f"{config.label_dropout}, null label {trained.null_label}")
 
 
 def sample_model(s, method="ddim"):
-    with blas_threads(1):                                                   # small matmuls: 1 BLAS thread
-        x = sample(model, x_T.shape, model_schedule, method=method, steps=STEPS, x_T=x_T, y=labels,
-                   guidance_scale=s, clip=CLIP, rng=SEED)
-    return standardizer.inverse_transform(x)                                     # back to data units
+    """Samples in data units, from the same start noise x_T (standardised units) for every scale s."""
+    return trained.sample(len(labels), label=labels, sampler=method, steps=STEPS, guidance=s, clip=CLIP, rng=SEED,
+                          x_T=x_T)
 
 
 fig, axes = plt.subplots(1, len(SCALES), figsize=(2.8 * len(SCALES), 2.9))

@@ -69,14 +69,14 @@ import numpy as np
 
 from tinydiff import checkpoint as ckpt
 from tinydiff import viz
-from tinydiff.commands.evaluate import generate
 from tinydiff.data.mnist import load_mnist_float
 from tinydiff.diffusion import q_sample
 from tinydiff.models.unet import UNet
 from tinydiff.samplers import sample
 from tinydiff.schedules import NoiseSchedule
 from tinydiff.threads import blas_threads
-from tinydiff.train import TrainConfig, TrainLog, Trainer, load_model, make_standardizer
+from tinydiff.train import TrainConfig, TrainLog, Trainer, make_standardizer
+from tinydiff.trained import load_trained
 
 args = viz.chapter_args(11, "Chapter 11: images and the U-Net")
 
@@ -263,7 +263,8 @@ print(f"convolution kernels hold {conv_weights / unet.num_parameters():.0%} of t
 
 # %%
 arrays = ckpt.load_checkpoint(CHECKPOINT)
-model, model_schedule, model_std, model_config = load_model(CHECKPOINT)
+shipped = load_trained(CHECKPOINT)           # the UNet (EMA weights) with its schedule, scaling, labels and config
+model, model_config = shipped.network, shipped.config
 print(f"shipped model: {model.num_parameters()} parameters, trained {int(arrays['meta/step'])} steps of batch "
       f"{model_config.batch_size} (of {model_config.steps} planned), schedule {model_config.schedule}, "
       f"label dropout {model_config.label_dropout}")
@@ -354,8 +355,8 @@ viz.save(viz.image_grid(tiny_samples, nrow=10), args.out / "short_run_samples.pn
 # %%
 labels = np.repeat(np.arange(10), PER_CLASS)                                  # (10 PER_CLASS,) 0, 0, ..., 9
 t0 = time.perf_counter()
-with blas_threads(1):
-    digits = generate(model, model_schedule, model_std, labels, len(labels), 1.0, "ddim", DDIM_STEPS, SEED, 100)
+digits = shipped.sample(len(labels), label=labels, sampler="ddim", steps=DDIM_STEPS, guidance=1.0, rng=SEED,
+                        batch_size=100)                                       # (N, 1, 28, 28) in [0, 1]
 print(f"{len(digits)} digits in {time.perf_counter() - t0:.1f} s ({DDIM_STEPS} DDIM steps)")
 viz.save(viz.image_grid(digits, nrow=PER_CLASS if PER_CLASS > 1 else 10), args.out / "shipped_samples.png")
 

@@ -62,13 +62,13 @@ import numpy as np
 
 from tinydiff import viz
 from tinydiff.data.mnist import load_mnist_float
-from tinydiff.diffusion import predict_x0_and_eps, q_sample
+from tinydiff.diffusion import q_sample
 from tinydiff.metrics.images import class_accuracy, gaussian_stats
 from tinydiff.models.classifier import load_classifier
 from tinydiff.models.unet import UNet
-from tinydiff.samplers import sample
 from tinydiff.threads import blas_threads
-from tinydiff.train import Trainer, load_model
+from tinydiff.train import Trainer
+from tinydiff.trained import load_trained
 
 args = viz.chapter_args(12, "Chapter 12: conditioning and guidance on digits")
 
@@ -87,7 +87,8 @@ SEED = 0
 
 rng = np.random.default_rng(SEED)
 plt = viz.plt()
-model, schedule, standardizer, config = load_model(CHECKPOINT)
+trained = load_trained(CHECKPOINT)   # the UNet (EMA weights) with its schedule, scaling, labels and config
+model, schedule, standardizer, config = trained.network, trained.schedule, trained.standardizer, trained.config
 classifier = load_classifier()
 x_test, y_test = load_mnist_float(split="test")                # (10000, 1, 28, 28) in [0, 1], (10000,)
 print(f"model: {model.num_parameters()} parameters, {model.num_classes} classes, null label {model.null_label}, "
@@ -163,8 +164,7 @@ for row, t in enumerate(LABEL_TS):
     batch = np.repeat(x_t, len(labels_all), axis=0)                                 # (K + 1, 1, 28, 28)
     tt = np.full(len(batch), t)
     with blas_threads(1):
-        eps = model(batch, tt, labels_all).astype(np.float64)
-    x0_hat, _ = predict_x0_and_eps(schedule, batch, tt, eps, "epsilon")            # (K + 1, 1, 28, 28)
+        x0_hat, _ = trained.predict_x0_and_eps(batch, tt, labels_all)               # (K + 1, 1, 28, 28)
     panels = [("x_t", x_t[0, 0])] + [(names[y], np.clip(img[0], -1, 1)) for y, img in zip(labels_all, x0_hat)]
     for ax, (title, img) in zip(axes[row], panels):
         lim = 2.5 if title == "x_t" else 1.0                                        # x_t is wider than [-1, 1]
@@ -200,8 +200,8 @@ for t in EFFECT_TS:
     tt = np.full(len(x0), t)
     x_t = q_sample(schedule, x0, tt, rng.standard_normal(x0.shape))
     with blas_threads(1):
-        both = model(np.concatenate([x_t, x_t]), np.concatenate([tt, tt]),
-                     np.concatenate([y, np.full(len(y), model.null_label)])).astype(np.float64)   # (40, 1, 28, 28)
+        _, both = trained.predict_x0_and_eps(np.concatenate([x_t, x_t]), np.concatenate([tt, tt]),
+                                             np.concatenate([y, np.full(len(y), model.null_label)]))  # eps (40, ...)
     eps_c, eps_u = both[:len(y)], both[len(y):]
     effect_eps.append(np.sqrt(np.mean((eps_c - eps_u) ** 2)))
     effect_x0.append(schedule.sigmas[t] * effect_eps[-1])                           # rms of x0_c - x0_u
@@ -234,9 +234,8 @@ x_T = rng.standard_normal((len(labels), *model.sample_shape))                  #
 samples, seconds = {}, {}
 for s in sorted(set(SCALES) | set(SWEEP)):
     t0 = time.perf_counter()
-    with blas_threads(1):
-        x = sample(model, x_T.shape, schedule, method="ddim", steps=DDIM_STEPS, x_T=x_T, y=labels, guidance_scale=s)
-    samples[s] = np.clip(standardizer.inverse_transform(x), 0, 1).astype(np.float32)   # (N, 1, 28, 28) in [0, 1]
+    samples[s] = trained.sample(len(labels), label=labels, sampler="ddim", steps=DDIM_STEPS, guidance=s,
+                                x_T=x_T)                                        # (N, 1, 28, 28) in [0, 1]
     seconds[s] = time.perf_counter() - t0
 print(f"{len(labels)} digits per scale, {DDIM_STEPS} DDIM steps: {seconds[1.0]:.1f} s at s = 1, "
       f"{seconds[SWEEP[-1]]:.1f} s with guidance (two predictions per step)")

@@ -48,13 +48,12 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from tinydiff import viz
-from tinydiff.commands.evaluate import format_report, generate, image_report
 from tinydiff.data.mnist import load_mnist_float
-from tinydiff.metrics.images import (class_accuracy, frechet_distance, frechet_distance_from_stats, kernel_distance,
-                                     memorization, mmd2_unbiased, nearest_distances, real_data_floor)
+from tinydiff.metrics.images import (class_accuracy, format_report, frechet_distance, frechet_distance_from_stats,
+                                     image_report, kernel_distance, memorization, mmd2_unbiased, nearest_distances,
+                                     real_data_floor)
 from tinydiff.models.classifier import load_classifier
-from tinydiff.threads import blas_threads
-from tinydiff.train import load_model
+from tinydiff.trained import load_trained
 
 args = viz.chapter_args(13, "Chapter 13: evaluating generative models")
 
@@ -344,15 +343,15 @@ diversity. (It would also grow if we kept all classes in the wrong proportions.)
 ## 4. The shipped model
 
 `data/checkpoints/mnist_conditional.npz` is the class-conditional UNet of chapters 11-12. We draw N_SAMPLES digits,
-the labels 0..9 in turn, with DDIM, once per guidance scale, with `commands.evaluate.generate`, and score them with
-`commands.evaluate.image_report`, the functions `python -m tinydiff evaluate` uses. The floor is n training images
+the labels 0..9 in turn, with DDIM, once per guidance scale, with the trained model's own `sample`, and score them
+with `metrics.images.image_report`, what `python -m tinydiff evaluate` uses. The floor is n training images
 at the same n. FD at this n is dominated by the bias of section 2, so read the model's FD only against the floor
 (the full evaluation in docs/mnist.md uses thousands of samples). `model_samples.png` shows the first samples of
 each scale.
 """
 
 # %%
-model, schedule, standardizer, config = load_model(CHECKPOINT)
+shipped = load_trained(CHECKPOINT)            # the UNet (EMA weights) with its schedule, scaling and labels
 labels = np.arange(N_SAMPLES) % 10
 floor_pick = train_x[rng.choice(len(train_x), N_SAMPLES, replace=False)]
 floor = real_data_floor(judge.embed(floor_pick), ref_f, n=N_SAMPLES, rng=SEED)
@@ -361,9 +360,8 @@ print(f"floor ({N_SAMPLES} training images vs reference A): FD {floor['fd']:.2f}
 samples = {}
 for s in GUIDANCE:
     t0 = time.perf_counter()
-    with blas_threads(1):                                                         # small matmuls: 1 BLAS thread
-        samples[s] = generate(model, schedule, standardizer, labels, N_SAMPLES, s, "ddim", DDIM_STEPS, SEED, 100,
-                              config.prediction_type)                             # (N_SAMPLES, 1, 28, 28)
+    samples[s] = shipped.sample(N_SAMPLES, label=labels, sampler="ddim", steps=DDIM_STEPS, guidance=s, rng=SEED,
+                                batch_size=100)                                   # (N_SAMPLES, 1, 28, 28) in [0, 1]
     seconds = time.perf_counter() - t0
     report = image_report(samples[s], judge, memo_x, ref_f, memo_train, labels, memo_test=MEMO_TEST)
     print(format_report(f"guidance {s:g} ({N_SAMPLES} samples, {DDIM_STEPS} DDIM steps, {seconds:.1f} s)", report))

@@ -93,11 +93,12 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     extra, to_data, data, what = {}, None, "8gaussians", "exact denoiser"
     if a.checkpoint is not None:
-        from tinydiff.train import load_model
+        from tinydiff.trained import load_trained
 
-        model, schedule, standardizer, config = load_model(a.checkpoint)
-        data, to_data = config.data, standardizer.inverse_transform
-        extra = {"prediction_type": config.prediction_type, "clip": a.clip}
+        trained = load_trained(a.checkpoint)
+        model, schedule, config = trained.network, trained.schedule, trained.config
+        data, to_data = config.data, trained.standardizer.inverse_transform
+        extra = {"prediction_type": trained.prediction_type, "clip": a.clip}
         what = f"trained MLP {a.checkpoint} ({config.steps} steps){'' if a.clip is None else f', clip {a.clip:g}'}"
         a.schedule, a.T = config.schedule, schedule.T
     mix = GaussianMixture.from_params(gaussian_mixture_params(data))

@@ -13,8 +13,8 @@ import sys
 # name -> (module with `add_arguments(parser)` and `run(args)`, one-line help). Order is the order in --help.
 COMMANDS: dict[str, tuple[str, str]] = {
     "chapter": ("tinydiff.commands.chapter", "run one of the chapters (lectures) in chapters/ and write its figures"),
-    "train": ("tinydiff.commands.train", "train the MLP denoiser on 2D (or any-D) points: --data moons --out DIR"),
-    "sample": ("tinydiff.commands.sample", "draw points from a trained model: --checkpoint DIR/model.npz --n N --out F"),
+    "train": ("tinydiff.commands.train", "train a denoiser (MLP on points, U-Net on --data mnist); every setting is a flag"),
+    "sample": ("tinydiff.commands.sample", "draw points or images from a trained model: --checkpoint DIR/model.npz --n N --out F"),
     "demo": ("tinydiff.commands.demo", "train, sample, evaluate and draw the whole story on a toy set (~1 minute)"),
     "quality": ("tinydiff.commands.quality", "the 2D quality bar: train each toy set, sample, MMD test, write the table"),
     "train-classifier": ("tinydiff.commands.train_classifier",
@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv                              # the command line, as typed (train stores it in the checkpoint)
     if args.command is None:
         parser.print_help()
         return 0

@@ -17,92 +17,27 @@ continues with exactly the losses an uninterrupted run would have had.
 from __future__ import annotations
 
 import math
+import shlex
+import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from tinydiff import checkpoint as ckpt
+from tinydiff.config import MNIST_DEFAULTS, TrainConfig  # noqa: F401  (TrainConfig lives in config.py; re-exported)
 from tinydiff.data.files import load_points
 from tinydiff.data.toy2d import LABELLED, Standardizer, _normalise, is_dataset_name, make_dataset
 from tinydiff.diffusion import diffusion_loss, q_sample, sample_timesteps, training_target
 from tinydiff.errors import DatasetError, TinydiffError
-from tinydiff.models.mlp import MLPDenoiser
+from tinydiff.models import build_model as build_network, model_from_spec, model_spec
 from tinydiff.nn.optim import EMA, AdamW, clip_grad_norm, warmup_cosine_lr
 from tinydiff.schedules import NoiseSchedule
 
 
 class TrainingDiverged(TinydiffError, FloatingPointError):
     """The loss or the gradients became NaN or inf."""
-
-
-# ---- configuration -----------------------------------------------------------------------------------------------
-@dataclass
-class TrainConfig:
-    # data
-    data: str = "moons"            # a toy set (moons, swissroll, circles, 8gaussians, ...) or a .npy/.csv path
-    n_train: int = 20_000          # points drawn once from a toy set (a file uses all its rows)
-    conditional: bool = False      # train eps(x, t, y) on a labelled toy set (for classifier-free guidance)
-    label_dropout: float = 0.1     # with conditional: fraction of labels replaced by the null label
-    # diffusion
-    T: int = 1000                  # diffusion steps
-    schedule: str = "cosine"       # linear | cosine | sigmoid | scaled_linear; cosine spends ~2x more steps than
-                                   # linear at low noise, which sharpens edges (checkerboard: 0.93 vs 0.91 in support)
-    max_beta: float = 0.1          # cosine only: cap on beta_t. Uncapped (0.999), the first DDPM step multiplies
-                                   # eps errors by ~30 and a few samples fly off (0.1: by 0.1; alpha_bar_end 1e-4)
-    prediction_type: str = "epsilon"  # what the network outputs: epsilon | sample | v_prediction
-    # model (MLPDenoiser; defaults in the spirit of tanelp/tiny-diffusion, ~99k parameters)
-    width: int = 128               # hidden width
-    n_blocks: int = 3              # residual Linear+GELU blocks
-    emb_dim: int = 128             # size of each sinusoidal embedding (time, and each coordinate)
-    coord_scale: float = 25.0      # coordinates are multiplied by this before their sinusoids
-    # optimisation
-    steps: int = 8000              # optimiser steps (moons passes the quality bar with 4000; checkerboard needs ~8000)
-    batch_size: int = 1024         # points per step
-    lr: float = 3e-3               # peak learning rate
-    min_lr: float = 2e-5           # learning rate at the end of the cosine decay
-    warmup_steps: int = 100        # linear warm-up from lr/warmup_steps to lr
-    weight_decay: float = 0.0      # AdamW's decoupled weight decay
-    grad_clip: float = 1.0         # clip the global gradient norm to this
-    ema_decay: float = 0.995       # EMA of the weights, used for sampling
-    # bookkeeping
-    seed: int = 0                  # seeds the data, the initial weights and every batch
-    checkpoint_every: int = 1000   # write model.npz every this many steps (and at the end)
-    log_every: int = 100           # steps per row of the loss-vs-t table
-    loss_buckets: int = 20         # time-step buckets of the loss-vs-t table
-    blas_threads: int = 1          # BLAS threads while training (small matmuls: 1 is fastest; 2 fight other pools)
-    # images (data="mnist"): the UNet of tinydiff.models.unet
-    model: str = "mlp"             # mlp (points) | unet (images)
-    base_channels: int = 24        # UNet channels at full resolution (levels: 1x, 2x, 2x)
-
-    @classmethod
-    def for_data(cls, data: str, **overrides) -> "TrainConfig":
-        """The config for ``data`` with its own defaults (:data:`MNIST_DEFAULTS` for mnist), then ``overrides``."""
-        defaults = MNIST_DEFAULTS if str(data).lower() == "mnist" else {}
-        return cls(**{**defaults, "data": data, **overrides})
-
-    def model_kwargs(self, dim: int, num_classes: int = 0) -> dict:
-        return dict(dim=dim, width=self.width, n_blocks=self.n_blocks, emb_dim=self.emb_dim,
-                    coord_scale=self.coord_scale, num_classes=num_classes)
-
-    def make_schedule(self) -> NoiseSchedule:
-        kwargs = {"max_beta": self.max_beta} if self.schedule.partition("+")[0] == "cosine" else {}
-        return NoiseSchedule.from_name(self.schedule, self.T, **kwargs)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-# The field defaults above are tuned for 2D points. Images need other ones: a batch of 1024 digits would take ~15 s a
-# step. These produced the shipped data/checkpoints/mnist_conditional.npz (README: command, time, quality).
-MNIST_DEFAULTS = dict(
-    model="unet", n_train=60_000, base_channels=24,
-    steps=6000, batch_size=64, lr=1e-3, schedule="linear",   # linear: DDPM's choice for images (T = 1000)
-    ema_decay=0.999, checkpoint_every=250,
-)
 
 
 # ---- data --------------------------------------------------------------------------------------------------------
@@ -145,20 +80,15 @@ def make_model(config: TrainConfig, data_shape, num_classes: int = 0):
         if config.model != "unet" or len(data_shape) != 4:
             raise DatasetError(f"--model unet goes with image data (--data mnist) and image data with --model unet; "
                                f"got model={config.model!r} and data of shape {tuple(data_shape)}")
-        from tinydiff.models.unet import UNet, UNetConfig
-
-        return UNet(UNetConfig(in_channels=data_shape[1], base_channels=config.base_channels,
-                               num_classes=num_classes, image_size=data_shape[2]), rng=config.seed)
-    return MLPDenoiser(**config.model_kwargs(data_shape[1], num_classes), rng=config.seed)
+        return build_network("unet", dict(in_channels=data_shape[1], base_channels=config.base_channels,
+                                          num_classes=num_classes, image_size=data_shape[2]), rng=config.seed)
+    return build_network("mlp", config.model_kwargs(data_shape[1], num_classes), rng=config.seed)
 
 
 def build_model(model_config: dict):
-    """Rebuild a model from the ``meta/model`` dict of a checkpoint (a UNet's has "channel_mults")."""
-    if "channel_mults" in model_config:
-        from tinydiff.models.unet import UNet
-
-        return UNet(**model_config)
-    return MLPDenoiser(**model_config)
+    """Rebuild a model from the ``meta/model`` entry of a checkpoint: ``{"kind": ..., "config": {...}}``, or an older
+    checkpoint's bare kwargs dict (:func:`tinydiff.models.model_from_spec`)."""
+    return model_from_spec(model_config)
 
 
 # ---- the loss log ------------------------------------------------------------------------------------------------
@@ -215,6 +145,7 @@ class Trainer:
         self.ema = EMA(self.model, config.ema_decay)
         self.log = TrainLog(config.loss_buckets)
         self.step_count = 0
+        self.command = shlex.join(sys.argv)   # what made this run (the CLI puts `python -m tinydiff train ...` here)
 
     # ---- one step ------------------------------------------------------------------------------------------------
     def step(self) -> float:
@@ -293,7 +224,8 @@ class Trainer:
         arrays["meta/step"] = np.array(self.step_count, dtype=np.int64)
         arrays["meta/rng"] = ckpt.rng_state(self.rng)
         arrays["meta/config"] = ckpt.json_array(asdict(self.config))
-        arrays["meta/model"] = ckpt.json_array(self.model.config)
+        arrays["meta/model"] = ckpt.json_array(model_spec(self.model))
+        arrays["meta/command"] = ckpt.json_array(self.command)
         return arrays
 
     def save(self, path=None) -> Path:
@@ -311,6 +243,8 @@ class Trainer:
         self.schedule = NoiseSchedule.from_dict(ckpt.group(arrays, "schedule"))    # the betas it was trained with
         self.rng = ckpt.rng_from_state(arrays["meta/rng"])
         self.step_count = int(arrays["meta/step"])
+        if "meta/command" in arrays:                   # the command that started the run (a resume keeps it)
+            self.command = ckpt.from_json_array(arrays["meta/command"])
 
     @classmethod
     def resume(cls, out_dir, steps: int | None = None) -> "Trainer":
@@ -327,6 +261,19 @@ class Trainer:
         return trainer
 
 
+    def trained(self, use_ema: bool = True):
+        """This run's model as a :class:`tinydiff.trained.TrainedDenoiser` (a copy with the EMA weights by default),
+        the object that samples itself: ``trainer.trained().sample(1000, rng=0)``."""
+        from tinydiff.trained import TrainedDenoiser
+
+        network = build_model(model_spec(self.model))
+        network.load_state_dict(self.ema.shadow if use_ema else self.model.state_dict())
+        network.eval()
+        return TrainedDenoiser(network=network, process=self.schedule, prediction_type=self.config.prediction_type,
+                               standardizer=self.standardizer, config=self.config, step=self.step_count,
+                               command=self.command)
+
+
 def train(config: TrainConfig, out_dir=None, progress: bool = True) -> Trainer:
     """Train a fresh model with ``config``; returns the Trainer (model, EMA, log, standardizer, schedule)."""
     trainer = Trainer(config, out_dir)
@@ -336,17 +283,11 @@ def train(config: TrainConfig, out_dir=None, progress: bool = True) -> Trainer:
 
 # ---- using a trained model ---------------------------------------------------------------------------------------
 def load_model(path, use_ema: bool = True):
-    """(model, schedule, standardizer, config) from a checkpoint; the model holds the EMA weights by default."""
-    arrays = ckpt.load_checkpoint(path)
-    config = TrainConfig.from_dict(ckpt.from_json_array(arrays["meta/config"]))
-    model = build_model(ckpt.from_json_array(arrays["meta/model"]))
-    weights = ckpt.group(arrays, "ema")
-    weights = {k[len("shadow."):]: v for k, v in weights.items() if k.startswith("shadow.")} if use_ema else \
-        ckpt.group(arrays, "model")
-    try:
-        model.load_state_dict(weights)
-    except (KeyError, ValueError) as err:
-        raise ckpt.CheckpointError(f"{path}: the weights do not fit the stored model configuration: {err}") from err
-    model.eval()
-    schedule = NoiseSchedule.from_dict(ckpt.group(arrays, "schedule"))
-    return model, schedule, Standardizer.from_dict(ckpt.group(arrays, "standardizer")), config
+    """(model, schedule, standardizer, config) from a checkpoint; the model holds the EMA weights by default.
+
+    The older, by-hand form of :func:`tinydiff.trained.load_trained`, which gives one object that also knows its
+    prediction type and labels and samples itself."""
+    from tinydiff.trained import load_trained
+
+    m = load_trained(path, use_ema=use_ema)
+    return m.network, m.schedule, m.standardizer, m.config

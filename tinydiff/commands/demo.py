@@ -29,31 +29,13 @@ def add_arguments(p):
     p.add_argument("--quick", action="store_true", help="tiny sizes, seconds instead of a minute (for tests)")
 
 
-def denoising_field(model, schedule, ts, lim: float = 3.0, grid: int = 21, prediction_type: str = "epsilon"):
-    """-eps_theta(x, t) on a grid of standardised points: (gx, gy) (G, G) and u, v (len(ts), G, G).
-
-    -eps_theta / sqrt(1 - alpha_bar_t) is the learned score grad log q_t(x): the arrows point towards the data."""
-    from tinydiff.diffusion import predict_x0_and_eps
-
-    gx, gy = np.meshgrid(np.linspace(-lim, lim, grid), np.linspace(-lim, lim, grid))  # (G, G) each
-    pts = np.stack([gx.ravel(), gy.ravel()], axis=1)                                      # (G G, 2)
-    uv = []
-    for t in ts:
-        tt = np.full(len(pts), t)
-        _, eps = predict_x0_and_eps(schedule, pts, tt, model(pts, tt).astype(np.float64), prediction_type)
-        uv.append(-eps)
-    uv = np.stack(uv)                                                                     # (S, G G, 2)
-    return gx, gy, uv[..., 0].reshape(len(ts), grid, grid), uv[..., 1].reshape(len(ts), grid, grid)
-
-
 @reports_errors
 def run(args):
     from tinydiff import viz
-    from tinydiff.commands.quality import evaluate, passes
-    from tinydiff.commands.sample import draw
     from tinydiff.commands.train import write_outputs
     from tinydiff.data.toy2d import make_dataset
     from tinydiff.diffusion import q_sample
+    from tinydiff.metrics.quality import evaluate, passes
     from tinydiff.train import TrainConfig, Trainer
 
     out = Path(args.out)
@@ -77,11 +59,10 @@ def run(args):
     T = schedule.T
 
     # ---- sample, with the whole reverse chain ------------------------------------------------------------------
-    with trainer.ema.average_weights():
-        samples, traj = draw(trainer.model, schedule, std, n, seed=args.seed + 1, return_trajectory=True,
-                             prediction_type=config.prediction_type)
-        show = [T - 1, T // 2, T // 5, T // 20, 0]
-        gx, gy, u, v = denoising_field(trainer.model, schedule, show, prediction_type=config.prediction_type)
+    trained = trainer.trained()                                                 # the EMA weights
+    samples, traj = trained.sample(n, rng=args.seed + 1, return_trajectory=True)
+    show = [T - 1, T // 2, T // 5, T // 20, 0]
+    gx, gy, u, v = trained.denoising_field(show)
     data = make_dataset(args.data, n, rng=10_001)
 
     # ---- evaluate ---------------------------------------------------------------------------------------------

@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from tinydiff.commands.common import positive_int, reports_errors
-from tinydiff.commands.sample import IMAGE_DEFAULTS, clip_value
+from tinydiff.commands.sample import clip_value
+from tinydiff.samplers import METHODS
+from tinydiff.trained import IMAGE_DEFAULTS
 
 
 def add_arguments(p):
@@ -28,7 +30,7 @@ def add_arguments(p):
     p.add_argument("--n", type=positive_int, default=2000, help="images per evaluation (default 2000; 10000 as in "
                                                                 "the papers is ~5x slower)")
     d = IMAGE_DEFAULTS
-    p.add_argument("--sampler", default=d["sampler"], help=f"sampler (default {d['sampler']}, as `sample`)")
+    p.add_argument("--sampler", default=d["sampler"], choices=METHODS, help=f"sampler (default {d['sampler']}, as `sample`)")
     p.add_argument("--steps", type=positive_int, default=d["steps"], help=f"sampling steps (default {d['steps']})")
     p.add_argument("--guidance", default=f"1,{d['guidance']:g}",
                    help=f"comma-separated guidance scales for a conditional model (default 1,{d['guidance']:g}: "
@@ -48,56 +50,24 @@ def add_arguments(p):
 
 def generate(model, schedule, standardizer, labels, n: int, guidance: float, sampler: str, steps: int, seed: int,
              batch_size: int, prediction_type: str = "epsilon", clip=None) -> np.ndarray:
-    """n images (n, 1, 28, 28) in [0, 1]; ``labels`` (n,) int or None; batches seeded seed, seed + 1, ..."""
-    from tinydiff.samplers import sample
+    """The older by-hand form of ``TrainedDenoiser.sample(n, label=labels, ..., rng=seed, batch_size=...)`` (kept for
+    callers holding a bare network): n images (n, 1, 28, 28) in [0, 1], batches seeded seed, seed + 1, ..."""
+    from tinydiff.trained import TrainedDenoiser
 
-    out = []
-    for k, i in enumerate(range(0, n, batch_size)):
-        b = min(batch_size, n - i)
-        y = None if labels is None else labels[i:i + b]
-        x = sample(model, (b, *model.sample_shape), schedule, method=sampler, steps=steps, rng=seed + k, y=y,
-                   guidance_scale=guidance, prediction_type=prediction_type, clip=clip)
-        out.append(np.clip(standardizer.inverse_transform(x), 0.0, 1.0).astype(np.float32))
-    return np.concatenate(out)
-
-
-def image_report(images, classifier, test_x, test_features, train_x, labels=None, memo_test: int = 2000) -> dict:
-    """FD, KID, (per-class accuracy) and memorisation of generated ``images`` (n, 1, 28, 28)."""
-    from tinydiff.metrics.images import class_accuracy, frechet_distance, kernel_distance, memorization
-
-    feats = classifier.embed(images)
-    report = {"fd": frechet_distance(feats, test_features), "kid": kernel_distance(feats, test_features)}
-    if labels is not None:
-        overall, per_class = class_accuracy(classifier.predict(images), labels)
-        report.update(accuracy=overall, accuracy_per_class=per_class.tolist())
-    mem = memorization(images, train_x, test_x[:memo_test])
-    report["memorization"] = {k: v for k, v in mem.items() if k != "d_samples"}
-    return report
-
-
-def format_report(name: str, r: dict) -> str:
-    m = r["memorization"]
-    lines = [f"{name}: FD {r['fd']:.3f}   KID {r['kid'][0]:.5f} +- {r['kid'][1]:.5f}"]
-    if "accuracy" in r:
-        lines.append(f"  accuracy {r['accuracy']:.4f}; per class " +
-                     " ".join(f"{c}:{a:.2f}" for c, a in enumerate(r["accuracy_per_class"])))
-    lines.append(f"  memorisation: {m['samples_below']:.3f} of samples vs {m['test_below']:.3f} of test images closer "
-                 f"to a training image than tau={m['tau']:.2f}; near-copies {m['samples_copies']:.4f} "
-                 f"(test {m['test_copies']:.4f})")
-    return "\n".join(lines)
+    return TrainedDenoiser(model, schedule, prediction_type, standardizer).sample(
+        n, label=labels, sampler=sampler, steps=steps, guidance=guidance, clip=clip, rng=seed, batch_size=batch_size,
+        threads=None)
 
 
 @reports_errors
 def run(args):
-    from tinydiff.threads import blas_threads
-
     from tinydiff.data.mnist import load_mnist_float
-    from tinydiff.metrics.images import real_data_floor
+    from tinydiff.metrics.images import format_report, image_report, real_data_floor
     from tinydiff.models.classifier import load_classifier
-    from tinydiff.train import load_model
+    from tinydiff.trained import load_trained
 
-    model, schedule, standardizer, config = load_model(args.checkpoint, use_ema=not args.no_ema)
-    if not hasattr(model, "sample_shape"):
+    m = load_trained(args.checkpoint, use_ema=not args.no_ema)
+    if m.kind != "images":
         raise SystemExit("evaluate: this is a point model; evaluate image models (train --data mnist)")
     classifier = load_classifier(args.classifier)
     train_x, _ = load_mnist_float(split="train")
@@ -110,18 +80,17 @@ def run(args):
                "floor": {"fd": floor["fd"], "kid": floor["kid"]}}
     print(f"floor ({args.n} training images vs the test set): FD {floor['fd']:.3f}   "
           f"KID {floor['kid'][0]:.5f} +- {floor['kid'][1]:.5f}")
-    labels = np.arange(args.n) % 10 if model.num_classes else None
-    scales = [float(s) for s in args.guidance.split(",")] if model.num_classes else [1.0]
+    labels = np.arange(args.n) % m.num_classes if m.num_classes else None
+    scales = [float(s) for s in args.guidance.split(",")] if m.num_classes else [1.0]
     for s in scales:
         t0 = time.perf_counter()
-        with blas_threads(args.blas_threads):
-            images = generate(model, schedule, standardizer, labels, args.n, s, args.sampler, args.steps, args.seed,
-                              args.batch_size, config.prediction_type, args.clip)
+        images = m.sample(args.n, label=labels, sampler=args.sampler, steps=args.steps, guidance=s, clip=args.clip,
+                          rng=args.seed, batch_size=args.batch_size, threads=args.blas_threads)
         seconds = time.perf_counter() - t0
         report = image_report(images, classifier, test_x, test_features, train_x, labels, args.memo_test)
         report["sampling_seconds"] = seconds
-        results[f"guidance={s:g}" if model.num_classes else "unconditional"] = report
-        name = f"guidance {s:g}" if model.num_classes else "samples"
+        results[f"guidance={s:g}" if m.num_classes else "unconditional"] = report
+        name = f"guidance {s:g}" if m.num_classes else "samples"
         print(format_report(name, report) + f"\n  ({args.n} images sampled in {seconds:.0f} s)")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -22,10 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tinydiff.commands.common import positive_int, reports_errors
-
-DATASETS = ("moons", "swissroll", "8gaussians", "checkerboard", "circles")
-HELDOUT_SEEDS = (10_001, 10_002)  # held-out data never overlap the training seed's stream
-
+from tinydiff.metrics.quality import DATASETS, HELDOUT_SEEDS
 
 MARKDOWN_INTRO = """# Quality of the 2D models (the default settings of `python -m tinydiff train`)
 
@@ -83,48 +80,6 @@ def profile_step(batch_sizes=(256, 1024), steps: int = 200) -> None:
             print(f"  {100 * seconds / stats.total_tt:5.1f}%  {name}")
 
 
-def evaluate(samples: np.ndarray, name: str, n: int, permutations: int = 500, seed: int = 0) -> dict:
-    """Metrics of ``samples`` (data units) against held-out draws of the toy set ``name``."""
-    from tinydiff.data.toy2d import make_dataset
-    from tinydiff.metrics import points as P
-
-    held, held2 = (make_dataset(name, n, rng=s) for s in HELDOUT_SEEDS)
-    table = P.metrics_with_floor(samples, held, held2, rng=seed, n_permutations=0)
-    mmd2, p = P.mmd_test(samples, held, permutations, rng=seed)
-    row = {"mmd2": mmd2, "mmd2_floor": table["mmd2"]["floor"], "p_value": p,
-           "energy": table["energy_distance"]["model"], "energy_floor": table["energy_distance"]["floor"],
-           "w2": table["w2_squared"]["model"], "w2_floor": table["w2_squared"]["floor"]}
-    if name == "checkerboard":
-        row["in_support"] = P.in_support_fraction(samples)
-    if name in ("8gaussians", "25gaussians"):
-        cov = P.modes_covered(samples, name)
-        row["modes"] = f"{cov.covered}/{cov.n_modes}"
-    return row
-
-
-def passes(row: dict) -> bool:
-    ok = row["p_value"] > 0.05
-    if "in_support" in row:
-        ok &= row["in_support"] >= 0.97
-    if "modes" in row:
-        covered, total = row["modes"].split("/")
-        ok &= covered == total
-    return bool(ok)
-
-
-def markdown_table(rows: list[dict]) -> str:
-    head = ("| data set | steps | train s | sample s | MMD^2 | floor | p-value | energy | floor | W2^2 | floor | extra "
-            "| pass |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    lines = [head]
-    for r in rows:
-        extra = (f"in support {r['in_support']:.3f}" if "in_support" in r else
-                 f"modes {r['modes']}" if "modes" in r else "")
-        lines.append(f"| {r['data']} | {r['steps']} | {r['train_s']:.1f} | {r['sample_s']:.1f} | {r['mmd2']:.2e} | "
-                     f"{r['mmd2_floor']:.2e} | {r['p_value']:.3f} | {r['energy']:.2e} | {r['energy_floor']:.2e} | "
-                     f"{r['w2']:.3f} | {r['w2_floor']:.3f} | {extra} | {'yes' if passes(r) else 'NO'} |")
-    return "\n".join(lines)
-
-
 def machine() -> str:
     from tinydiff.threads import blas_info
 
@@ -134,7 +89,7 @@ def machine() -> str:
 
 @reports_errors
 def run(args):
-    from tinydiff.commands.sample import draw
+    from tinydiff.metrics.quality import evaluate, markdown_table, passes
     from tinydiff.train import TrainConfig, Trainer
 
     if args.profile:
@@ -151,9 +106,7 @@ def run(args):
         trainer.train(progress=False)
         train_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        with trainer.ema.average_weights():
-            samples = draw(trainer.model, trainer.schedule, trainer.standardizer, args.n, seed=args.seed + 1,
-                           prediction_type=config.prediction_type)
+        samples = trainer.trained().sample(args.n, rng=args.seed + 1)          # EMA weights, DDPM over all T steps
         sample_s = time.perf_counter() - t0
         row = {"data": name, "steps": config.steps, "train_s": train_s, "sample_s": sample_s,
                **evaluate(samples, name, args.n, args.permutations)}

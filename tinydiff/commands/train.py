@@ -6,6 +6,8 @@ DIR/loss.csv (step, loss), DIR/loss.png and DIR/loss_vs_t.png. ``--resume`` cont
 
 from __future__ import annotations
 
+import argparse
+import shlex
 from dataclasses import fields
 from pathlib import Path
 
@@ -14,42 +16,46 @@ import numpy as np
 from tinydiff.commands.common import positive_int, reports_errors
 
 
+# TrainConfig fields whose flag takes an integer >= 1 (the other ints may be 0 or negative), and fixed choices
+POSITIVE = {"n_train", "T", "steps", "batch_size", "checkpoint_every", "log_every", "loss_buckets", "blas_threads",
+            "base_channels", "width", "emb_dim"}
+TYPES = {"int": int, "float": float, "str": str, "float | None": float, "int | None": int}
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a TrainConfig field: n_train -> --n-train (T stays --T)."""
+    return "--" + name.replace("_", "-")
+
+
 def add_arguments(p):
-    from tinydiff.train import MNIST_DEFAULTS, TrainConfig
+    from tinydiff.config import MNIST_DEFAULTS, MODEL_KINDS, TrainConfig, field_help
+    from tinydiff.diffusion import PREDICTION_TYPES
 
-    d, m = TrainConfig(), MNIST_DEFAULTS
-
-    def default(name: str) -> str:
-        """'default 8000; mnist: 6000': the points' default and, where it differs, the one --data mnist uses."""
-        return f"default {getattr(d, name)}" + (f"; mnist: {m[name]}" if name in m else "")
-
-    p.add_argument("--data", default=None,
-                   help="moons|swissroll|circles|8gaussians|25gaussians|checkerboard|mnist, or a PATH.npy / "
-                        "PATH.csv of (N, D) points (required unless --resume)")
     p.add_argument("--out", required=True, type=Path, help="folder for model.npz, loss.csv and the figures")
-    p.add_argument("--steps", type=positive_int, default=None, help=f"optimiser steps ({default('steps')})")
-    p.add_argument("--seed", type=int, default=None, help=f"seeds data, weights and batches ({default('seed')})")
-    p.add_argument("--resume", action="store_true", help="continue the run in OUT/model.npz (same config)")
-    p.add_argument("--batch-size", type=positive_int, default=None, help=default("batch_size"))
-    p.add_argument("--lr", type=float, default=None, help=f"peak learning rate ({default('lr')})")
-    p.add_argument("--T", type=positive_int, default=None, help=f"diffusion steps ({default('T')})")
-    p.add_argument("--schedule", default=None, help=f"noise schedule ({default('schedule')})")
-    p.add_argument("--max-beta", type=float, default=None,
-                   help=f"cosine schedule: cap on beta_t (default {d.max_beta}; 0.999 is the uncapped schedule)")
-    p.add_argument("--conditional", action="store_true",
-                   help="learn eps(x, t, label) on labelled data (toy mixtures, mnist digits) for guidance")
+    p.add_argument("--resume", action="store_true", help="continue the run in OUT/model.npz (its stored config; only "
+                                                         "--steps may change)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--model", choices=("mlp", "unet"), default=None,
-                   help=f"mlp for points, unet for images ({default('model')})")
-    p.add_argument("--n-train", type=positive_int, default=None,
-                   help=f"training points drawn from a toy set (default {d.n_train}); for mnist a random subset "
-                        "of the 60,000 images (default: all)")
-    p.add_argument("--base-channels", type=positive_int, default=None, help=f"UNet width ({default('base_channels')})")
-    p.add_argument("--ema-decay", type=float, default=None, help=f"EMA of the weights ({default('ema_decay')})")
-    p.add_argument("--checkpoint-every", type=positive_int, default=None,
-                   help=f"steps between checkpoints ({default('checkpoint_every')})")
-    p.add_argument("--blas-threads", type=positive_int, default=None,
-                   help=f"BLAS threads (default {d.blas_threads}: on a shared 2-core machine two fight other jobs)")
+    choices = {"prediction_type": PREDICTION_TYPES, "model": MODEL_KINDS}
+    helps, d = field_help(), TrainConfig()
+    for f in fields(TrainConfig):              # one flag per field; None = not given (the data set's default holds)
+        default = f"default {getattr(d, f.name)}" + (f"; mnist: {MNIST_DEFAULTS[f.name]}"
+                                                      if f.name in MNIST_DEFAULTS else "")
+        text = f"{helps[f.name]} ({default})".replace("%", "%%")
+        if f.name == "data":
+            text = f"{helps[f.name]} (required unless --resume)"
+        if f.type == "bool":
+            p.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            kind = positive_int if f.name in POSITIVE else TYPES[f.type]
+            p.add_argument(flag(f.name), type=kind, default=None, choices=choices.get(f.name), help=text)
+
+
+def config_from_args(args):
+    """The TrainConfig a parsed `train` command asks for: the data set's defaults, then every flag given."""
+    from tinydiff.config import TrainConfig
+
+    chosen = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    return TrainConfig.for_data(**chosen)
 
 
 def write_outputs(trainer, out: Path) -> None:
@@ -66,7 +72,7 @@ def write_outputs(trainer, out: Path) -> None:
 
 @reports_errors
 def run(args):
-    from tinydiff.train import TrainConfig, Trainer
+    from tinydiff.train import Trainer
 
     out = Path(args.out)
     if args.resume:
@@ -75,9 +81,9 @@ def run(args):
     else:
         if args.data is None:
             raise SystemExit("train: --data is required (a toy set name or a .npy/.csv file), unless --resume")
-        names = {f.name for f in fields(TrainConfig)}
-        chosen = {k: v for k, v in vars(args).items() if k in names and v is not None}
-        trainer = Trainer(TrainConfig.for_data(**chosen), out)
+        trainer = Trainer(config_from_args(args), out)
+        if getattr(args, "argv", None) is not None:
+            trainer.command = shlex.join(["python", "-m", "tinydiff", *args.argv])
     c = trainer.config
     print(f"{trainer.model.num_parameters()} parameters, {len(trainer.x)} training items of shape "
           f"{trainer.x.shape[1:]}, {c.steps} steps of batch {c.batch_size}")

@@ -154,3 +154,30 @@ def real_data_floor(train_features, test_features, n: int, subset_size: int = 10
     pick = train_features[rng.choice(len(train_features), min(n, len(train_features)), replace=False)]
     return {"fd": frechet_distance(pick, test_features),
             "kid": kernel_distance(pick, test_features, subset_size, n_subsets, rng)}
+
+
+# ---- the report of `python -m tinydiff evaluate` ----------------------------------------------------------------
+def image_report(images, classifier, test_x, test_features, train_x, labels=None, memo_test: int = 2000) -> dict:
+    """FD and KID against ``test_features``, class accuracy (when ``labels`` (n,) are given) and memorisation of
+    generated ``images`` (n, 1, 28, 28) in [0, 1], judged by ``classifier`` (``models.classifier``)."""
+    feats = classifier.embed(images)
+    report = {"fd": frechet_distance(feats, test_features), "kid": kernel_distance(feats, test_features)}
+    if labels is not None:
+        overall, per_class = class_accuracy(classifier.predict(images), labels)
+        report.update(accuracy=overall, accuracy_per_class=per_class.tolist())
+    mem = memorization(images, train_x, test_x[:memo_test])
+    report["memorization"] = {k: v for k, v in mem.items() if k != "d_samples"}
+    return report
+
+
+def format_report(name: str, r: dict) -> str:
+    """The lines `evaluate` prints for one :func:`image_report`."""
+    m = r["memorization"]
+    lines = [f"{name}: FD {r['fd']:.3f}   KID {r['kid'][0]:.5f} +- {r['kid'][1]:.5f}"]
+    if "accuracy" in r:
+        lines.append(f"  accuracy {r['accuracy']:.4f}; per class " +
+                     " ".join(f"{c}:{a:.2f}" for c, a in enumerate(r["accuracy_per_class"])))
+    lines.append(f"  memorisation: {m['samples_below']:.3f} of samples vs {m['test_below']:.3f} of test images closer "
+                 f"to a training image than tau={m['tau']:.2f}; near-copies {m['samples_copies']:.4f} "
+                 f"(test {m['test_copies']:.4f})")
+    return "\n".join(lines)

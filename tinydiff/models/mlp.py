@@ -23,6 +23,8 @@ Backward returns dL/dx only (t and y are integers). Through the Fourier features
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 
 from tinydiff.nn.activations import GELU
@@ -92,30 +94,47 @@ class FourierFeatures(Module):
         return self.scale * (d_args @ self.freqs)                                       # (B, D)
 
 
+@dataclass
+class MLPConfig:
+    dim: int = 2                  # D, the point dimension (2 for the toy sets; any D >= 1 works)
+    width: int = 128              # H, hidden width
+    n_blocks: int = 3             # residual Linear+GELU blocks
+    emb_dim: int = 128            # E, size of each sinusoidal embedding (time, each coordinate, the label)
+    coord_scale: float = 25.0     # s, multiplies coordinates before their sinusoids (sets the finest detail resolved)
+    num_classes: int = 0          # 0: unconditional; K > 0 adds a label table with K + 1 rows (the last is "null")
+
+    def __post_init__(self):
+        if (self.dim < 1 or self.width < 1 or self.n_blocks < 0 or self.emb_dim < 2 or self.emb_dim % 2
+                or self.num_classes < 0):
+            raise ValueError(f"MLPDenoiser: need dim >= 1, width >= 1, n_blocks >= 0, even emb_dim >= 2, "
+                             f"num_classes >= 0; "
+                             f"got dim={self.dim}, width={self.width}, n_blocks={self.n_blocks}, "
+                             f"emb_dim={self.emb_dim}, num_classes={self.num_classes}")
+
+
 class MLPDenoiser(Module):
     """eps_theta(x_t, t[, y]) for points: x (B, D) float, t (B,) int, y (B,) int or None -> (B, D).
 
-    Args:
-        dim: point dimension D (2 for the toy sets; any D >= 1 works).
-        width: hidden width H.  n_blocks: residual blocks.  emb_dim: E, size of each sinusoidal embedding.
-        coord_scale: s, multiplies coordinates before their sinusoids (data are standardised, so s sets the finest
-            detail the features resolve: frequencies s f_j run from s down to s / 10000).
-        num_classes: 0 for an unconditional model; K > 0 adds a label embedding with K + 1 rows (the last is "null").
-        rng: seed or Generator for the initial weights.  dtype: float32 to train, float64 for gradient checks.
+    Build with ``MLPDenoiser(MLPConfig(...))`` or ``MLPDenoiser(**fields)`` (the fields of :class:`MLPConfig`:
+    dim, width, n_blocks, emb_dim, coord_scale, num_classes). ``coord_scale`` s multiplies coordinates before their
+    sinusoids (data are standardised, so s sets the finest detail the features resolve: frequencies s f_j run from s
+    down to s / 10000). ``rng``: seed or Generator for the initial weights. ``dtype``: float32 to train, float64 for
+    gradient checks.
     """
 
-    def __init__(self, dim: int = 2, width: int = 128, n_blocks: int = 3, emb_dim: int = 128,
-                 coord_scale: float = 25.0, num_classes: int = 0, rng=0, dtype=np.float32):
+    kind = "mlp"              # the key of tinydiff.models.MODELS (stored in checkpoints beside the config)
+
+    def __init__(self, config: MLPConfig | None = None, rng=0, dtype=np.float32, **fields):
         super().__init__()
-        if dim < 1 or width < 1 or n_blocks < 0 or emb_dim < 2 or emb_dim % 2 or num_classes < 0:
-            raise ValueError(f"MLPDenoiser: need dim >= 1, width >= 1, n_blocks >= 0, even emb_dim >= 2, "
-                             f"num_classes >= 0; "
-                             f"got dim={dim}, width={width}, n_blocks={n_blocks}, emb_dim={emb_dim}, "
-                             f"num_classes={num_classes}")
+        if config is not None and fields:
+            raise TypeError("MLPDenoiser: pass either an MLPConfig or keyword fields, not both")
+        cfg = config if config is not None else MLPConfig(**fields)
+        dim, width, n_blocks, emb_dim = cfg.dim, cfg.width, cfg.n_blocks, cfg.emb_dim
+        coord_scale, num_classes = cfg.coord_scale, cfg.num_classes
         rng = make_rng(rng)
         self.dim, self.dtype, self.coord_scale = dim, np.dtype(dtype), float(coord_scale)
-        self.config = dict(dim=dim, width=width, n_blocks=n_blocks, emb_dim=emb_dim, coord_scale=coord_scale,
-                           num_classes=num_classes)
+        self.cfg = cfg
+        self.config = asdict(cfg)  # plain dict, saved in checkpoints
         self.num_classes, self.null_label = num_classes, num_classes
         self.x_embed = FourierFeatures(emb_dim, coord_scale, dtype=dtype)
         self.t_embed = SinusoidalEmbedding(emb_dim, dtype=dtype)

@@ -84,6 +84,8 @@ class UNet(Module):
     gradient checks. Inputs of another float dtype (the samplers pass float64 noise) are cast to ``dtype``.
     """
 
+    kind = "unet"             # the key of tinydiff.models.MODELS (stored in checkpoints beside the config)
+
     def __init__(self, config: UNetConfig | None = None, rng=0, dtype=np.float32, **fields):
         super().__init__()
         cfg = config if config is not None else UNetConfig(**fields)
