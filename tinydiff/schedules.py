@@ -87,13 +87,10 @@ class NoiseSchedule:
         with np.errstate(divide="ignore"):
             self.snr = self.alphas_cumprod / (1.0 - self.alphas_cumprod)
             self.log_snr = np.log(self.snr)
-        # q(x_{t-1} | x_t, x_0) = N(coef_x0 * x0 + coef_xt * x_t, posterior_variance)   (Ho et al. 2020, eq. 6-7)
-        one_minus_ab = 1.0 - self.alphas_cumprod
-        self.posterior_variance = self.betas * (1.0 - self.alphas_cumprod_prev) / one_minus_ab
-        self.posterior_mean_coef_x0 = np.sqrt(self.alphas_cumprod_prev) * self.betas / one_minus_ab
-        self.posterior_mean_coef_xt = np.sqrt(self.alphas) * (1.0 - self.alphas_cumprod_prev) / one_minus_ab
+        # the variance of q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eq. 7); its mean is diffusion.q_posterior's
+        self.posterior_variance = self.betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
         for name in ("betas", "alphas", "alphas_cumprod", "alphas_cumprod_prev", "snr", "log_snr",
-                     "posterior_variance", "posterior_mean_coef_x0", "posterior_mean_coef_xt"):
+                     "posterior_variance"):
             getattr(self, name).setflags(write=False)  # a schedule is a value: nobody edits it in place
 
     # ---- derived views ---------------------------------------------------------------------------------------
