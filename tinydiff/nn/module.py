@@ -156,12 +156,7 @@ class Module:
                     f"{params[name].shape} in the model. Was the checkpoint saved from a model with a different "
                     "configuration?"
                 )
-            if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
-                raise ValueError(
-                    f"{type(self).__name__}.load_state_dict: '{name}' holds {value.size - np.isfinite(value).sum()} "
-                    "NaN or inf value(s): these weights come from a run that diverged, or a corrupt file, and would "
-                    "make every output NaN. Load an earlier checkpoint."
-                )
+        check_finite_state(f"{type(self).__name__}.load_state_dict", values)
         for name, value in values.items():
             params[name][...] = value
 
@@ -187,6 +182,16 @@ class Module:
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={tuple(v.shape)}" for k, v in self.params.items())
+
+
+def check_finite_state(where: str, state: dict[str, np.ndarray]) -> None:
+    """Raise ValueError naming the first entry of ``state`` that holds NaN or inf (weights, EMA or optimiser state
+    from a run that diverged, or a corrupt file: loaded, they would make every output NaN)."""
+    for name, value in state.items():
+        value = np.asarray(value)
+        if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
+            raise ValueError(f"{where}: '{name}' holds {value.size - np.isfinite(value).sum()} NaN or inf value(s): "
+                             "it comes from a run that diverged, or a corrupt file. Load an earlier checkpoint.")
 
 
 class Sequential(Module):
