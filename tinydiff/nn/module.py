@@ -27,11 +27,11 @@ The dtype rule (one for every layer):
   gradient check can never run in float32 by accident, nor a float32 model quietly in float64. Arrays without a
   precision of their own (integers, booleans, Python lists) are converted to the layer's dtype.
 - Composite layers (``Sequential``, ``ResBlock``, ``SelfAttention2d``) check at their entry, so the error names them,
-  not the GroupNorm inside.
+  not the GroupNorm inside: a new layer starts its ``forward`` with ``x = self.check_dtype(x)``.
 - Parameter-free layers (activations, ``Dropout``, ``Upsample``, ``AvgPool2d``) keep the input's float dtype.
 - ``backward`` converts dL/dy to the layer's dtype (a loss may hand back float64 for a float32 output).
 - Models (``MLPDenoiser``, ``UNet``, ``MNISTClassifier``) are the user-facing objects: they *cast* their inputs at
-  their boundary (samplers pass float64 x_t to float32 networks) and return dL/dx in the input's dtype.
+  their boundary (samplers pass float64 x_t to float32 networks); the denoisers return dL/dx in the input's dtype.
 """
 
 from __future__ import annotations
