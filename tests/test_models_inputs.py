@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tinydiff.models import MLPDenoiser, UNet, UNetConfig
 from tinydiff.models.inputs import check_labels, check_timesteps
@@ -61,3 +63,26 @@ def test_check_labels_fills_the_null_label_when_none_is_given():
 def test_check_labels_refuses_labels_for_an_unconditional_model():
     with pytest.raises(ValueError, match="unconditional"):
         check_labels("M", np.array([0]), 1, num_classes=0, null_label=0)
+
+
+# ---- properties (hypothesis) -----------------------------------------------------------------------------------------
+@settings(max_examples=40, deadline=None)
+@given(T=st.integers(1, 10_000), t=st.lists(st.integers(-10**6, 10**6), min_size=1, max_size=8))
+def test_check_timesteps_accepts_exactly_the_steps_0_to_T_minus_1(T, t):
+    t = np.array(t)
+    if np.all((t >= 0) & (t < T)):
+        np.testing.assert_array_equal(check_timesteps("M", t, len(t), T), t)
+    else:
+        with pytest.raises(ValueError, match="time step"):
+            check_timesteps("M", t, len(t), T)
+
+
+@settings(max_examples=40, deadline=None)
+@given(K=st.integers(1, 20), y=st.lists(st.integers(-50, 50), min_size=1, max_size=8))
+def test_check_labels_accepts_exactly_0_to_K_minus_1_and_the_null_label(K, y):
+    y = np.array(y)
+    if np.all((y >= 0) & (y <= K)):                               # K itself is the null label
+        np.testing.assert_array_equal(check_labels("M", y, len(y), K, K), y)
+    else:
+        with pytest.raises(ValueError, match="labels must be in"):
+            check_labels("M", y, len(y), K, K)
