@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinydiff.models.inputs import check_labels, check_timesteps
 from tinydiff.nn.activations import GELU
 from tinydiff.nn.kernels.activations import add_gelu_numba, gelu_backward_numba
 from tinydiff.nn.embeddings import Embedding, SinusoidalEmbedding
 from tinydiff.nn.linear import Linear
-from tinydiff.models.inputs import check_labels, check_timesteps
 from tinydiff.nn.module import Module
 from tinydiff.rng import make_rng
 
