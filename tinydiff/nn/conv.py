@@ -57,7 +57,7 @@ class Conv2d(Module):
                 f"Conv2d needs positive channels, kernel size and stride and padding >= 0, got in_channels="
                 f"{in_channels}, out_channels={out_channels}, kernel_size={kernel_size}, stride={stride}, padding={padding}"
             )
-        self.in_channels, self.out_channels = in_channels, out_channels
+        self.in_channels, self.out_channels, self.dtype = in_channels, out_channels, np.dtype(dtype)
         self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
         rng = make_rng(rng)
         fan_in = in_channels * kh * kw
