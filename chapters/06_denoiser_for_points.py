@@ -83,7 +83,7 @@ axes[0].set_xlabel("embedding dimension j (sin | cos)")
 axes[0].set_ylabel("time step t")
 axes[0].set_title("e_t = [sin(t f_j), cos(t f_j)]", fontsize=9)
 xs = np.linspace(-2, 2, 800)[:, None]                                          # (800, 1)
-e_x = FourierFeatures(128, scale=25.0).forward(xs)                             # (800, 128)
+e_x = FourierFeatures(128, scale=25.0, dtype=np.float64).forward(xs)         # (800, 128)
 for j in (0, 8, 16, 32):
     axes[1].plot(xs[:, 0], e_x[:, j], lw=1, label=f"sin(25 x f_{j})")
 axes[1].set_xlabel("coordinate x (standardised)")

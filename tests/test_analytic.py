@@ -125,3 +125,22 @@ def test_bad_mixture_parameters_are_rejected(weights, means, covs, match):
 def test_wrong_dimension_input_is_rejected():
     with pytest.raises(ValueError, match=r"\(B, 2\)"):
         GaussianMixtureDenoiser(MIX, SCHEDULE)(np.zeros((3, 5)), np.zeros(3, dtype=np.int64))
+
+
+def test_logsumexp_and_softmax_agree_with_scipy_also_with_minus_infinity_entries():
+    from scipy.special import logsumexp as lse_ref, softmax as softmax_ref
+
+    from tinydiff.analytic import logsumexp, softmax
+
+    a = np.random.default_rng(0).standard_normal((5, 4)) * 300
+    a[1, 2] = -np.inf
+    np.testing.assert_allclose(logsumexp(a, axis=1), lse_ref(a, axis=1), rtol=1e-15)
+    np.testing.assert_allclose(softmax(a, axis=1), softmax_ref(a, axis=1), rtol=1e-14, atol=1e-300)
+    assert softmax(a, axis=1)[1, 2] == 0.0
+
+
+def test_the_toy_mixtures_are_analytic_gaussian_mixtures():
+    from tinydiff.data import toy2d
+
+    assert toy2d.GaussianMixture is GaussianMixture
+    assert isinstance(toy2d.gaussian_mixture_params("8gaussians"), GaussianMixture)

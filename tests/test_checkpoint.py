@@ -100,3 +100,13 @@ def test_resume_uses_the_stored_schedule_not_todays_default(tmp_path):
     arrays["meta/config"] = ckpt.json_array(config)
     ckpt.save_checkpoint(tmp_path / "model.npz", arrays)
     np.testing.assert_array_equal(Trainer.resume(tmp_path).schedule.betas, trainer.schedule.betas)
+
+
+def test_a_checkpoint_with_nan_weights_does_not_load_and_the_error_names_the_weight(tmp_path):
+    Trainer(tiny(steps=2), tmp_path).train(progress=False)
+    arrays = ckpt.load_checkpoint(tmp_path / "model.npz")
+    key = next(k for k in arrays if k.startswith("ema/shadow.") and k.endswith("weight"))
+    arrays[key] = np.full_like(arrays[key], np.nan)
+    ckpt.save_checkpoint(tmp_path / "model.npz", arrays)
+    with pytest.raises(ckpt.CheckpointError, match=rf"'{key[len('ema/shadow.'):]}' holds \d+ NaN or inf"):
+        load_model(tmp_path / "model.npz")

@@ -99,8 +99,26 @@ def test_layernorm_rejects_wrong_last_axis():
         LayerNorm(4).forward(np.zeros((2, 3)))
 
 
+def test_linear_backward_rejects_a_gradient_of_the_wrong_shape_naming_the_expected_one():
+    layer = Linear(3, 4, rng=0)
+    layer.forward(np.zeros((5, 3), np.float32))
+    with pytest.raises(ValueError, match=r"grad_output must have the shape of the forward output, \(5, 4\), got \(5, 3\)"):
+        layer.backward(np.ones((5, 3), np.float32))
+
+
+def test_load_state_dict_refuses_nan_naming_the_key_and_copies_nothing():
+    a, b = Sequential(Linear(3, 4, rng=0), Linear(4, 2, rng=1)), Sequential(Linear(3, 4, rng=2), Linear(4, 2, rng=3))
+    state = a.state_dict()
+    state["layers.1.bias"][1] = np.nan
+    before = b.state_dict()
+    with pytest.raises(ValueError, match=r"'layers.1.bias' holds 1 NaN or inf"):
+        b.load_state_dict(state)
+    for k, v in b.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
 def test_linear_keeps_leading_axes():
-    assert Linear(3, 5, rng=0).forward(np.zeros((2, 7, 3))).shape == (2, 7, 5)
+    assert Linear(3, 5, rng=0).forward(np.zeros((2, 7, 3), np.float32)).shape == (2, 7, 5)
 
 
 def test_linear_init_is_uniform_within_one_over_sqrt_fan_in():

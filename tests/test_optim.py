@@ -117,6 +117,17 @@ def test_ema_state_dict_round_trip():
     assert other.num_updates == 1
 
 
+def test_ema_and_optimiser_refuse_a_nan_state_naming_the_key():
+    model = Linear(2, 2, rng=0)
+    ema, opt = EMA(model, decay=0.9), Adam(model.parameters(), model.gradients())
+    ema_state, opt_state = ema.state_dict(), opt.state_dict()
+    ema_state["shadow.bias"][0], opt_state["v.weight"][0, 1] = np.nan, np.inf
+    with pytest.raises(ValueError, match=r"EMA.load_state_dict: 'shadow.bias' holds 1 NaN or inf"):
+        ema.load_state_dict(ema_state)
+    with pytest.raises(ValueError, match=r"Adam.load_state_dict: 'v.weight' holds 1 NaN or inf"):
+        opt.load_state_dict(opt_state)
+
+
 def _regression(seed=0, n=64):
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 1, (n, 2))

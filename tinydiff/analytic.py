@@ -20,7 +20,6 @@ U_k^T is inverted by a division, for any time and any dimension D.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp, softmax
 
 from tinydiff.diffusion import PREDICTION_TYPES, check_timesteps
 from tinydiff.processes import PREDICTIONS, check_prediction, from_x0_eps
@@ -32,8 +31,21 @@ __all__ = ["GaussianMixture", "GaussianMixtureDenoiser"]
 _LOG_2PI = np.log(2.0 * np.pi)
 
 
+def logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+    """log sum_k exp(a_k) = m + log sum_k exp(a_k - m), m = max_k a_k: no exp overflows (what scipy.special does)."""
+    m = np.max(a, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    return np.squeeze(m, axis) + np.log(np.sum(np.exp(a - m), axis=axis))
+
+
+def softmax(a: np.ndarray, axis: int) -> np.ndarray:
+    """exp(a_k - m) / sum_j exp(a_j - m), m = max_k a_k: probabilities without overflow (a_k = -inf gives 0)."""
+    e = np.exp(a - np.max(a, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
 class GaussianMixture:
-    """p(x) = sum_k weights[k] N(x; means[k], covs[k]).
+    """p(x) = sum_k weights[k] N(x; means[k], covs[k]): the data of the toy mixtures (``data.toy2d``) and of the tests.
 
     Args:
         weights: (K,) positive, summing to 1.  means: (K, D).  covs: (K, D, D) symmetric positive semi-definite

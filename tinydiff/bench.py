@@ -22,7 +22,7 @@ stops with an error if they differ by more than float32 round-off allows. The tw
 enough steps to last ~50 ms, and the table gives the median and min-max of the samples and the ratio of medians.
 
 Threads: ``--threads N`` gives BLAS N threads (threadpoolctl, if installed) and PyTorch N threads. tinydiff's Numba
-kernels are serial, so the two pools never fight (PERFORMANCE_NOTES.md, trap 1). OPENBLAS_CORETYPE and
+kernels are serial, so the two pools never fight (docs/performance.md, "Threads"). OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE are printed if set, never changed.
 """
 

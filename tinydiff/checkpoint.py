@@ -25,13 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from tinydiff import __version__
-from tinydiff.errors import TinydiffError
+from tinydiff.errors import CheckpointError  # noqa: F401  (defined in errors.py, re-exported here)
 
 CHECKPOINT_FORMAT = 1
-
-
-class CheckpointError(TinydiffError, ValueError):
-    """A checkpoint is missing, unreadable, corrupt or from an incompatible version."""
 
 
 # ---- grouping a flat dict by prefix ------------------------------------------------------------------------------

@@ -87,13 +87,10 @@ class NoiseSchedule:
         with np.errstate(divide="ignore"):
             self.snr = self.alphas_cumprod / (1.0 - self.alphas_cumprod)
             self.log_snr = np.log(self.snr)
-        # q(x_{t-1} | x_t, x_0) = N(coef_x0 * x0 + coef_xt * x_t, posterior_variance)   (Ho et al. 2020, eq. 6-7)
-        one_minus_ab = 1.0 - self.alphas_cumprod
-        self.posterior_variance = self.betas * (1.0 - self.alphas_cumprod_prev) / one_minus_ab
-        self.posterior_mean_coef_x0 = np.sqrt(self.alphas_cumprod_prev) * self.betas / one_minus_ab
-        self.posterior_mean_coef_xt = np.sqrt(self.alphas) * (1.0 - self.alphas_cumprod_prev) / one_minus_ab
+        # the variance of q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eq. 7); its mean is diffusion.q_posterior's
+        self.posterior_variance = self.betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
         for name in ("betas", "alphas", "alphas_cumprod", "alphas_cumprod_prev", "snr", "log_snr",
-                     "posterior_variance", "posterior_mean_coef_x0", "posterior_mean_coef_xt"):
+                     "posterior_variance"):
             getattr(self, name).setflags(write=False)  # a schedule is a value: nobody edits it in place
 
     # ---- derived views ---------------------------------------------------------------------------------------
@@ -147,8 +144,10 @@ class NoiseSchedule:
         ``scale_to_T=True`` (the default) multiplies both ends by 1000 / T, which keeps the sum of the betas, and so
         the terminal SNR, roughly the same for every T; betas are capped at 0.999. With ``scale_to_T=False`` the
         values are used as given, and a warning says when the chain does not end near noise (alpha_bar_{T-1} > 0.01).
+        ``beta_start`` and ``beta_end`` themselves must lie in (0, 1).
         """
         _check_T(T)
+        _check_open_unit("linear", beta_start=beta_start, beta_end=beta_end)
         scale = 1000.0 / T if scale_to_T else 1.0
         betas = np.linspace(beta_start * scale, beta_end * scale, T, dtype=np.float64)
         return _warn_if_not_noise(cls(np.minimum(betas, 0.999)), "linear")
@@ -162,6 +161,7 @@ class NoiseSchedule:
         (2023) proposed :meth:`rescale_zero_terminal_snr`.
         """
         _check_T(T)
+        _check_open_unit("scaled_linear", beta_start=beta_start, beta_end=beta_end)
         scale = 1000.0 / T if scale_to_T else 1.0
         betas = np.linspace(math.sqrt(beta_start * scale), math.sqrt(beta_end * scale), T, dtype=np.float64) ** 2
         return _warn_if_not_noise(cls(np.minimum(betas, 0.999)), "scaled_linear")
@@ -173,9 +173,13 @@ class NoiseSchedule:
             f(u) = cos^2( (u + s) / (1 + s) * pi/2 ),   alpha_bar(u) = f(u) / f(0),   u = t/T in [0, 1]
             beta_t = min(1 - alpha_bar((t+1)/T) / alpha_bar(t/T), max_beta)        for t = 0, ..., T-1
 
-        The offset ``s`` keeps beta_0 from being tiny; ``max_beta`` stops the last step from being a division by ~0.
+        The offset ``s`` >= 0 keeps beta_0 from being tiny; ``max_beta`` in (0, 1) stops the last step from being a
+        division by ~0.
         """
         _check_T(T)
+        if not (np.isfinite(s) and s >= 0):
+            raise ValueError(f"cosine: the offset s must be a finite number >= 0 (Nichol & Dhariwal use 0.008), got {s!r}")
+        _check_open_unit("cosine", max_beta=max_beta)
         ### BEGIN SOLUTION ex2_1: cosine schedule — return the schedule whose alpha_bar(u) = f(u) / f(0) (Nichol & Dhariwal eq. 17), using _betas_from_alpha_bar (chapter 2, 2 points)
         f = lambda u: np.cos((u + s) / (1.0 + s) * np.pi / 2) ** 2  # noqa: E731
         return cls(_betas_from_alpha_bar(lambda u: f(u) / f(0.0), T, max_beta))
@@ -189,8 +193,13 @@ class NoiseSchedule:
             v(z) = sigmoid(z / tau),   alpha_bar(u) = (v(end) - v(u (end - start) + start)) / (v(end) - v(start))
 
         then betas from consecutive ratios as in :meth:`cosine`. A larger ``tau`` makes it closer to linear in u.
+        Needs start < end and tau > 0.
         """
         _check_T(T)
+        if not (np.isfinite(start) and np.isfinite(end) and start < end and np.isfinite(tau) and tau > 0):
+            raise ValueError(f"sigmoid: need finite start < end and tau > 0 (Chen 2023 uses start=-3, end=3, tau=1), "
+                             f"got start={start!r}, end={end!r}, tau={tau!r}")
+        _check_open_unit("sigmoid", max_beta=max_beta)
         v = lambda z: 1.0 / (1.0 + np.exp(-z / tau))  # noqa: E731
         alpha_bar = lambda u: (v(end) - v(u * (end - start) + start)) / (v(end) - v(start))  # noqa: E731
         return cls(_betas_from_alpha_bar(alpha_bar, T, max_beta))
@@ -237,6 +246,14 @@ class NoiseSchedule:
 def _check_T(T) -> None:
     if not isinstance(T, (int, np.integer)) or isinstance(T, bool) or T < 1:
         raise ValueError(f"T (the number of diffusion steps) must be a positive integer, got {T!r}")
+
+
+def _check_open_unit(schedule: str, **values) -> None:
+    """Each value must be a number in (0, 1): a beta is a variance that adds some noise and keeps some signal."""
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not 0.0 < v < 1.0:
+            raise ValueError(f"{schedule}: {name} must be a number in (0, 1), got {v!r}. A beta is the variance one "
+                             "step adds: above 0 to add noise, below 1 to keep some signal.")
 
 
 def _betas_from_alpha_bar(alpha_bar, T: int, max_beta: float) -> np.ndarray:

@@ -140,6 +140,7 @@ class Trainer:
         self.num_classes = int(self.labels.max()) + 1 if self.labels is not None else 0
         self.schedule = config.make_schedule()
         self.model = make_model(config, self.x.shape, self.num_classes)
+        self.model.num_timesteps = self.schedule.T      # steps t >= T are refused (models.inputs)
         self.opt = AdamW(self.model.parameters(), self.model.gradients(), lr=config.lr,
                          weight_decay=config.weight_decay)
         self.ema = EMA(self.model, config.ema_decay)

@@ -224,6 +224,7 @@ def load_trained(path, use_ema: bool = True) -> TrainedDenoiser:
     except (KeyError, ValueError) as err:
         raise ckpt.CheckpointError(f"{path}: the weights do not fit the stored model configuration: {err}") from err
     network.eval()
+    network.num_timesteps = process.T              # steps t >= T are refused by the network (models.inputs)
     return TrainedDenoiser(
         network=network, process=process, prediction_type=config.prediction_type,
         standardizer=Standardizer.from_dict(ckpt.group(arrays, "standardizer")), config=config,

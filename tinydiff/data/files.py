@@ -9,6 +9,10 @@ This is what the CLI's ``--data moons|...|PATH.npy|PATH.csv`` calls.
 File formats:
 - ``.npy``: a 2D numeric array (N, D), saved with ``np.save``. Object arrays are refused (no pickle is ever loaded).
 - ``.csv``: comma-separated numbers, one point per line, D columns; an optional first line of column names is skipped.
+  UTF-8 with or without a byte-order mark (spreadsheet programs write one).
+
+Coordinates must be finite and below ``MAX_ABS`` in size: training standardises them, and the squares of larger
+values overflow float64 (their standard deviation would be inf, and the model useless).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from tinydiff.rng import make_rng
 
 EXTENSIONS = (".npy", ".csv")
 MIN_POINTS = 2  # fewer points than this cannot be standardised or split
+MAX_ABS = 1e150  # larger coordinates cannot be standardised: x^2 > 1e300 leaves float64's range (1.8e308) when summed
+CSV_ENCODING = "utf-8-sig"  # UTF-8 that drops a leading byte-order mark (else "\ufeff1.5" is not a number)
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -37,7 +43,7 @@ def _read_npy(path: Path) -> np.ndarray:
 
 def _csv_has_header(path: Path) -> bool:
     """True if the first non-empty line does not parse as comma-separated numbers (so it is a header)."""
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding=CSV_ENCODING, errors="replace") as f:
         for line in f:
             if line.strip():
                 try:
@@ -51,7 +57,7 @@ def _csv_has_header(path: Path) -> bool:
 def _read_csv(path: Path) -> np.ndarray:
     try:
         skip = 1 if _csv_has_header(path) else 0
-        return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
+        return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64, encoding=CSV_ENCODING)
     except (ValueError, UnicodeDecodeError) as err:
         raise DatasetError(
             f"{path}: could not parse as CSV numbers ({err}). Expected one point per line, D comma-separated "
@@ -65,7 +71,7 @@ def load_point_file(path, min_points: int = MIN_POINTS) -> np.ndarray:
     """Load an (N, D) point cloud (D >= 1) from ``path`` (.npy or .csv). Returns a float64 array (N, D).
 
     Raises DatasetError (a ValueError) with the reason and the fix when the file is missing, unreadable, not 2D,
-    not numeric, holds NaN or inf, or has fewer than ``min_points`` points.
+    not numeric, holds NaN or inf or values beyond ``MAX_ABS``, or has fewer than ``min_points`` points.
     """
     path = Path(path)
     ext = path.suffix.lower()
@@ -88,6 +94,13 @@ def load_point_file(path, min_points: int = MIN_POINTS) -> np.ndarray:
         raise DatasetError(
             f"{path}: {bad.sum()} non-finite value(s) (NaN or inf), first in row(s) {rows[:5].tolist()}; "
             "remove or fill those rows"
+        )
+    big = np.abs(x).max(initial=0.0)
+    if big > MAX_ABS:
+        raise DatasetError(
+            f"{path}: coordinates as large as {big:.3g}; tinydiff standardises the data, and values beyond "
+            f"{MAX_ABS:.0e} overflow (their standard deviation is inf). Rescale the points first, e.g. divide them by "
+            f"{10.0 ** np.floor(np.log10(big)):.0e}"
         )
     if len(x) < min_points:
         raise DatasetError(f"{path}: only {len(x)} point(s); need at least {min_points}")

@@ -37,7 +37,7 @@ from urllib.request import urlopen
 
 import numpy as np
 
-from tinydiff.errors import DatasetError
+from tinydiff.errors import ChecksumError, DatasetError, IDXFormatError, MNISTNotFoundError  # noqa: F401  (re-exported)
 
 IMAGE_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (N, rows, cols)
 LABEL_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (N,)
@@ -74,18 +74,6 @@ MIRRORS = {  # tried in order; each serves "<name>.gz"
     ],
 }
 KINDS = tuple(MIRRORS)
-
-
-class IDXFormatError(DatasetError):
-    """A file is not a valid IDX file (bad magic, truncated, extra bytes, corrupt gzip, wrong shape)."""
-
-
-class ChecksumError(DatasetError):
-    """A file parsed, but its SHA-256 is not the original's: corrupt or a different data set."""
-
-
-class MNISTNotFoundError(DatasetError, FileNotFoundError):
-    """The MNIST files are not on disk and could not be downloaded. The message says where to put them."""
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -16,11 +16,11 @@ Units: the sets live in roughly [-3, 3]^2. Training code standardises them with 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from tinydiff.analytic import GaussianMixture
 from tinydiff.errors import DatasetError
 from tinydiff.rng import make_rng
 
@@ -85,25 +85,7 @@ def circles(n, rng=None, radii=(1.0, 2.0), noise: float = 0.03, return_labels: b
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Gaussian mixtures: known parameters, so exact scores and denoisers exist
-
-
-@dataclass(frozen=True)
-class GaussianMixture:
-    """p(x) = sum_k weights[k] N(x; means[k], covs[k]).  means: (K, D), covs: (K, D, D), weights: (K,) summing to 1."""
-
-    means: np.ndarray
-    covs: np.ndarray
-    weights: np.ndarray
-
-    def sample(self, n, rng=None, return_labels: bool = False):
-        """Draw n points: a component k ~ Categorical(weights), then x = means[k] + L_k z with L_k L_k^T = covs[k]."""
-        n, rng = _check_n(n), make_rng(rng)
-        k = rng.choice(len(self.weights), size=n, p=self.weights).astype(np.int64)  # (n,)
-        chol = np.linalg.cholesky(self.covs)  # (K, D, D)
-        z = rng.standard_normal((n, self.means.shape[1]))  # (n, D)
-        x = self.means[k] + np.einsum("nij,nj->ni", chol[k], z)  # (n, D)
-        return (x, k) if return_labels else x
+# Gaussian mixtures: known parameters, so exact scores and denoisers exist (``analytic.GaussianMixture`` holds them)
 
 
 def _isotropic_mixture(means: np.ndarray, std: float) -> GaussianMixture:
@@ -124,12 +106,12 @@ MIXTURES: dict[str, GaussianMixture] = {"8gaussians": EIGHT_GAUSSIANS, "25gaussi
 
 def eight_gaussians(n, rng=None, return_labels: bool = False):
     """Eight Gaussians (std 0.1) on the circle of radius 2. Label k: the mode at angle k * 45 degrees."""
-    return EIGHT_GAUSSIANS.sample(n, rng, return_labels)
+    return EIGHT_GAUSSIANS.sample(_check_n(n), rng, return_labels)
 
 
 def twenty_five_gaussians(n, rng=None, return_labels: bool = False):
     """25 Gaussians (std 0.1) on the grid {-2..2}^2. Label k = 5 * i + j for the centre (i - 2, j - 2)."""
-    return TWENTY_FIVE_GAUSSIANS.sample(n, rng, return_labels)
+    return TWENTY_FIVE_GAUSSIANS.sample(_check_n(n), rng, return_labels)
 
 
 def gaussian_mixture_params(name: str) -> GaussianMixture:

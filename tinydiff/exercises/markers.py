@@ -23,6 +23,8 @@ import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tinydiff.errors import MarkerError  # noqa: F401  (defined in errors.py, re-exported here)
+
 # The marker words. Spelled out in pieces so that no line of *this* file is itself a marker.
 HASHES = "###"
 BEGIN_SOLUTION = HASHES + " BEGIN SOLUTION"
@@ -43,10 +45,6 @@ _CONTINUED = re.compile(rf"^(?P<id>{_ID})\b")
 SKIP_DIRS = {".git", "__pycache__", ".pytest_cache", ".hypothesis", "venv", ".venv", "build", "dist", "out", "runs",
              ".mypy_cache", ".ruff_cache", ".ipynb_checkpoints"}
 SKIP_PATHS = {("data", "mnist"), ("data", "fashion-mnist"), ("chapters", "out")}
-
-
-class MarkerError(ValueError):
-    """A marker problem, reported as ``file:line: what is wrong and how to fix it``."""
 
 
 @dataclass

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydiff.errors import TinydiffError
+from tinydiff.errors import ClassifierError  # noqa: F401  (defined in errors.py, re-exported here)
 from tinydiff.nn.activations import ReLU
 from tinydiff.nn.conv import AvgPool2d, Conv2d
 from tinydiff.nn.linear import Linear
@@ -38,10 +38,6 @@ CLASSIFIER_PATH = Path(__file__).resolve().parents[2] / "data" / "classifier" / 
 # SHA-256 of the shipped file's bytes (docs/mnist.md records how it was trained)
 CLASSIFIER_SHA256 = "0566c406b144ed42e22a93981e49eba48d5fe735298fc865d8117c93f9ecb629"
 RETRAIN = "python -m tinydiff train-classifier --out data/classifier/mnist_classifier.npz"
-
-
-class ClassifierError(TinydiffError, ValueError):
-    """The classifier's weights are missing, corrupt, or not the file whose digest tinydiff expects."""
 
 
 # ---- the network -------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from tinydiff.models.inputs import check_labels, check_timesteps
 from tinydiff.nn.activations import GELU
 from tinydiff.nn.kernels.activations import add_gelu_numba, gelu_backward_numba
 from tinydiff.nn.embeddings import Embedding, SinusoidalEmbedding
@@ -35,28 +36,34 @@ from tinydiff.nn.module import Module
 from tinydiff.rng import make_rng
 
 
-class ResidualBlock(Module):
-    """h + GELU(u), u = W h + b: (B, H) -> (B, H). Backward: dh = dy + W^T (GELU'(u) * dy) (the skip passes dy through).
+class MLPBlock(Module):
+    """The MLP's residual block: h + GELU(u), u = W h + b: (B, H) -> (B, H). Backward: dh = dy + W^T (GELU'(u) * dy)
+    (the skip passes dy through). Not ``nn.ResBlock``, the U-Net's convolutional block with an embedding.
 
     The add and the GELU run as one fused kernel (``add_gelu_numba``: one pass over the activations, not two).
     Cache: u (the linear layer caches h)."""
 
     def __init__(self, width: int, rng=None, dtype=np.float32):
         super().__init__()
+        self.dtype = np.dtype(dtype)
         self.linear = Linear(width, width, rng=rng, dtype=dtype)
         self._u = None
 
     def forward(self, h):
+        h = self.check_dtype(h, "h")                                          # the dtype rule (nn.module)
         self._u = self.linear.forward(h)                                      # u = W h + b        (B, H)
-        return add_gelu_numba(np.asarray(h, dtype=self._u.dtype), self._u)    # h + GELU(u)        (B, H)
+        return add_gelu_numba(h, self._u)                                     # h + GELU(u)        (B, H)
 
     def backward(self, grad_output):
         if self._u is None:
-            raise RuntimeError("ResidualBlock.backward called before forward")
+            raise RuntimeError("MLPBlock.backward called before forward")
         dy = np.ascontiguousarray(grad_output, dtype=self._u.dtype)
         dh = self.linear.backward(gelu_backward_numba(self._u, dy))           # W^T (GELU'(u) * dy)
         dh += dy                                                              # + dy, through the skip
         return dh
+
+
+ResidualBlock = MLPBlock  # its old name
 
 
 class FourierFeatures(Module):
@@ -80,7 +87,7 @@ class FourierFeatures(Module):
         self._sin = None
 
     def forward(self, x):
-        x = np.asarray(x, dtype=self.dtype)
+        x = self.check_dtype(x)                                                         # the dtype rule (nn.module)
         args = (self.scale * x)[:, :, None] * self.freqs                                # (B, D, half)
         self._sin, self._cos = np.sin(args), np.cos(args)
         return np.concatenate([self._sin, self._cos], axis=2).reshape(len(x), -1)       # (B, D E)
@@ -119,12 +126,16 @@ class MLPDenoiser(Module):
     dim, width, n_blocks, emb_dim, coord_scale, num_classes). ``coord_scale`` s multiplies coordinates before their
     sinusoids (data are standardised, so s sets the finest detail the features resolve: frequencies s f_j run from s
     down to s / 10000). ``rng``: seed or Generator for the initial weights. ``dtype``: float32 to train, float64 for
-    gradient checks.
+    gradient checks. ``num_timesteps``: T of the schedule it is trained on, if known: steps t >= T are then refused
+    (models.inputs).
+
+    Points of another float dtype (samplers pass float64) are cast to ``dtype``; backward returns dL/dx in their dtype.
     """
 
     kind = "mlp"              # the key of tinydiff.models.MODELS (stored in checkpoints beside the config)
 
-    def __init__(self, config: MLPConfig | None = None, rng=0, dtype=np.float32, **fields):
+    def __init__(self, config: MLPConfig | None = None, rng=0, dtype=np.float32, num_timesteps: int | None = None,
+                 **fields):
         super().__init__()
         if config is not None and fields:
             raise TypeError("MLPDenoiser: pass either an MLPConfig or keyword fields, not both")
@@ -135,7 +146,7 @@ class MLPDenoiser(Module):
         self.dim, self.dtype, self.coord_scale = dim, np.dtype(dtype), float(coord_scale)
         self.cfg = cfg
         self.config = asdict(cfg)  # plain dict, saved in checkpoints
-        self.num_classes, self.null_label = num_classes, num_classes
+        self.num_classes, self.null_label, self.num_timesteps = num_classes, num_classes, num_timesteps
         self.x_embed = FourierFeatures(emb_dim, coord_scale, dtype=dtype)
         self.t_embed = SinusoidalEmbedding(emb_dim, dtype=dtype)
         self._t_table = np.zeros((0, emb_dim), dtype=dtype)
@@ -143,29 +154,19 @@ class MLPDenoiser(Module):
         n_in = emb_dim * (dim + 1 + (1 if num_classes else 0))
         self.input = Linear(n_in, width, rng=rng, dtype=dtype)
         self.input_act = GELU()
-        self.blocks = [ResidualBlock(width, rng=rng, dtype=dtype) for _ in range(n_blocks)]
+        self.blocks = [MLPBlock(width, rng=rng, dtype=dtype) for _ in range(n_blocks)]
         self.output = Linear(width, dim, rng=rng, dtype=dtype)
 
     # ---- forward ------------------------------------------------------------------------------------------------
     def _check(self, x, t, y):
+        """The model's boundary: x (B, D) cast to the model's dtype; t and y checked by ``models.inputs``."""
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"MLPDenoiser(dim={self.dim}): expected points x of shape (B, {self.dim}), got {x.shape}")
-        t = np.asarray(t)
-        if t.ndim == 0:
-            t = np.full(len(x), int(t), dtype=np.int64)
-        if t.shape != (len(x),) or t.dtype.kind not in "iu":
-            raise ValueError(f"MLPDenoiser: expected integer time steps t of shape ({len(x)},), "
-                             f"got {t.dtype} {t.shape}")
-        if t.size and t.min() < 0:
-            raise ValueError(f"MLPDenoiser: time steps must be >= 0, got {t.min()}")
-        if y is not None and not self.num_classes:
-            raise ValueError("MLPDenoiser: got labels y but the model is unconditional; build it with num_classes=K")
-        if self.num_classes:
-            y = np.full(len(x), self.null_label, dtype=np.int64) if y is None else np.asarray(y)
-            if y.shape != (len(x),):
-                raise ValueError(f"MLPDenoiser: expected labels y of shape ({len(x)},), got {y.shape}")
-        return x, t, y
+        t = check_timesteps("MLPDenoiser", t, len(x), self.num_timesteps)
+        y = check_labels("MLPDenoiser", y, len(x), self.num_classes, self.null_label)
+        self._x_dtype = x.dtype
+        return x.astype(self.dtype, copy=False), t, y
 
     def forward(self, x, t, y=None):
         x, t, y = self._check(x, t, y)
@@ -175,7 +176,6 @@ class MLPDenoiser(Module):
         h = self.input_act.forward(self.input.forward(np.concatenate(feats, axis=1)))        # (B, H)
         for block in self.blocks:
             h = block.forward(h)
-        self._x_dtype = x.dtype
         return self.output.forward(h)                                                          # (B, D)
 
     def __call__(self, x, t, y=None):

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from tinydiff.models.inputs import check_labels, check_timesteps
 from tinydiff.nn.activations import SiLU
 from tinydiff.nn.attention import SelfAttention2d
 from tinydiff.nn.blocks import ResBlock
@@ -81,12 +82,15 @@ class UNet(Module):
 
     H and W must be divisible by 2^(levels - 1) (28 with three levels: 28 -> 14 -> 7). Build with ``UNet(UNetConfig(
     ...))`` or ``UNet(**fields)``; ``rng`` seeds the initial weights, ``dtype`` is float32 to train, float64 for
-    gradient checks. Inputs of another float dtype (the samplers pass float64 noise) are cast to ``dtype``.
+    gradient checks. Inputs of another float dtype (the samplers pass float64 noise) are cast to ``dtype``, and backward
+    returns dL/dx in their dtype. ``num_timesteps``: T of the schedule it is trained on, if known (steps t >= T are then
+    refused; ``models.inputs``).
     """
 
     kind = "unet"             # the key of tinydiff.models.MODELS (stored in checkpoints beside the config)
 
-    def __init__(self, config: UNetConfig | None = None, rng=0, dtype=np.float32, **fields):
+    def __init__(self, config: UNetConfig | None = None, rng=0, dtype=np.float32, num_timesteps: int | None = None,
+                 **fields):
         super().__init__()
         cfg = config if config is not None else UNetConfig(**fields)
         if config is not None and fields:
@@ -94,7 +98,7 @@ class UNet(Module):
         rng = make_rng(rng)
         self.cfg, self.dtype = cfg, np.dtype(dtype)
         self.config = asdict(cfg)  # plain dict, saved in checkpoints
-        self.num_classes, self.null_label = cfg.num_classes, cfg.num_classes
+        self.num_classes, self.null_label, self.num_timesteps = cfg.num_classes, cfg.num_classes, num_timesteps
         self.sample_shape = (cfg.in_channels, cfg.image_size, cfg.image_size)   # samplers draw (B, *sample_shape)
         chans, E, G = cfg.channels, cfg.emb_dim, cfg.num_groups
         kw = dict(rng=rng, dtype=dtype)
@@ -140,20 +144,9 @@ class UNet(Module):
         if x.shape[2] % 2**n_down or x.shape[3] % 2**n_down:
             raise ValueError(f"UNet with {n_down + 1} levels needs H and W divisible by {2**n_down}, got "
                              f"{x.shape[2]}x{x.shape[3]}: pad the images or use fewer channel_mults")
-        t = np.asarray(t)
-        if t.ndim == 0:
-            t = np.full(len(x), int(t), dtype=np.int64)
-        if t.shape != (len(x),) or t.dtype.kind not in "iu":
-            raise ValueError(f"UNet: expected integer time steps t of shape ({len(x)},), got {t.dtype} {t.shape}")
-        if y is not None and not self.num_classes:
-            raise ValueError("UNet: got labels y but the model is unconditional; build it with num_classes=10")
-        if self.num_classes:
-            y = np.full(len(x), self.null_label, dtype=np.int64) if y is None else np.asarray(y)
-            if y.ndim == 0:
-                y = np.full(len(x), int(y), dtype=np.int64)
-            if y.shape != (len(x),):
-                raise ValueError(f"UNet: expected labels y of shape ({len(x)},), got {y.shape}")
-        return np.ascontiguousarray(x, dtype=self.dtype), t, y
+        t = check_timesteps("UNet", t, len(x), self.num_timesteps)
+        y = check_labels("UNet", y, len(x), self.num_classes, self.null_label)
+        return np.ascontiguousarray(x, dtype=self.dtype), t, y    # the model's boundary: cast (nn.module's dtype rule)
 
     # ---- forward --------------------------------------------------------------------------------------------------
     def forward(self, x, t, y=None):

@@ -41,7 +41,7 @@ class SelfAttention2d(Module):
         if num_heads < 1 or channels % num_heads:
             raise ValueError(f"SelfAttention2d: channels ({channels}) must be divisible by num_heads ({num_heads})")
         rng = make_rng(rng)
-        self.channels, self.num_heads = channels, num_heads
+        self.channels, self.num_heads, self.dtype = channels, num_heads, np.dtype(dtype)
         self.norm = GroupNorm(num_groups or gcd(32, channels), channels, dtype=dtype)
         self.qkv = Conv2d(channels, 3 * channels, 1, rng=rng, dtype=dtype)
         self.proj = Conv2d(channels, channels, 1, rng=rng, dtype=dtype)
@@ -49,6 +49,7 @@ class SelfAttention2d(Module):
 
     def forward(self, x):
         check_image(f"SelfAttention2d({self.channels})", x, self.channels)
+        x = self.check_dtype(x)                                   # here, so that a mismatch names SelfAttention2d
         B, C, H, W = x.shape
         nh, d, N = self.num_heads, C // self.num_heads, H * W
         qkv = self.qkv.forward(self.norm.forward(x)).reshape(B, 3, nh, d, N)   # (B, 3, heads, d, N)

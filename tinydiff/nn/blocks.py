@@ -36,7 +36,7 @@ class ResBlock(Module):
                  rng=None, dtype=np.float32):
         super().__init__()
         rng = make_rng(rng)
-        self.in_ch, self.out_ch, self.emb_dim = in_ch, out_ch, emb_dim
+        self.in_ch, self.out_ch, self.emb_dim, self.dtype = in_ch, out_ch, emb_dim, np.dtype(dtype)
         self.norm1 = GroupNorm(num_groups, in_ch, dtype=dtype)
         self.act1 = SiLU()
         self.conv1 = Conv2d(in_ch, out_ch, 3, padding=1, rng=rng, dtype=dtype)
@@ -53,6 +53,7 @@ class ResBlock(Module):
         if np.ndim(emb) != 2 or np.shape(emb) != (x.shape[0], self.emb_dim):
             raise ValueError(f"ResBlock: emb must have shape (B, emb_dim) = ({x.shape[0]}, {self.emb_dim}), "
                              f"got {np.shape(emb)}")
+        x, emb = self.check_dtype(x), self.check_dtype(emb, "emb")   # here, so that a mismatch names the ResBlock
         h = self.conv1.forward(self.act1.forward(self.norm1.forward(x)))   # (B, C_out, H, W)
         st = self.emb_proj.forward(self.emb_act.forward(emb))              # (B, 2 C_out)
         s = st[:, :self.out_ch, None, None]                                 # (B, C_out, 1, 1)

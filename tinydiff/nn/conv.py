@@ -24,8 +24,9 @@ from tinydiff.nn.module import Module
 from tinydiff.rng import make_rng
 
 
-def check_image(layer: str, x, channels: int | None = None, dtype=None) -> None:
-    """Raise a clear error unless ``x`` is a (B, C, H, W) array with ``channels`` channels and ``dtype``."""
+def check_image(layer: str, x, channels: int | None = None) -> None:
+    """Raise a clear error unless ``x`` is a (B, C, H, W) array with ``channels`` channels (layers then check its
+    dtype with ``Module.check_dtype``)."""
     if not isinstance(x, np.ndarray) or x.ndim != 4:
         shape = getattr(x, "shape", type(x).__name__)
         raise ValueError(
@@ -36,11 +37,6 @@ def check_image(layer: str, x, channels: int | None = None, dtype=None) -> None:
         raise ValueError(
             f"{layer} expects {channels} input channels but x has shape {x.shape} ({x.shape[1]} channels). "
             "Is the batch in (B, H, W, C) order? Use x.transpose(0, 3, 1, 2)."
-        )
-    if dtype is not None and x.dtype != dtype:
-        raise TypeError(
-            f"{layer} has {np.dtype(dtype).name} parameters but x is {x.dtype.name}. "
-            f"Cast the input with x.astype(np.{np.dtype(dtype).name}), or build the layer with dtype=np.{x.dtype.name}."
         )
 
 
@@ -61,7 +57,7 @@ class Conv2d(Module):
                 f"Conv2d needs positive channels, kernel size and stride and padding >= 0, got in_channels="
                 f"{in_channels}, out_channels={out_channels}, kernel_size={kernel_size}, stride={stride}, padding={padding}"
             )
-        self.in_channels, self.out_channels = in_channels, out_channels
+        self.in_channels, self.out_channels, self.dtype = in_channels, out_channels, np.dtype(dtype)
         self.kernel_size, self.stride, self.padding = (kh, kw), stride, padding
         rng = make_rng(rng)
         fan_in = in_channels * kh * kw
@@ -79,7 +75,8 @@ class Conv2d(Module):
 
     def forward(self, x):
         w, b = self.params["weight"], self.params["bias"]
-        check_image("Conv2d", x, self.in_channels, w.dtype)
+        check_image("Conv2d", x, self.in_channels)
+        x = self.check_dtype(x)
         B, O, Ho, Wo = self.output_shape(x.shape)
         if Ho < 1 or Wo < 1:
             raise ValueError(

@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from tinydiff.errors import DtypeError
 from tinydiff.nn.init import normal
 from tinydiff.nn.module import Module
 
@@ -43,7 +44,7 @@ class Embedding(Module):
     def forward(self, idx):
         idx = np.asarray(idx)
         if idx.dtype.kind not in "iu":
-            raise TypeError(f"Embedding: indices must be integers, got {idx.dtype}. Use idx.astype(np.int64).")
+            raise DtypeError(f"Embedding: indices must be integers, got {idx.dtype}. Use idx.astype(np.int64).")
         if idx.size and (idx.min() < 0 or idx.max() >= self.num):
             raise IndexError(f"Embedding({self.num}, {self.dim}): indices must lie in [0, {self.num}), "
                              f"got min {idx.min()} and max {idx.max()}")
@@ -64,7 +65,7 @@ class Embedding(Module):
 
 
 class SinusoidalEmbedding(Module):
-    """t: (B,) integer or float time steps -> (B, dim) sinusoids (no parameters). Output in ``dtype``.
+    """t: (B,) integer or float time steps (float t in ``dtype``) -> (B, dim) sinusoids in ``dtype`` (no parameters).
 
     Backward returns dL/dt, shape (B,), for float t, and None for integer t (document: time step indices are not
     differentiable). Cache: t, and the arguments t f_j.
@@ -85,6 +86,8 @@ class SinusoidalEmbedding(Module):
         if t.ndim != 1:
             raise ValueError(f"SinusoidalEmbedding: expected time steps of shape (B,), got {t.shape}. "
                              "Pass one step per sample, e.g. t = np.full(B, 10).")
+        if t.dtype.kind == "f":
+            t = self.check_dtype(t, "t")                                  # float steps: in the layer's dtype
         self._t = t
         ### BEGIN SOLUTION ex6_1: sinusoidal embedding — set self._args = t f_j (B, half) and emb = [sin(args), cos(args)] (B, 2 half) (chapter 6, 2 points)
         self._args = t.astype(np.float64)[:, None] * self.freqs[None, :]          # (B, half)

@@ -23,8 +23,8 @@ from tinydiff.rng import make_rng
 class Linear(Module):
     """y = x W^T + b over the last axis. Weights and bias start from U(-1/sqrt(in), 1/sqrt(in)) drawn from ``rng``.
 
-    Inputs are cast to the layer's ``dtype`` (float32 for training, float64 for gradient checks), so a float32 layer
-    returns float32. Cache: the input, flattened to (N, in).
+    Inputs must be in the layer's ``dtype`` (float32 for training, float64 for gradient checks; the dtype rule of
+    ``nn.module``), and so is the output. Cache: the input, flattened to (N, in).
     """
 
     def __init__(self, in_features: int, out_features: int, rng=None, dtype=np.float32, bias: bool = True):
@@ -38,12 +38,13 @@ class Linear(Module):
         self._x = None
 
     def forward(self, x):
-        x = np.asarray(x, dtype=self.dtype)
+        x = np.asarray(x)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"Linear({self.in_features}, {self.out_features}): expected input of shape (..., {self.in_features}), "
                 f"got {x.shape}. The last axis holds the features."
             )
+        x = self.check_dtype(x)
         self._lead = x.shape[:-1]
         self._x = x.reshape(-1, self.in_features)                        # (N, in)
         y = self._x @ self.params["weight"].T                            # (N, out)
@@ -56,7 +57,13 @@ class Linear(Module):
         and skips dx = dy W, which costs as much as dL/dW: a first layer whose input is data needs no dx."""
         if self._x is None:
             raise RuntimeError("Linear.backward called before forward")
-        dy = np.asarray(grad_output, dtype=self.dtype).reshape(-1, self.out_features)  # (N, out)
+        dy = np.asarray(grad_output, dtype=self.dtype)
+        if dy.shape != (*self._lead, self.out_features):
+            raise ValueError(
+                f"Linear({self.in_features}, {self.out_features}).backward: grad_output must have the shape of the "
+                f"forward output, {(*self._lead, self.out_features)}, got {dy.shape}"
+            )
+        dy = dy.reshape(-1, self.out_features)                                         # (N, out)
         ### BEGIN SOLUTION ex4_1: Linear backward — fill self.grads["weight"] and self.grads["bias"] in place and compute dx (N, in) (chapter 4, 2 points)
         self.grads["weight"][...] = dy.T @ self._x                       # (out, in)
         if self.use_bias:

@@ -17,6 +17,21 @@ Conventions (every layer follows them):
   that an optimiser holds stay valid.
 - ``load_state_dict`` copies values into the existing arrays for the same reason.
 - Parameters are created in ``dtype`` (float32 for training, float64 for gradient checks).
+
+The dtype rule (one for every layer):
+
+- A layer computes in one float dtype: its parameters' (or its ``dtype`` for a layer without parameters, such as
+  ``SinusoidalEmbedding``). A float array of another precision going into ``forward`` raises ``DtypeError`` (a
+  ``TypeError``) that names the layer the caller called, not one inside it, and says how to fix it: cast with
+  ``x.astype(np.float32)`` or build the layer with ``dtype=np.float64``. Nothing is cast silently, so a float64
+  gradient check can never run in float32 by accident, nor a float32 model quietly in float64. Arrays without a
+  precision of their own (integers, booleans, Python lists) are converted to the layer's dtype.
+- Composite layers (``Sequential``, ``ResBlock``, ``SelfAttention2d``) check at their entry, so the error names them,
+  not the GroupNorm inside: a new layer starts its ``forward`` with ``x = self.check_dtype(x)``.
+- Parameter-free layers (activations, ``Dropout``, ``Upsample``, ``AvgPool2d``) keep the input's float dtype.
+- ``backward`` converts dL/dy to the layer's dtype (a loss may hand back float64 for a float32 output).
+- Models (``MLPDenoiser``, ``UNet``, ``MNISTClassifier``) are the user-facing objects: they *cast* their inputs at
+  their boundary (samplers pass float64 x_t to float32 networks); the denoisers return dL/dx in the input's dtype.
 """
 
 from __future__ import annotations
@@ -24,6 +39,8 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
+
+from tinydiff.errors import DtypeError
 
 
 class Module:
@@ -81,6 +98,35 @@ class Module:
         """Qualified name -> live gradient array (same keys and shapes as ``parameters()``), from the last backward."""
         return self._named("grads")
 
+    def compute_dtype(self) -> np.dtype | None:
+        """The float dtype this module computes in: its ``dtype`` attribute, else its (first) parameter's; None for a
+        parameter-free layer, which keeps its input's dtype."""
+        dtype = getattr(self, "dtype", None)
+        if dtype is not None:
+            return np.dtype(dtype)
+        for m in self.modules():
+            for p in m.params.values():
+                return p.dtype
+        return None
+
+    def check_dtype(self, x, name: str = "x", convert: bool = True) -> np.ndarray:
+        """``x`` as an array in this module's dtype, under the dtype rule (module docstring): a float array of another
+        precision raises DtypeError naming this module; integers, booleans, lists and Python numbers are converted
+        (``convert=False`` leaves them alone: a Sequential may start with an Embedding, which takes integer indices)."""
+        dtype = self.compute_dtype()
+        typed = isinstance(x, np.ndarray)           # a list or a Python number has no precision of its own
+        x = np.asarray(x)
+        if dtype is None or x.dtype == dtype:
+            return x
+        if typed and x.dtype.kind in "fc":
+            layer = type(self).__name__
+            what = f"has {dtype.name} parameters" if self.parameters() else f"computes in {dtype.name}"
+            raise DtypeError(
+                f"{layer} {what} but {name} is {x.dtype.name}. Cast the input with "
+                f"{name}.astype(np.{dtype.name}), or build the {layer} with dtype=np.{x.dtype.name}."
+            )
+        return x.astype(dtype) if convert else x
+
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters().values())
 
@@ -90,7 +136,8 @@ class Module:
         return {k: v.copy() for k, v in self.parameters().items()}
 
     def load_state_dict(self, state: dict[str, np.ndarray], strict: bool = True) -> None:
-        """Copy ``state`` into the live parameter arrays. Shapes must match; with ``strict`` the keys must too."""
+        """Copy ``state`` into the live parameter arrays. Shapes must match and values be finite (no NaN or inf);
+        with ``strict`` the keys must match too. Nothing is copied unless every entry passes."""
         params = self.parameters()
         missing = sorted(set(params) - set(state))
         unexpected = sorted(set(state) - set(params))
@@ -101,16 +148,17 @@ class Module:
                 f"unexpected: {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}). "
                 "Was the checkpoint saved from a model with a different configuration?"
             )
-        for name, p in params.items():
-            if name not in state:
-                continue
-            value = np.asarray(state[name])
-            if value.shape != p.shape:
+        values = {name: np.asarray(state[name]) for name in params if name in state}
+        for name, value in values.items():                      # check everything before copying anything
+            if value.shape != params[name].shape:
                 raise ValueError(
-                    f"{type(self).__name__}.load_state_dict: '{name}' has shape {value.shape} in the state dict "
-                    f"but {p.shape} in the model. Was the checkpoint saved from a model with a different configuration?"
+                    f"{type(self).__name__}.load_state_dict: '{name}' has shape {value.shape} in the state dict but "
+                    f"{params[name].shape} in the model. Was the checkpoint saved from a model with a different "
+                    "configuration?"
                 )
-            p[...] = value
+        check_finite_state(f"{type(self).__name__}.load_state_dict", values)
+        for name, value in values.items():
+            params[name][...] = value
 
     # ---- modes -----------------------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "Module":
@@ -136,6 +184,16 @@ class Module:
         return ", ".join(f"{k}={tuple(v.shape)}" for k, v in self.params.items())
 
 
+def check_finite_state(where: str, state: dict[str, np.ndarray]) -> None:
+    """Raise ValueError naming the first entry of ``state`` that holds NaN or inf (weights, EMA or optimiser state
+    from a run that diverged, or a corrupt file: loaded, they would make every output NaN)."""
+    for name, value in state.items():
+        value = np.asarray(value)
+        if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
+            raise ValueError(f"{where}: '{name}' holds {value.size - np.isfinite(value).sum()} NaN or inf value(s): "
+                             "it comes from a run that diverged, or a corrupt file. Load an earlier checkpoint.")
+
+
 class Sequential(Module):
     """Apply modules in order: ``y = m_n(...m_2(m_1(x)))``; backward runs them in reverse."""
 
@@ -144,6 +202,7 @@ class Sequential(Module):
         self.layers = list(layers)
 
     def forward(self, x):
+        x = self.check_dtype(x, convert=False)      # here, so that a mismatch names the Sequential (module docstring)
         for layer in self.layers:
             x = layer.forward(x)
         return x

@@ -27,7 +27,7 @@ from tinydiff.nn.module import Module
 class LayerNorm(Module):
     """Normalise over the last axis (size ``dim``), then scale by ``weight`` and shift by ``bias``.
 
-    x: (..., dim) -> y: (..., dim). Cache: xhat and rstd. Inputs are cast to ``dtype``.
+    x: (..., dim) -> y: (..., dim), both in ``dtype`` (the dtype rule of ``nn.module``). Cache: xhat and rstd.
     """
 
     def __init__(self, dim: int, eps: float = 1e-5, dtype=np.float32):
@@ -38,9 +38,10 @@ class LayerNorm(Module):
         self._xhat = None
 
     def forward(self, x):
-        x = np.asarray(x, dtype=self.dtype)
+        x = np.asarray(x)
         if x.ndim == 0 or x.shape[-1] != self.dim:
             raise ValueError(f"LayerNorm({self.dim}): expected input of shape (..., {self.dim}), got {x.shape}")
+        x = self.check_dtype(x)
         mu = x.mean(axis=-1, keepdims=True)                              # (..., 1)
         xc = x - mu
         var = (xc * xc).mean(axis=-1, keepdims=True)                     # (..., 1)
@@ -94,8 +95,8 @@ class GroupNorm(Module):
         self._xhat = self._rstd = None
 
     def forward(self, x):
-        check_image(f"GroupNorm({self.num_groups}, {self.num_channels})", x, self.num_channels, self.dtype)
-        x = np.ascontiguousarray(x)
+        check_image(f"GroupNorm({self.num_groups}, {self.num_channels})", x, self.num_channels)
+        x = np.ascontiguousarray(self.check_dtype(x))
         y, self._xhat = np.empty_like(x), np.empty_like(x)
         self._rstd = np.empty((x.shape[0], self.num_groups), dtype=self.dtype)
         return groupnorm_forward(x, self.params["weight"], self.params["bias"], self.num_groups, self.eps,

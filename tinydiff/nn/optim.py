@@ -21,7 +21,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from tinydiff.nn.kernels.optim import adam_update_numba
-from tinydiff.nn.module import Module
+from tinydiff.nn.module import Module, check_finite_state
 
 
 class Optimizer:
@@ -55,6 +55,7 @@ class Optimizer:
             missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
             raise KeyError(f"{type(self).__name__}.load_state_dict: keys do not match (missing {missing[:4]}, "
                            f"unexpected {unexpected[:4]}): was it saved from another optimiser or model?")
+        check_finite_state(f"{type(self).__name__}.load_state_dict", state)
         self.step_count = int(state["step"])
         for b, bufs in self.state.items():
             for k, v in bufs.items():
@@ -193,9 +194,11 @@ class EMA:
         return out
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        for k, v in self.shadow.items():
+        for k in self.shadow:
             if f"shadow.{k}" not in state:
                 raise KeyError(f"EMA.load_state_dict: no 'shadow.{k}' in the state: was it saved for another model?")
+        check_finite_state("EMA.load_state_dict", state)
+        for k, v in self.shadow.items():
             v[...] = state[f"shadow.{k}"]
         self.num_updates = int(state["num_updates"])
         self.decay = float(state.get("decay", self.decay))

@@ -6,6 +6,6 @@ suffix, ``<op>_numba`` (fast) and ``<op>_ref`` (slow, obviously correct): for ex
 ``kernels/optim.py``. Tests check that each pair agrees in float32 and float64. Layers call the ``_numba`` version.
 
 Every kernel is ``@njit(cache=True)`` (a cold compile costs seconds; the cache makes the next process fast) and serial:
-BLAS already uses the cores, and two thread pools on two cores fight (see PERFORMANCE_NOTES.md).
+BLAS already uses the cores, and two thread pools on two cores fight (docs/performance.md, "Threads").
 To step through a kernel in a debugger, run with ``NUMBA_DISABLE_JIT=1``: the same code then runs as plain Python.
 """
