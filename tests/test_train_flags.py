@@ -46,7 +46,7 @@ def test_unset_flags_leave_the_defaults():
 
 
 @pytest.mark.parametrize("argv", [["--prediction-type", "eps"], ["--model", "transformer"], ["--steps", "0"],
-                                  ["--lr", "fast"]])
+                                  ["--lr", "fast"], ["--schedule", "cosin"], ["--schedule", "linear+zt"]])
 def test_a_bad_value_is_a_usage_error(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         parse("--data", "moons", *argv)
@@ -71,3 +71,12 @@ def test_help_does_not_import_numba_scipy_or_matplotlib():
     heavy = sorted(m for m in imported if m.split(".")[0] in ("numba", "scipy", "matplotlib", "llvmlite"))
     assert not heavy, f"`python -m tinydiff --help` imports {heavy[:5]}: import them inside the commands' run()"
     assert "usage: python -m tinydiff" in out.stdout
+
+
+@pytest.mark.parametrize("argv", [["--schedule", "linear", "--max-beta", "0.5"], ["--beta-end", "0.01"],
+                                  ["--data", "mnist", "--schedule", "cosine", "--beta-start", "1e-3"]])
+def test_a_schedule_setting_that_does_not_apply_is_a_clear_error(argv):
+    from tinydiff.config import ConfigError
+
+    with pytest.raises(ConfigError, match="schedule"):
+        config_from_args(parse("--data", "moons", *argv))

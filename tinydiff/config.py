@@ -16,7 +16,13 @@ from pathlib import Path
 
 from tinydiff.schedules import NoiseSchedule
 
+from tinydiff.errors import TinydiffError
+
 MODEL_KINDS = ("mlp", "unet")   # the keys of tinydiff.models.MODELS (tested to agree), without importing Numba
+
+
+class ConfigError(TinydiffError, ValueError):
+    """A setting that does not apply to the rest of the config (e.g. beta_end with the cosine schedule)."""
 
 
 # ---- configuration -----------------------------------------------------------------------------------------------
@@ -78,11 +84,13 @@ class TrainConfig:
         """The keyword arguments of ``NoiseSchedule.from_name`` this config sets (max_beta for cosine, beta_start
         and beta_end for the linear schedules)."""
         base = self.schedule.partition("+")[0]
+        given = {k: v for k, v in (("beta_start", self.beta_start), ("beta_end", self.beta_end)) if v is not None}
+        if given and base not in ("linear", "scaled_linear"):
+            raise ConfigError(f"{' and '.join(given)} set the linear and scaled_linear schedules, not {base!r}: "
+                              "drop them or pick --schedule linear")
         if base == "cosine":
             return {"max_beta": self.max_beta}
-        if base in ("linear", "scaled_linear"):
-            return {k: v for k, v in (("beta_start", self.beta_start), ("beta_end", self.beta_end)) if v is not None}
-        return {}
+        return given
 
     def make_schedule(self) -> NoiseSchedule:
         return NoiseSchedule.from_name(self.schedule, self.T, **self.schedule_kwargs())

@@ -22,6 +22,21 @@ POSITIVE = {"n_train", "T", "steps", "batch_size", "checkpoint_every", "log_ever
 TYPES = {"int": int, "float": float, "str": str, "float | None": float, "int | None": int}
 
 
+def schedule_name(text: str) -> str:
+    """argparse type: a schedule ``NoiseSchedule.from_name`` knows (its own check, so the two never disagree)."""
+    import warnings
+
+    from tinydiff.schedules import NoiseSchedule
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            NoiseSchedule.from_name(text, 1000)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
+
+
 def flag(name: str) -> str:
     """The command-line flag of a TrainConfig field: n_train -> --n-train (T stays --T)."""
     return "--" + name.replace("_", "-")
@@ -46,16 +61,20 @@ def add_arguments(p):
         if f.type == "bool":
             p.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
-            kind = positive_int if f.name in POSITIVE else TYPES[f.type]
+            kind = positive_int if f.name in POSITIVE else schedule_name if f.name == "schedule" else TYPES[f.type]
             p.add_argument(flag(f.name), type=kind, default=None, choices=choices.get(f.name), help=text)
 
 
 def config_from_args(args):
     """The TrainConfig a parsed `train` command asks for: the data set's defaults, then every flag given."""
-    from tinydiff.config import TrainConfig
+    from tinydiff.config import ConfigError, TrainConfig
 
     chosen = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
-    return TrainConfig.for_data(**chosen)
+    config = TrainConfig.for_data(**chosen)
+    if "max_beta" in chosen and config.schedule.partition("+")[0] != "cosine":
+        raise ConfigError(f"--max-beta caps the cosine schedule's betas; this run uses {config.schedule!r}")
+    config.schedule_kwargs()                               # beta_start / beta_end with a schedule they do not fit
+    return config
 
 
 def write_outputs(trainer, out: Path) -> None:
