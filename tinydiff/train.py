@@ -269,6 +269,7 @@ class Trainer:
 
         network = build_model(model_spec(self.model))
         network.load_state_dict(self.ema.shadow if use_ema else self.model.state_dict())
+        network.num_timesteps = self.schedule.T
         network.eval()
         return TrainedDenoiser(network=network, process=self.schedule, prediction_type=self.config.prediction_type,
                                standardizer=self.standardizer, config=self.config, step=self.step_count,
