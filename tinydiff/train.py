@@ -32,6 +32,7 @@ from tinydiff.data.toy2d import LABELLED, Standardizer, _normalise, is_dataset_n
 from tinydiff.diffusion import diffusion_loss, q_sample, sample_timesteps, training_target
 from tinydiff.errors import DatasetError, TinydiffError
 from tinydiff.models import build_model as build_network, model_from_spec, model_spec
+from tinydiff.models.mlp_step import MLPTrainStep
 from tinydiff.nn.optim import EMA, AdamW, clip_grad_norm, warmup_cosine_lr
 from tinydiff.schedules import NoiseSchedule
 
@@ -129,9 +130,12 @@ class TrainLog:
 
 # ---- the trainer -------------------------------------------------------------------------------------------------
 class Trainer:
-    """Holds the data, model, optimiser, EMA, Generator and log of one run; ``train()`` runs it to config.steps."""
+    """Holds the data, model, optimiser, EMA, Generator and log of one run; ``train()`` runs it to config.steps.
 
-    def __init__(self, config: TrainConfig, out_dir=None):
+    ``fast=False`` trains an MLP through its layers (model.forward / model.backward, clip_grad_norm, AdamW.step)
+    instead of the fused ``MLPTrainStep``: the same computation, for comparison and debugging."""
+
+    def __init__(self, config: TrainConfig, out_dir=None, fast: bool = True):
         self.config, self.out_dir = config, (Path(out_dir) if out_dir is not None else None)
         data_rng, self.rng = np.random.default_rng(config.seed).spawn(2)
         x, self.labels = load_training_data(config, data_rng)
@@ -143,6 +147,9 @@ class Trainer:
         self.model.num_timesteps = self.schedule.T      # steps t >= T are refused (models.inputs)
         self.opt = AdamW(self.model.parameters(), self.model.gradients(), lr=config.lr,
                          weight_decay=config.weight_decay)
+        # an unconditional MLP trains through the fused step (the same numbers in fewer passes; models/mlp_step.py); it
+        # moves the weights into one flat array, so it is built before the EMA takes references to them
+        self.fast_step = MLPTrainStep(self.model, self.opt) if fast and MLPTrainStep.supports(self.model) else None
         self.ema = EMA(self.model, config.ema_decay)
         self.log = TrainLog(config.loss_buckets)
         self.step_count = 0
@@ -159,6 +166,8 @@ class Trainer:
         if self.num_classes:
             y = np.where(rng.random(c.batch_size) < c.label_dropout, self.model.null_label, self.labels[idx])
         x_t = q_sample(self.schedule, x0, t, noise)
+        if self.fast_step is not None:
+            return self._fast_step(k, x0, t, noise, x_t)
         with np.errstate(over="ignore", invalid="ignore"):                       # divergence is caught just below
             out = self.model.forward(x_t, t, y)
             try:
@@ -171,10 +180,28 @@ class Trainer:
             raise self._diverged(k, "the loss" if not math.isfinite(loss) else "the gradient norm")
         self.opt.lr = warmup_cosine_lr(k, c.lr, c.warmup_steps, c.steps, c.min_lr)
         self.opt.step()
+        target = training_target(self.schedule, x0, t, noise, c.prediction_type)
+        return self._finish_step(k, loss, out, target, t)
+
+    def _fast_step(self, k, x0, t, noise, x_t) -> float:
+        """The same step through the fused MLPTrainStep (it checks the norm before it updates anything)."""
+        c = self.config
+        target = training_target(self.schedule, x0, t, noise, c.prediction_type)
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss, out = self.fast_step.loss_and_gradients(x_t, t, target)
+            if not math.isfinite(loss):
+                raise self._diverged(k, "the model output")
+            norm = self.fast_step.clip_and_update(warmup_cosine_lr(k, c.lr, c.warmup_steps, c.steps, c.min_lr),
+                                                  c.grad_clip)
+        if not math.isfinite(norm):
+            raise self._diverged(k, "the gradient norm")
+        return self._finish_step(k, loss, out, target, t)
+
+    def _finish_step(self, k, loss, out, target, t) -> float:
+        """EMA, the loss log and the step count, after the optimiser step."""
         self.ema.update()
-        per_sample = np.square(out - training_target(self.schedule, x0, t, noise, c.prediction_type))
-        per_sample = per_sample.reshape(len(x0), -1).mean(axis=1)              # (B,)
-        self.log.record(k, loss, per_sample, t, self.schedule.T, c.log_every)
+        per_sample = np.square(out - target).reshape(len(out), -1).mean(axis=1)   # (B,)
+        self.log.record(k, loss, per_sample, t, self.schedule.T, self.config.log_every)
         self.step_count += 1
         return loss
 
