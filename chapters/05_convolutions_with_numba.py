@@ -65,7 +65,7 @@ import numpy as np
 from tinydiff import viz
 from tinydiff.nn import AvgPool2d, Conv2d, GroupNorm, Upsample, check_module
 from tinydiff.nn.kernels import conv as K
-from tinydiff.nn.kernels.bench_conv import bench_conv, bench_groupnorm, format_table
+from tinydiff.bench.conv import bench_conv, bench_groupnorm, format_table
 from tinydiff.threads import blas_info
 
 args = viz.chapter_args(5, "Chapter 5: convolutions and normalisation with Numba")  # --out DIR, --quick
@@ -196,7 +196,7 @@ save(fig, "groupnorm_statistics.png")
 # %% [markdown]
 # ## How fast? im2col + BLAS against direct loops and the NumPy reference
 #
-# The benchmark of `tinydiff/nn/kernels/bench_conv.py` on a 3x3, 32 -> 32 channel convolution of 28x28 images
+# The benchmark of `tinydiff/bench/conv.py` on a 3x3, 32 -> 32 channel convolution of 28x28 images
 # (batch 64 in the full run: 0.925 GFLOP per pass; batch 4 under --quick), float32. Each strategy is timed for the
 # forward pass and both backward passes; the first call (JIT compilation) is not timed. Numbers from the development
 # machine are in docs/performance.md. Figure: `conv_speed.png`.

@@ -44,7 +44,7 @@ def test_a_training_step_lowers_the_loss_on_a_fixed_batch():
 @pytest.mark.parametrize("make", [bench.make_mlp, bench.make_unet])
 def test_pytorch_copy_gives_the_same_loss_and_gradients(make):
     pytest.importorskip("torch")
-    from tinydiff import bench_torch
+    from tinydiff.bench import torch_models as bench_torch
 
     model = make(tiny=True)
     x, t, target = bench.make_batch(model, 3)
@@ -55,7 +55,7 @@ def test_pytorch_copy_gives_the_same_loss_and_gradients(make):
 
 def test_honesty_check_fails_when_the_networks_differ():
     pytest.importorskip("torch")
-    from tinydiff import bench_torch
+    from tinydiff.bench import torch_models as bench_torch
 
     model = bench.make_mlp(tiny=True)
     x, t, target = bench.make_batch(model, 3)

@@ -144,8 +144,8 @@ def test_groupnorm_kernels_match_reference(shape, groups, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("cfg", CONFIGS[:3])
 def test_nhwc_benchmark_kernels_match_reference(cfg, dtype):
-    # the NHWC alternatives measured in bench_conv.py compute the same convolution in another memory layout
-    from tinydiff.nn.kernels import bench_conv as N
+    # the NHWC alternatives measured in tinydiff/bench/conv.py compute the same convolution in another memory layout
+    from tinydiff.bench import conv as N
 
     x, w, b, dy = _problem(cfg, dtype)
     k, s, p = cfg[5], cfg[6], cfg[7]
@@ -165,7 +165,7 @@ def test_nhwc_benchmark_kernels_match_reference(cfg, dtype):
 
 
 def test_benchmark_runs_and_reports_every_pass():
-    from tinydiff.nn.kernels.bench_conv import bench_conv, format_table
+    from tinydiff.bench.conv import bench_conv, format_table
 
     rows = bench_conv(B=1, C=2, O=2, H=5, W=5, repeats=1, strategies=["im2col+BLAS NCHW", "numpy reference"])
     assert [r["pass"] for r in rows] == ["forward", "backward-input", "backward-weight"] * 2

@@ -1,6 +1,6 @@
 """``python -m tinydiff bench``: time tinydiff's training step and sampling, optionally beside PyTorch (``--vs-torch``).
 
-What each benchmark measures, and how the comparison is kept honest, is in ``tinydiff/bench.py``.
+What each benchmark measures, and how the comparison is kept honest, is in ``tinydiff/bench/`` (its ``__init__`` docstring maps the modules).
 """
 
 from __future__ import annotations

@@ -13,13 +13,9 @@ steps, and compare them with N held-out points (a fresh seed) and, as the floor,
 
 from __future__ import annotations
 
-import os
-import platform
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 from tinydiff.commands.common import positive_int, reports_errors
 from tinydiff.metrics.quality import DATASETS, HELDOUT_SEEDS
@@ -49,51 +45,16 @@ def add_arguments(p):
                    help="instead: time one training step at batch 256 and 1024 and show where the time goes")
 
 
-def profile_step(batch_sizes=(256, 1024), steps: int = 200) -> None:
-    """Time ``Trainer.step`` (1 BLAS thread, after 30 warm-up steps), then print the functions that take the most
-    time under cProfile (self time, as a share of the total)."""
-    import cProfile
-    import pstats
-
-    from tinydiff.threads import blas_threads
-
-    from tinydiff.train import TrainConfig, Trainer
-
-    for batch in batch_sizes:
-        trainer = Trainer(TrainConfig(data="moons", steps=10**6, batch_size=batch, n_train=5000))
-        with blas_threads(1):
-            for _ in range(30):
-                trainer.step()
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                trainer.step()
-            ms = (time.perf_counter() - t0) / steps * 1e3
-            profiler = cProfile.Profile()
-            profiler.enable()
-            for _ in range(steps):
-                trainer.step()
-            profiler.disable()
-        stats = pstats.Stats(profiler)
-        rows = sorted(((v[2], f"{Path(k[0]).name}:{k[2]}") for k, v in stats.stats.items()), reverse=True)[:10]
-        print(f"batch {batch}: {ms:.2f} ms per training step (without the profiler); self time under cProfile:")
-        for seconds, name in rows:
-            print(f"  {100 * seconds / stats.total_tt:5.1f}%  {name}")
-
-
-def machine() -> str:
-    from tinydiff.threads import blas_info
-
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, {blas_info()}; load average at the end {os.getloadavg()[0]:.1f}")
-
-
 @reports_errors
 def run(args):
+    from tinydiff.bench.machine import machine_summary
     from tinydiff.metrics.quality import evaluate, markdown_table, passes
     from tinydiff.train import TrainConfig, Trainer
 
     if args.profile:
-        profile_step()
+        from tinydiff.bench.profile import profile_train_step
+
+        profile_train_step()
         return 0
     rows = []
     for name in args.datasets:
@@ -124,6 +85,6 @@ def run(args):
         command = "python -m tinydiff " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else \
             "python -m tinydiff quality ..."
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(MARKDOWN_INTRO + f"Command: `{command}`\n\nMachine: {machine()}\n\n{table}\n")
+        args.markdown.write_text(MARKDOWN_INTRO + f"Command: `{command}`\n\nMachine: {machine_summary()}\n\n{table}\n")
         print(f"wrote {args.markdown}")
     return 0 if all(passes(r) for r in rows) else 1

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import functools
-import platform
 
 
 def add_arguments(p):
@@ -19,6 +18,7 @@ def add_arguments(p):
 
 
 def run(args):
+    from tinydiff.bench.machine import machine_summary
     from tinydiff.data.mnist import load_mnist_float
     from tinydiff.models.classifier import save_classifier, train_classifier
 
@@ -29,6 +29,6 @@ def run(args):
                                    log=functools.partial(print, flush=True))
     digest = save_classifier(model, args.out)
     print(f"test accuracy {hist['test_accuracy'][-1]:.4f} after {args.epochs} epochs in {hist['seconds']:.0f} s "
-          f"on {platform.machine()} ({platform.processor() or platform.platform()})")
+          f"on {machine_summary()}")
     print(f"wrote {args.out}\nsha256 {digest}")
     return 0

@@ -20,7 +20,7 @@ so that (1)-(4) become matrix products that BLAS runs near peak speed:
     dW2   = sum_b dy[b] @ cols[b]^T                                                                     (2')
     dcols[b] = W2^T @ dy[b],  dx = col2im(dcols)   (col2im adds each column back where it came from)    (4')
 
-Which strategy is fastest was measured, not assumed: see ``bench_conv.py`` and docs/performance.md ("Convolution").
+Which strategy is fastest was measured, not assumed: see ``tinydiff/bench/conv.py`` and docs/performance.md ("Convolution").
 Every Numba kernel here has a NumPy reference with the same signature (``*_reference``); tests/test_kernels_conv.py
 checks that they agree in float32 and float64. Set ``NUMBA_DISABLE_JIT=1`` to step through the kernels in a debugger.
 Kernels write into a preallocated output (last argument) and return it; they are serial (no prange), so they never

@@ -28,7 +28,7 @@ def copy_weights(td_model, module: nn.Module) -> None:
     ours = td_model.parameters()
     theirs = dict(module.named_parameters())
     if set(ours) != set(theirs):
-        raise KeyError(f"bench_torch: parameter names differ: only tinydiff {sorted(set(ours) - set(theirs))[:4]}, "
+        raise KeyError(f"torch_models: parameter names differ: only tinydiff {sorted(set(ours) - set(theirs))[:4]}, "
                        f"only PyTorch {sorted(set(theirs) - set(ours))[:4]}")
     with torch.no_grad():
         for k, p in theirs.items():
@@ -57,7 +57,7 @@ class TorchMLP(nn.Module):
     def __init__(self, m):
         super().__init__()
         if m.num_classes:
-            raise NotImplementedError("bench_torch: the PyTorch copy covers the unconditional MLPDenoiser only")
+            raise NotImplementedError("torch_models: the PyTorch copy covers the unconditional MLPDenoiser only")
         width = m.input.out_features
         self.scale = m.x_embed.scale
         self.register_buffer("x_freqs", torch.from_numpy(m.x_embed.freqs.astype(np.float32)))
@@ -125,7 +125,7 @@ class TorchUNet(nn.Module):
     def __init__(self, m):
         super().__init__()
         if m.num_classes:
-            raise NotImplementedError("bench_torch: the PyTorch copy covers the unconditional UNet only")
+            raise NotImplementedError("torch_models: the PyTorch copy covers the unconditional UNet only")
         self.R, self.levels = m.cfg.num_res_blocks, len(m.cfg.channel_mults)
         self.register_buffer("t_freqs", torch.from_numpy(m.t_embed.freqs))
         self.t_lin1 = nn.Linear(m.t_lin1.in_features, m.t_lin1.out_features)

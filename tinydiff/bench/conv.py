@@ -2,9 +2,9 @@
 
 Also times the GroupNorm kernels against their NumPy references (``bench_groupnorm``).
 
-    python -m tinydiff.nn.kernels.bench_conv                 # 3x3, 32->32 channels, 28x28, batch 64, float32
-    python -m tinydiff.nn.kernels.bench_conv --quick         # small sizes, seconds
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m tinydiff.nn.kernels.bench_conv --threads 1 2
+    python -m tinydiff.bench.conv                 # 3x3, 32->32 channels, 28x28, batch 64, float32
+    python -m tinydiff.bench.conv --quick         # small sizes, seconds
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m tinydiff.bench.conv --threads 1 2
 
 Strategies (the first three are the library's; the NHWC ones live only here, as the measured alternatives):
 
@@ -22,18 +22,19 @@ Numba kernels are serial; only BLAS uses ``--threads`` (threadpoolctl), so the t
 from __future__ import annotations
 
 import argparse
-import platform
-import time
 
 import numpy as np
 from numba import njit
 
+from tinydiff.bench.machine import machine_report
+from tinydiff.bench.timing import median_ms
 from tinydiff.nn.kernels import conv as K
-from tinydiff.threads import blas_info, blas_threads
+from tinydiff.nn.kernels.jit import FAST
+from tinydiff.threads import blas_threads
 
 
 # ---- the NHWC alternatives ---------------------------------------------------------------------------------------
-@njit(cache=True, fastmath={"reassoc", "contract"})
+@njit(**FAST)
 def im2col_nhwc(x, kh, kw, stride, padding, cols):
     """x: (B, H, W, C) -> cols: (B*Ho*Wo, kh*kw*C), cols[(b, m, n), (i, j, c)] = x[b, m s - p + i, n s - p + j, c]."""
     B, H, W, C = x.shape
@@ -54,7 +55,7 @@ def im2col_nhwc(x, kh, kw, stride, padding, cols):
     return cols
 
 
-@njit(cache=True, fastmath={"reassoc", "contract"})
+@njit(**FAST)
 def col2im_nhwc(cols, kh, kw, stride, padding, dx):
     """The adjoint of ``im2col_nhwc``: cols (B*Ho*Wo, kh*kw*C) -> dx (B, H, W, C)."""
     B, H, W, C = dx.shape
@@ -76,7 +77,7 @@ def col2im_nhwc(cols, kh, kw, stride, padding, dx):
     return dx
 
 
-@njit(cache=True, fastmath={"reassoc", "contract"})
+@njit(**FAST)
 def conv2d_forward_direct_nhwc(x, w, bias, stride, padding, y):
     """x: (B, H, W, C), w: (kh, kw, C, O), y: (B, Ho, Wo, O); innermost loop over the O output channels."""
     B, H, W, C = x.shape
@@ -102,7 +103,7 @@ def conv2d_forward_direct_nhwc(x, w, bias, stride, padding, y):
     return y
 
 
-@njit(cache=True, fastmath={"reassoc", "contract"})
+@njit(**FAST)
 def conv2d_backward_weight_direct_nhwc(dy, x, stride, padding, dw, dbias):
     """dw[i, j, c, o] = sum x[b, h, v, c] dy[b, m, n, o]; innermost loop over o."""
     B, H, W, C = x.shape
@@ -130,7 +131,7 @@ def conv2d_backward_weight_direct_nhwc(dy, x, stride, padding, dw, dbias):
     return dw, dbias
 
 
-@njit(cache=True, fastmath={"reassoc", "contract"})
+@njit(**FAST)
 def conv2d_backward_input_direct_nhwc(dy, w, stride, padding, dx):
     """dx[b, h, v, c] = sum_o w[i, j, c, o] dy[b, m, n, o]: a dot product over the contiguous o axis."""
     B, H, W, C = dx.shape
@@ -210,17 +211,6 @@ def _strategies(x, w, bias, dy, stride, padding):
     }
 
 
-def _time_ms(fn, repeats: int) -> float:
-    """Median wall time in ms over ``repeats`` calls, after one untimed call (JIT compile, page faults)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))
-
-
 def bench_conv(B=64, C=32, O=32, H=28, W=28, k=3, stride=1, padding=1, dtype=np.float32, repeats=5,
                threads=(1,), strategies=None, seed=0) -> list[dict]:
     """Time every strategy (or those named in ``strategies``) with BLAS limited to each count in ``threads``.
@@ -243,7 +233,7 @@ def bench_conv(B=64, C=32, O=32, H=28, W=28, k=3, stride=1, padding=1, dtype=np.
                 if strategies and name not in strategies:
                     continue
                 for pass_name, fn in zip(("forward", "backward-input", "backward-weight"), fns):
-                    ms = _time_ms(fn, repeats)
+                    ms = median_ms(fn, repeats)
                     rows.append({"strategy": name, "threads": n, "pass": pass_name, "ms": ms, "gflops": gflop / ms * 1e3})
     return rows
 
@@ -263,8 +253,8 @@ def bench_groupnorm(B=64, C=32, H=28, W=28, num_groups=8, dtype=np.float32, repe
     out = {}
     for name, fwd, bwd in [("numba", G.groupnorm_forward, G.groupnorm_backward),
                            ("numpy", G.groupnorm_forward_reference, G.groupnorm_backward_reference)]:
-        out[name] = (_time_ms(lambda: fwd(x, gamma, beta, num_groups, 1e-5, y, xhat, rstd), repeats),
-                     _time_ms(lambda: bwd(dy, xhat, rstd, gamma, num_groups, dx, dgamma, dbeta), repeats))
+        out[name] = (median_ms(lambda: fwd(x, gamma, beta, num_groups, 1e-5, y, xhat, rstd), repeats),
+                     median_ms(lambda: bwd(dy, xhat, rstd, gamma, num_groups, dx, dgamma, dbeta), repeats))
     return out
 
 
@@ -290,7 +280,7 @@ def main(argv=None) -> None:
     dtype = np.float64 if args.float64 else np.float32
     print(f"conv 3x3, 32->32 channels, 28x28, batch {B}, {np.dtype(dtype).name}; "
           f"{2 * B * 32 * 28 * 28 * 32 * 9 / 1e9:.3f} GFLOP per pass")
-    print(f"{platform.processor() or platform.machine()}, numpy {np.__version__}, {blas_info()}")
+    print("\n".join(machine_report()))
     print(format_table(bench_conv(B=B, dtype=dtype, repeats=repeats, threads=args.threads)))
     gn = bench_groupnorm(B=B, dtype=dtype, repeats=repeats)
     print(f"GroupNorm(8, 32) on ({B}, 32, 28, 28): forward / backward ms: numba {gn['numba'][0]:.2f} / "
