@@ -138,12 +138,12 @@ save(fig, "conv_filters.png")
 
 # %%
 crop = np.ascontiguousarray(digit[:, :, 10:18, 8:16])            # (1, 1, 8, 8)
-cols = K.im2col(crop, 3, 3, 1, 1, np.empty((1, 9, 64)))          # (B, C kh kw, Ho Wo)
+cols = K.im2col_numba(crop, 3, 3, 1, 1, np.empty((1, 9, 64)))          # (B, C kh kw, Ho Wo)
 as_matmul = (filters.reshape(3, 9) @ cols[0]).reshape(3, 8, 8)   # W2 @ cols
 print(f"W2 @ im2col(x) vs Conv2d: max difference {np.abs(as_matmul - conv(crop)[0]).max():.1e}")
 
 c = rng.standard_normal(cols.shape)                               # col2im is im2col's transpose:
-lhs, rhs = np.sum(cols * c), np.sum(crop * K.col2im(c, 3, 3, 1, 1, np.empty_like(crop)))
+lhs, rhs = np.sum(cols * c), np.sum(crop * K.col2im_numba(c, 3, 3, 1, 1, np.empty_like(crop)))
 print(f"<im2col(x), c> = {lhs:.6f}, <x, col2im(c)> = {rhs:.6f}")
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 2.6), gridspec_kw={"width_ratios": [1, 5]})

@@ -5,10 +5,10 @@ import pytest
 
 from tinydiff.nn.kernels import conv as K
 from tinydiff.nn.kernels.groupnorm import (
-    groupnorm_backward,
-    groupnorm_backward_reference,
-    groupnorm_forward,
-    groupnorm_forward_reference,
+    groupnorm_backward_numba,
+    groupnorm_backward_ref,
+    groupnorm_forward_numba,
+    groupnorm_forward_ref,
 )
 
 # (B, C, O, H, W, k, stride, padding): square and non-square images, 1x1 and 3x3 kernels, stride 2, odd sizes
@@ -45,12 +45,12 @@ def test_im2col_and_col2im_match_reference(cfg, dtype):
     k, s, p = cfg[5], cfg[6], cfg[7]
     shape = (x.shape[0], x.shape[1] * k * k, dy.shape[2] * dy.shape[3])
     cols, cols_ref = np.empty(shape, dtype), np.empty(shape, dtype)
-    K.im2col(x, k, k, s, p, cols)
-    K.im2col_reference(x, k, k, s, p, cols_ref)
+    K.im2col_numba(x, k, k, s, p, cols)
+    K.im2col_ref(x, k, k, s, p, cols_ref)
     np.testing.assert_array_equal(cols, cols_ref)
     dx, dx_ref = np.full_like(x, np.nan), np.empty_like(x)
-    K.col2im(cols, k, k, s, p, dx)
-    K.col2im_reference(cols, k, k, s, p, dx_ref)
+    K.col2im_numba(cols, k, k, s, p, dx)
+    K.col2im_ref(cols, k, k, s, p, dx_ref)
     assert dx.dtype == dtype
     _close(dx, dx_ref, dtype)
 
@@ -61,8 +61,8 @@ def test_col2im_is_the_adjoint_of_im2col():
     k, s, p = 3, 2, 1
     cols = np.empty((2, 3 * 9, 4 * 3))
     c = np.random.default_rng(1).standard_normal(cols.shape)
-    lhs = np.sum(K.im2col(x, k, k, s, p, cols) * c)
-    rhs = np.sum(x * K.col2im(c, k, k, s, p, np.empty_like(x)))
+    lhs = np.sum(K.im2col_numba(x, k, k, s, p, cols) * c)
+    rhs = np.sum(x * K.col2im_numba(c, k, k, s, p, np.empty_like(x)))
     assert abs(lhs - rhs) < 1e-10 * abs(lhs)
 
 
@@ -71,8 +71,8 @@ def test_col2im_is_the_adjoint_of_im2col():
 def test_forward_strategies_match_reference(cfg, dtype):
     x, w, b, dy = _problem(cfg, dtype)
     s, p = cfg[6], cfg[7]
-    ref = K.conv2d_forward_reference(x, w, b, s, p, np.empty_like(dy))
-    direct = K.conv2d_forward_direct(x, w, b, s, p, np.full_like(dy, np.nan))
+    ref = K.conv2d_forward_ref(x, w, b, s, p, np.empty_like(dy))
+    direct = K.conv2d_forward_numba(x, w, b, s, p, np.full_like(dy, np.nan))
     cols = np.empty((x.shape[0], w[0].size, dy.shape[2] * dy.shape[3]), dtype)
     fast = K.conv2d_forward_im2col(x, w, b, s, p, np.full_like(dy, np.nan), cols)
     assert direct.dtype == fast.dtype == dtype
@@ -85,12 +85,12 @@ def test_forward_strategies_match_reference(cfg, dtype):
 def test_backward_weight_strategies_match_reference(cfg, dtype):
     x, w, b, dy = _problem(cfg, dtype)
     s, p = cfg[6], cfg[7]
-    dw_ref, db_ref = K.conv2d_backward_weight_reference(dy, x, s, p, np.empty_like(w), np.empty_like(b))
-    dw, db = K.conv2d_backward_weight_direct(dy, x, s, p, np.full_like(w, np.nan), np.full_like(b, np.nan))
+    dw_ref, db_ref = K.conv2d_backward_weight_ref(dy, x, s, p, np.empty_like(w), np.empty_like(b))
+    dw, db = K.conv2d_backward_weight_numba(dy, x, s, p, np.full_like(w, np.nan), np.full_like(b, np.nan))
     _close(dw, dw_ref, dtype)
     _close(db, db_ref, dtype)
     cols = np.empty((x.shape[0], w[0].size, dy.shape[2] * dy.shape[3]), dtype)
-    K.im2col(x, w.shape[2], w.shape[3], s, p, cols)
+    K.im2col_numba(x, w.shape[2], w.shape[3], s, p, cols)
     dw, db = K.conv2d_backward_weight_im2col(dy, cols, np.full_like(w, np.nan), np.full_like(b, np.nan))
     _close(dw, dw_ref, dtype)
     _close(db, db_ref, dtype)
@@ -101,8 +101,8 @@ def test_backward_weight_strategies_match_reference(cfg, dtype):
 def test_backward_input_strategies_match_reference(cfg, dtype):
     x, w, b, dy = _problem(cfg, dtype)
     s, p = cfg[6], cfg[7]
-    dx_ref = K.conv2d_backward_input_reference(dy, w, s, p, np.empty_like(x))
-    dx = K.conv2d_backward_input_direct(dy, w, s, p, np.full_like(x, np.nan))
+    dx_ref = K.conv2d_backward_input_ref(dy, w, s, p, np.empty_like(x))
+    dx = K.conv2d_backward_input_numba(dy, w, s, p, np.full_like(x, np.nan))
     _close(dx, dx_ref, dtype)
     dcols = np.empty((x.shape[0], w[0].size, dy.shape[2] * dy.shape[3]), dtype)
     dx = K.conv2d_backward_input_im2col(dy, w, s, p, np.full_like(x, np.nan), dcols)
@@ -113,7 +113,7 @@ def test_backward_input_strategies_match_reference(cfg, dtype):
 def test_reference_forward_matches_a_hand_computed_pixel():
     # equation (1) for one output pixel, summed by hand
     x, w, b, dy = _problem(CONFIGS[1], np.float64)
-    y = K.conv2d_forward_reference(x, w, b, 2, 1, np.empty_like(dy))
+    y = K.conv2d_forward_ref(x, w, b, 2, 1, np.empty_like(dy))
     bb, o, m, n = 1, 3, 2, 1
     expected = b[o] + sum(w[o, c, i, j] * x[bb, c, m * 2 - 1 + i, n * 2 - 1 + j]
                           for c in range(3) for i in range(3) for j in range(3)
@@ -129,8 +129,8 @@ def test_groupnorm_kernels_match_reference(shape, groups, dtype):
     gamma, beta = rng.standard_normal(shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
     dy = rng.standard_normal(shape).astype(dtype)
     outs = []
-    for fwd, bwd in [(groupnorm_forward, groupnorm_backward),
-                     (groupnorm_forward_reference, groupnorm_backward_reference)]:
+    for fwd, bwd in [(groupnorm_forward_numba, groupnorm_backward_numba),
+                     (groupnorm_forward_ref, groupnorm_backward_ref)]:
         y, xhat, rstd = np.empty_like(x), np.empty_like(x), np.empty((shape[0], groups), dtype)
         fwd(x, gamma, beta, groups, 1e-5, y, xhat, rstd)
         dx, dgamma, dbeta = np.empty_like(x), np.empty_like(gamma), np.empty_like(gamma)
@@ -151,9 +151,9 @@ def test_nhwc_benchmark_kernels_match_reference(cfg, dtype):
     k, s, p = cfg[5], cfg[6], cfg[7]
     nhwc = lambda a: np.ascontiguousarray(a.transpose(0, 2, 3, 1))  # noqa: E731
     xn, dyn, wn = nhwc(x), nhwc(dy), np.ascontiguousarray(w.transpose(2, 3, 1, 0))
-    y_ref = K.conv2d_forward_reference(x, w, b, s, p, np.empty_like(dy))
-    dx_ref = K.conv2d_backward_input_reference(dy, w, s, p, np.empty_like(x))
-    dw_ref, _ = K.conv2d_backward_weight_reference(dy, x, s, p, np.empty_like(w), np.empty_like(b))
+    y_ref = K.conv2d_forward_ref(x, w, b, s, p, np.empty_like(dy))
+    dx_ref = K.conv2d_backward_input_ref(dy, w, s, p, np.empty_like(x))
+    dw_ref, _ = K.conv2d_backward_weight_ref(dy, x, s, p, np.empty_like(w), np.empty_like(b))
     _close(N.conv2d_forward_direct_nhwc(xn, wn, b, s, p, np.empty_like(dyn)), nhwc(y_ref), dtype)
     _close(N.conv2d_backward_input_direct_nhwc(dyn, wn, s, p, np.empty_like(xn)), nhwc(dx_ref), dtype)
     dwn, _ = N.conv2d_backward_weight_direct_nhwc(dyn, xn, s, p, np.empty_like(wn), np.empty_like(b))
@@ -185,9 +185,9 @@ def test_im2col_and_col2im_match_reference_on_random_geometries():
             continue
         x = rng.standard_normal((2, 2, H, W))
         cols, cols_ref = np.full((2, 2 * k * k, Ho * Wo), np.nan), np.empty((2, 2 * k * k, Ho * Wo))
-        np.testing.assert_array_equal(K.im2col(x, k, k, s, p, cols), K.im2col_reference(x, k, k, s, p, cols_ref),
+        np.testing.assert_array_equal(K.im2col_numba(x, k, k, s, p, cols), K.im2col_ref(x, k, k, s, p, cols_ref),
                                       err_msg=f"im2col k={k} s={s} p={p} H={H} W={W}")
         c = rng.standard_normal(cols.shape)
-        np.testing.assert_allclose(K.col2im(c, k, k, s, p, np.full_like(x, np.nan)),
-                                   K.col2im_reference(c, k, k, s, p, np.empty_like(x)), rtol=0, atol=1e-12,
+        np.testing.assert_allclose(K.col2im_numba(c, k, k, s, p, np.full_like(x, np.nan)),
+                                   K.col2im_ref(c, k, k, s, p, np.empty_like(x)), rtol=0, atol=1e-12,
                                    err_msg=f"col2im k={k} s={s} p={p} H={H} W={W}")

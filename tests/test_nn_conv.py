@@ -5,7 +5,7 @@ import pytest
 
 from tinydiff.nn.conv import AvgPool2d, Conv2d, Upsample
 from tinydiff.nn.gradcheck import assert_gradients_ok, check_module
-from tinydiff.nn.kernels.conv import conv2d_forward_reference
+from tinydiff.nn.kernels.conv import conv2d_forward_ref
 
 
 def _x(shape, seed=11, dtype=np.float64):
@@ -40,7 +40,7 @@ def test_conv2d_matches_the_reference_formula():
     conv = Conv2d(3, 4, 3, stride=2, padding=1, rng=1, dtype=np.float64)
     x = _x((2, 3, 7, 5))
     y = conv(x)
-    ref = conv2d_forward_reference(x, conv.params["weight"], conv.params["bias"], 2, 1, np.empty_like(y))
+    ref = conv2d_forward_ref(x, conv.params["weight"], conv.params["bias"], 2, 1, np.empty_like(y))
     np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
 
 

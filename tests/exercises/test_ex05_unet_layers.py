@@ -12,7 +12,7 @@ import pytest
 from tinydiff.exercises.checks import expect_close, expect_gradients_ok, expect_true
 from tinydiff.nn.embeddings import SinusoidalEmbedding
 from tinydiff.nn.kernels import conv as K
-from tinydiff.nn.kernels.groupnorm import groupnorm_backward, groupnorm_backward_reference, groupnorm_forward
+from tinydiff.nn.kernels.groupnorm import groupnorm_backward_numba, groupnorm_backward_ref, groupnorm_forward_numba
 from tinydiff.nn.module import Module
 from tinydiff.nn.norm import GroupNorm
 
@@ -54,7 +54,7 @@ class _GroupNormKernels(Module):
     def forward(self, x):
         self.y, self.xhat = np.empty_like(x), np.empty_like(x)
         self.rstd = np.empty((x.shape[0], self.g))
-        return groupnorm_forward(x, self.params["weight"], self.params["bias"], self.g, 1e-5, self.y, self.xhat,
+        return groupnorm_forward_numba(x, self.params["weight"], self.params["bias"], self.g, 1e-5, self.y, self.xhat,
                                  self.rstd).copy()
 
     def backward(self, dy):
@@ -72,7 +72,7 @@ def test_groupnorm_layer_passes_the_gradient_check():
 
 
 @pytest.mark.ex5_2
-@pytest.mark.parametrize("backward", [groupnorm_backward, groupnorm_backward_reference], ids=["numba", "reference"])
+@pytest.mark.parametrize("backward", [groupnorm_backward_numba, groupnorm_backward_ref], ids=["numba", "reference"])
 def test_groupnorm_backward_kernels_pass_the_gradient_check(backward):
     expect_gradients_ok("ex5_2", _GroupNormKernels(backward), RNG.standard_normal((2, 4, 2, 3)))
 
@@ -93,13 +93,13 @@ class _DirectConv(Module):
         ho = K.conv_output_size(x.shape[2], w.shape[2], self.stride, self.padding)
         wo = K.conv_output_size(x.shape[3], w.shape[3], self.stride, self.padding)
         y = np.empty((x.shape[0], w.shape[0], ho, wo))
-        return K.conv2d_forward_direct(x, w, self.params["bias"], self.stride, self.padding, y)
+        return K.conv2d_forward_numba(x, w, self.params["bias"], self.stride, self.padding, y)
 
     def backward(self, dy):
         dy = np.ascontiguousarray(dy)
-        K.conv2d_backward_weight_direct(dy, self.x, self.stride, self.padding, self.grads["weight"], self.grads["bias"])
+        K.conv2d_backward_weight_numba(dy, self.x, self.stride, self.padding, self.grads["weight"], self.grads["bias"])
         dx = np.empty_like(self.x)
-        return K.conv2d_backward_input_direct(dy, self.params["weight"], self.stride, self.padding, dx)
+        return K.conv2d_backward_input_numba(dy, self.params["weight"], self.stride, self.padding, dx)
 
 
 @pytest.mark.ex5_3

@@ -166,7 +166,7 @@ def _strategies(x, w, bias, dy, stride, padding):
     y, dx, dw, db = np.empty_like(dy), np.empty_like(x), np.empty_like(w), np.empty_like(bias)
     cols = np.empty((B, C * kh * kw, Ho * Wo), x.dtype)
     dcols = np.empty_like(cols)
-    K.im2col(x, kh, kw, stride, padding, cols)
+    K.im2col_numba(x, kh, kw, stride, padding, cols)
     # NHWC copies of the same problem
     xn, dyn = np.ascontiguousarray(x.transpose(0, 2, 3, 1)), np.ascontiguousarray(dy.transpose(0, 2, 3, 1))
     wn = np.ascontiguousarray(w.transpose(2, 3, 1, 0))                      # (kh, kw, C, O)
@@ -197,17 +197,17 @@ def _strategies(x, w, bias, dy, stride, padding):
             lambda: K.conv2d_backward_weight_im2col(dy, cols, dw, db)),
         "im2col+BLAS NHWC": (nhwc_forward, nhwc_backward_input, nhwc_backward_weight),
         "direct NCHW": (
-            lambda: K.conv2d_forward_direct(x, w, bias, stride, padding, y),
-            lambda: K.conv2d_backward_input_direct(dy, w, stride, padding, dx),
-            lambda: K.conv2d_backward_weight_direct(dy, x, stride, padding, dw, db)),
+            lambda: K.conv2d_forward_numba(x, w, bias, stride, padding, y),
+            lambda: K.conv2d_backward_input_numba(dy, w, stride, padding, dx),
+            lambda: K.conv2d_backward_weight_numba(dy, x, stride, padding, dw, db)),
         "direct NHWC": (
             lambda: conv2d_forward_direct_nhwc(xn, wn, bias, stride, padding, yn),
             lambda: conv2d_backward_input_direct_nhwc(dyn, wn, stride, padding, dxn),
             lambda: conv2d_backward_weight_direct_nhwc(dyn, xn, stride, padding, dwn, db)),
         "numpy reference": (
-            lambda: K.conv2d_forward_reference(x, w, bias, stride, padding, y),
-            lambda: K.conv2d_backward_input_reference(dy, w, stride, padding, dx),
-            lambda: K.conv2d_backward_weight_reference(dy, x, stride, padding, dw, db)),
+            lambda: K.conv2d_forward_ref(x, w, bias, stride, padding, y),
+            lambda: K.conv2d_backward_input_ref(dy, w, stride, padding, dx),
+            lambda: K.conv2d_backward_weight_ref(dy, x, stride, padding, dw, db)),
     }
 
 
@@ -251,8 +251,8 @@ def bench_groupnorm(B=64, C=32, H=28, W=28, num_groups=8, dtype=np.float32, repe
     y, xhat, rstd = np.empty_like(x), np.empty_like(x), np.empty((B, num_groups), dtype)
     dx, dgamma, dbeta = np.empty_like(x), np.empty_like(gamma), np.empty_like(gamma)
     out = {}
-    for name, fwd, bwd in [("numba", G.groupnorm_forward, G.groupnorm_backward),
-                           ("numpy", G.groupnorm_forward_reference, G.groupnorm_backward_reference)]:
+    for name, fwd, bwd in [("numba", G.groupnorm_forward_numba, G.groupnorm_backward_numba),
+                           ("numpy", G.groupnorm_forward_ref, G.groupnorm_backward_ref)]:
         out[name] = (median_ms(lambda: fwd(x, gamma, beta, num_groups, 1e-5, y, xhat, rstd), repeats),
                      median_ms(lambda: bwd(dy, xhat, rstd, gamma, num_groups, dx, dgamma, dbeta), repeats))
     return out

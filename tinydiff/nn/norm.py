@@ -66,7 +66,7 @@ class LayerNorm(Module):
 
 # ---- GroupNorm --------------------------------------------------------------------------------------------------
 from tinydiff.nn.conv import check_image  # noqa: E402
-from tinydiff.nn.kernels.groupnorm import groupnorm_backward, groupnorm_forward  # noqa: E402
+from tinydiff.nn.kernels.groupnorm import groupnorm_backward_numba, groupnorm_forward_numba  # noqa: E402
 
 
 class GroupNorm(Module):
@@ -99,7 +99,7 @@ class GroupNorm(Module):
         x = np.ascontiguousarray(self.check_dtype(x))
         y, self._xhat = np.empty_like(x), np.empty_like(x)
         self._rstd = np.empty((x.shape[0], self.num_groups), dtype=self.dtype)
-        return groupnorm_forward(x, self.params["weight"], self.params["bias"], self.num_groups, self.eps,
+        return groupnorm_forward_numba(x, self.params["weight"], self.params["bias"], self.num_groups, self.eps,
                                  y, self._xhat, self._rstd)
 
     def backward(self, grad_output):
@@ -107,7 +107,7 @@ class GroupNorm(Module):
             raise RuntimeError("GroupNorm.backward called before forward")
         dy = np.ascontiguousarray(grad_output, dtype=self.dtype)
         dx = np.empty_like(dy)
-        groupnorm_backward(dy, self._xhat, self._rstd, self.params["weight"], self.num_groups,
+        groupnorm_backward_numba(dy, self._xhat, self._rstd, self.params["weight"], self.num_groups,
                            dx, self.grads["weight"], self.grads["bias"])
         return dx
 

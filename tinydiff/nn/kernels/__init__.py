@@ -1,11 +1,17 @@
 """Numba kernels for the hot paths of ``tinydiff.nn``, each beside the plain NumPy reference it is tested against.
 
-Convention: a kernel and its reference live in the same file and share a name and a signature, told apart by a
-suffix, ``<op>_numba`` (fast) and ``<op>_ref`` (slow, obviously correct): for example ``gelu_forward_numba`` and
-``gelu_forward_ref`` in ``kernels/activations.py``, ``adam_update_numba`` and ``adam_update_ref`` in
-``kernels/optim.py``. Tests check that each pair agrees in float32 and float64. Layers call the ``_numba`` version.
+Naming: a kernel and its reference live in the same file and share a name and a signature, told apart by a suffix,
+``<op>_numba`` (fast) and ``<op>_ref`` (slow, obviously correct): ``gelu_forward_numba`` / ``gelu_forward_ref``
+(``activations.py``), ``adam_update_numba`` / ``adam_update_ref`` (``optim.py``), ``im2col_numba`` / ``im2col_ref``
+and ``conv2d_forward_numba`` (the direct loops) / ``conv2d_forward_ref`` (``conv.py``), ``groupnorm_forward_numba``
+/ ``groupnorm_forward_ref`` (``groupnorm.py``), ``bias_gelu_numba`` / ``bias_gelu_ref`` (``fused_mlp.py``). Where
+the fast path is a matrix product for BLAS rather than a Numba loop, the suffix names that: ``gemm_blas``
+(``gemm.py``), ``conv2d_forward_im2col`` (im2col_numba, then one GEMM per image: what ``Conv2d`` runs). Tests check
+that each pair agrees in float32 (and float64 where the kernel takes it).
 
-Every kernel is ``@njit(cache=True)`` (a cold compile costs seconds; the cache makes the next process fast) and serial:
-BLAS already uses the cores, and two thread pools on two cores fight (docs/performance.md, "Threads").
-To step through a kernel in a debugger, run with ``NUMBA_DISABLE_JIT=1``: the same code then runs as plain Python.
+Compilation: ``jit.py`` holds the one set of floating-point liberties every kernel is compiled with,
+``@njit(**FAST)`` (reorder sums, fuse multiply-adds, ... but never assume "no NaN / no inf", so a diverged run is still
+detected), and ``@njit(**STRICT)`` for the exact float64 loops. Kernels are cached on disk and serial: BLAS already
+uses the cores, and two thread pools on two cores fight (docs/performance.md, "Threads"). To step through a
+kernel in a debugger, run with ``NUMBA_DISABLE_JIT=1``: the same code then runs as plain Python.
 """

@@ -25,6 +25,8 @@ import numpy as np
 from numba import njit
 from scipy.special import erf as _erf_scipy
 
+from tinydiff.nn.kernels.jit import FAST, STRICT
+
 SQRT_HALF = 0.7071067811865476            # 1 / sqrt(2)
 INV_SQRT_2PI = 0.3989422804014327         # 1 / sqrt(2 pi)
 SQRT_2_OVER_PI = 0.7978845608028654       # sqrt(2 / pi), in the tanh approximation of GELU
@@ -32,7 +34,6 @@ GELU_TANH_C = 0.044715
 LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
 
-_fast = dict(cache=True, fastmath=True, error_model="numpy")
 
 
 def _check(x, name):
@@ -55,7 +56,7 @@ def _run(kernel_exact, kernel_fast, name, *arrays):
 
 
 # ---- scalar building blocks (inlined into the loops) ---------------------------------------------------------------
-@njit(inline="always", **_fast)
+@njit(inline="always", **FAST)
 def _erf_fast(z):
     """erf(z) as z P(z^2) / Q(z^2) on z clipped to [-4, 4] (erf(4) = 1 - 1.5e-8): float32 accuracy, no branches."""
     z = min(max(z, -4.0), 4.0)
@@ -75,7 +76,7 @@ def _erf_fast(z):
     return z * p / q
 
 
-@njit(inline="always", **_fast)
+@njit(inline="always", **FAST)
 def _exp_nonpos_fast(y):
     """exp(y) for y <= 0 (clipped at -87): 2^-k exp(r), k = round(-y / ln 2), r = y + k ln 2, |r| <= ln2 / 2."""
     y = min(max(y, -87.0), 0.0)
@@ -94,14 +95,14 @@ def _exp_nonpos_fast(y):
     return s * p
 
 
-@njit(inline="always", **_fast)
+@njit(inline="always", **FAST)
 def _sigmoid_fast(x):
     """sigma(x) = 1 / (1 + e^-x), through e = exp(-|x|) so the exponential never overflows."""
     e = _exp_nonpos_fast(-abs(x))
     return 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
 
 
-@njit(inline="always", **_fast)
+@njit(inline="always", **FAST)
 def _tanh_fast(u):
     """tanh(u) = sign(u) (1 - e) / (1 + e), e = exp(-2|u|)."""
     e = _exp_nonpos_fast(-2.0 * abs(u))
@@ -109,7 +110,7 @@ def _tanh_fast(u):
     return t if u >= 0 else -t
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", **STRICT)
 def _sigmoid_exact(x):
     e = math.exp(-abs(x))
     return 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
@@ -131,20 +132,20 @@ def gelu_backward_ref(x, dy):
     ### END SOLUTION
 
 
-@njit(cache=True)
+@njit(**STRICT)
 def _gelu_fwd_exact(x, out):
     for i in range(x.size):
         out[i] = 0.5 * x[i] * (1.0 + math.erf(x[i] * SQRT_HALF))
 
 
-@njit(**_fast)
+@njit(**FAST)
 def _gelu_fwd_fast(x, out):
     for i in range(x.size):
         xi = np.float64(x[i])
         out[i] = 0.5 * xi * (1.0 + _erf_fast(xi * SQRT_HALF))
 
 
-@njit(cache=True)
+@njit(**STRICT)
 def _gelu_bwd_exact(x, dy, out):
     for i in range(x.size):
         ### BEGIN SOLUTION ex4_2
@@ -154,7 +155,7 @@ def _gelu_bwd_exact(x, dy, out):
         ### END SOLUTION
 
 
-@njit(**_fast)
+@njit(**FAST)
 def _gelu_bwd_fast(x, dy, out):
     for i in range(x.size):
         ### BEGIN SOLUTION ex4_2
@@ -187,21 +188,21 @@ def gelu_tanh_backward_ref(x, dy):
     return (dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)).astype(x.dtype)
 
 
-@njit(cache=True)
+@njit(**STRICT)
 def _gelu_tanh_fwd_exact(x, out):
     for i in range(x.size):
         xi = x[i]
         out[i] = 0.5 * xi * (1.0 + math.tanh(SQRT_2_OVER_PI * (xi + GELU_TANH_C * xi * xi * xi)))
 
 
-@njit(**_fast)
+@njit(**FAST)
 def _gelu_tanh_fwd_fast(x, out):
     for i in range(x.size):
         xi = np.float64(x[i])
         out[i] = 0.5 * xi * (1.0 + _tanh_fast(SQRT_2_OVER_PI * (xi + GELU_TANH_C * xi * xi * xi)))
 
 
-@njit(cache=True)
+@njit(**STRICT)
 def _gelu_tanh_bwd_exact(x, dy, out):
     for i in range(x.size):
         xi = x[i]
@@ -210,7 +211,7 @@ def _gelu_tanh_bwd_exact(x, dy, out):
         out[i] = dy[i] * (0.5 * (1.0 + t) + 0.5 * xi * (1.0 - t * t) * du_dx)
 
 
-@njit(**_fast)
+@njit(**FAST)
 def _gelu_tanh_bwd_fast(x, dy, out):
     for i in range(x.size):
         xi = np.float64(x[i])
@@ -241,20 +242,20 @@ def silu_backward_ref(x, dy):
     ### END SOLUTION
 
 
-@njit(cache=True)
+@njit(**STRICT)
 def _silu_fwd_exact(x, out):
     for i in range(x.size):
         out[i] = x[i] * _sigmoid_exact(x[i])
 
 
-@njit(**_fast)
+@njit(**FAST)
 def _silu_fwd_fast(x, out):
     for i in range(x.size):
         xi = np.float64(x[i])
         out[i] = xi * _sigmoid_fast(xi)
 
 
-@njit(cache=True)
+@njit(**STRICT)
 def _silu_bwd_exact(x, dy, out):
     for i in range(x.size):
         ### BEGIN SOLUTION ex4_3
@@ -263,7 +264,7 @@ def _silu_bwd_exact(x, dy, out):
         ### END SOLUTION
 
 
-@njit(**_fast)
+@njit(**FAST)
 def _silu_bwd_fast(x, dy, out):
     for i in range(x.size):
         ### BEGIN SOLUTION ex4_3
@@ -287,13 +288,13 @@ def add_gelu_ref(h, u):
     return (h + gelu_forward_ref(u)).astype(u.dtype)
 
 
-@njit(cache=True)
+@njit(**STRICT)
 def _add_gelu_exact(h, u, out):
     for i in range(u.size):
         out[i] = h[i] + 0.5 * u[i] * (1.0 + math.erf(u[i] * SQRT_HALF))
 
 
-@njit(**_fast)
+@njit(**FAST)
 def _add_gelu_fast(h, u, out):
     for i in range(u.size):
         ui = np.float64(u[i])

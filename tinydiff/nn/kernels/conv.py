@@ -20,9 +20,11 @@ so that (1)-(4) become matrix products that BLAS runs near peak speed:
     dW2   = sum_b dy[b] @ cols[b]^T                                                                     (2')
     dcols[b] = W2^T @ dy[b],  dx = col2im(dcols)   (col2im adds each column back where it came from)    (4')
 
-Which strategy is fastest was measured, not assumed: see ``tinydiff/bench/conv.py`` and docs/performance.md ("Convolution").
-Every Numba kernel here has a NumPy reference with the same signature (``*_reference``); tests/test_kernels_conv.py
-checks that they agree in float32 and float64. Set ``NUMBA_DISABLE_JIT=1`` to step through the kernels in a debugger.
+Which strategy is fastest was measured, not assumed: see ``tinydiff/bench/conv.py`` and docs/performance.md
+("Convolution"). Names: ``im2col_numba``/``im2col_ref``, ``col2im_numba``/``col2im_ref``; the direct loops are the
+Numba kernels of each pass (``conv2d_forward_numba``, ``conv2d_backward_weight_numba``, ``conv2d_backward_input_numba``)
+beside their NumPy references (``conv2d_*_ref``: sliding_window_view + einsum); ``conv2d_*_im2col`` is the im2col +
+BLAS path that ``Conv2d`` runs. tests/test_kernels_conv.py checks that they agree in float32 and float64. Set ``NUMBA_DISABLE_JIT=1`` to step through the kernels in a debugger.
 Kernels write into a preallocated output (last argument) and return it; they are serial (no prange), so they never
 fight OpenBLAS's threads for the cores.
 """
@@ -33,8 +35,8 @@ import numpy as np
 from numba import njit
 from numpy.lib.stride_tricks import sliding_window_view
 
-# Let LLVM reorder sums (so reductions vectorise) and fuse multiply-adds; unlike fastmath=True it still honours NaN/inf.
-FAST = {"reassoc", "contract"}
+from tinydiff.nn.kernels.jit import FAST
+
 
 
 def conv_output_size(n: int, k: int, stride: int, padding: int) -> int:
@@ -43,8 +45,8 @@ def conv_output_size(n: int, k: int, stride: int, padding: int) -> int:
 
 
 # ---- im2col / col2im --------------------------------------------------------------------------------------------
-@njit(cache=True)
-def im2col(x, kh, kw, stride, padding, cols):
+@njit(**FAST)
+def im2col_numba(x, kh, kw, stride, padding, cols):
     """cols[b, (c*kh + i)*kw + j, m*Wo + n] = x[b, c, m*s - p + i, n*s - p + j] (0 outside the image).
 
     x: (B, C, H, W) -> cols: (B, C*kh*kw, Ho*Wo), written in place and returned.
@@ -68,7 +70,7 @@ def im2col(x, kh, kw, stride, padding, cols):
     return cols
 
 
-def im2col_reference(x, kh, kw, stride, padding, cols):
+def im2col_ref(x, kh, kw, stride, padding, cols):
     """NumPy reference for ``im2col``: pad, take sliding windows, reorder. Same signature and result."""
     B, C = x.shape[:2]
     xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
@@ -78,8 +80,8 @@ def im2col_reference(x, kh, kw, stride, padding, cols):
     return cols
 
 
-@njit(cache=True)
-def col2im(cols, kh, kw, stride, padding, dx):
+@njit(**FAST)
+def col2im_numba(cols, kh, kw, stride, padding, dx):
     """The adjoint of ``im2col``: dx[b, c, h, v] = sum of every cols entry that was copied from x[b, c, h, v].
 
     cols: (B, C*kh*kw, Ho*Wo) -> dx: (B, C, H, W), overwritten and returned.
@@ -104,7 +106,7 @@ def col2im(cols, kh, kw, stride, padding, dx):
     return dx
 
 
-def col2im_reference(cols, kh, kw, stride, padding, dx):
+def col2im_ref(cols, kh, kw, stride, padding, dx):
     """NumPy reference for ``col2im``: add each kernel offset's slab back into a padded image. Same signature."""
     B, C, H, W = dx.shape
     Ho, Wo = conv_output_size(H, kh, stride, padding), conv_output_size(W, kw, stride, padding)
@@ -121,7 +123,7 @@ def col2im_reference(cols, kh, kw, stride, padding, dx):
 def conv2d_forward_im2col(x, w, bias, stride, padding, y, cols):
     """Equation (1'): y = W2 @ im2col(x) + bias. Fills ``cols`` (B, C*kh*kw, Ho*Wo), which backward reuses."""
     B, O, Ho, Wo = y.shape
-    im2col(x, w.shape[2], w.shape[3], stride, padding, cols)
+    im2col_numba(x, w.shape[2], w.shape[3], stride, padding, cols)
     y3 = y.reshape(B, O, Ho * Wo)                                 # (B, O, Ho*Wo), a view of y
     np.matmul(w.reshape(O, -1), cols, out=y3)                     # one GEMM per image
     y3 += bias[:, None]
@@ -141,12 +143,12 @@ def conv2d_backward_input_im2col(dy, w, stride, padding, dx, dcols):
     """Equation (4'): dcols = W2^T @ dy, then col2im adds the columns back into dx (B, C, H, W)."""
     B, O, Ho, Wo = dy.shape
     np.matmul(w.reshape(O, -1).T, dy.reshape(B, O, Ho * Wo), out=dcols)  # (B, C*kh*kw, Ho*Wo)
-    return col2im(dcols, w.shape[2], w.shape[3], stride, padding, dx)
+    return col2im_numba(dcols, w.shape[2], w.shape[3], stride, padding, dx)
 
 
 # ---- direct loops: equations (1), (2)-(3) and (4) written out --------------------------------------------------
-@njit(cache=True, fastmath=FAST)
-def conv2d_forward_direct(x, w, bias, stride, padding, y):
+@njit(**FAST)
+def conv2d_forward_numba(x, w, bias, stride, padding, y):
     """Equation (1) as loops. x: (B, C, H, W), w: (O, C, kh, kw), bias: (O,) -> y: (B, O, Ho, Wo)."""
     B, C, H, W = x.shape
     O, _, kh, kw = w.shape
@@ -169,8 +171,8 @@ def conv2d_forward_direct(x, w, bias, stride, padding, y):
     return y
 
 
-@njit(cache=True, fastmath=FAST)
-def conv2d_backward_weight_direct(dy, x, stride, padding, dw, dbias):
+@njit(**FAST)
+def conv2d_backward_weight_numba(dy, x, stride, padding, dw, dbias):
     """Equations (2) and (3) as loops. dy: (B, O, Ho, Wo), x: (B, C, H, W) -> dw: (O, C, kh, kw), dbias: (O,)."""
     B, C, H, W = x.shape
     O, _, kh, kw = dw.shape
@@ -200,8 +202,8 @@ def conv2d_backward_weight_direct(dy, x, stride, padding, dw, dbias):
     return dw, dbias
 
 
-@njit(cache=True, fastmath=FAST)
-def conv2d_backward_input_direct(dy, w, stride, padding, dx):
+@njit(**FAST)
+def conv2d_backward_input_numba(dy, w, stride, padding, dx):
     """Equation (4) as loops: scatter w[o, c, i, j] * dy[b, o, m, n] back to the pixel it came from."""
     B, C, H, W = dx.shape
     O, _, kh, kw = w.shape
@@ -233,14 +235,14 @@ def _windows(x, kh, kw, stride, padding):
     return sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
 
 
-def conv2d_forward_reference(x, w, bias, stride, padding, y):
+def conv2d_forward_ref(x, w, bias, stride, padding, y):
     """Equation (1) with einsum over the sliding windows."""
     win = _windows(x, w.shape[2], w.shape[3], stride, padding)   # (B, C, Ho, Wo, kh, kw)
     y[...] = np.einsum("bcmnij,ocij->bomn", win, w, optimize=True) + bias[:, None, None]
     return y
 
 
-def conv2d_backward_weight_reference(dy, x, stride, padding, dw, dbias):
+def conv2d_backward_weight_ref(dy, x, stride, padding, dw, dbias):
     """Equations (2) and (3) with einsum over the sliding windows."""
     win = _windows(x, dw.shape[2], dw.shape[3], stride, padding)  # (B, C, Ho, Wo, kh, kw)
     dw[...] = np.einsum("bcmnij,bomn->ocij", win, dy, optimize=True)
@@ -248,7 +250,7 @@ def conv2d_backward_weight_reference(dy, x, stride, padding, dw, dbias):
     return dw, dbias
 
 
-def conv2d_backward_input_reference(dy, w, stride, padding, dx):
+def conv2d_backward_input_ref(dy, w, stride, padding, dx):
     """Equation (4): for each kernel offset (i, j), add w[:, :, i, j]^T dy into the strided slab it read."""
     B, C, H, W = dx.shape
     kh, kw = w.shape[2:]

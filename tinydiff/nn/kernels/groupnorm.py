@@ -20,9 +20,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from tinydiff.nn.kernels.jit import FAST
 
-@njit(cache=True, fastmath={"reassoc", "contract"})
-def groupnorm_forward(x, gamma, beta, num_groups, eps, y, xhat, rstd):
+
+@njit(**FAST)
+def groupnorm_forward_numba(x, gamma, beta, num_groups, eps, y, xhat, rstd):
     """Equations (1)-(3). x, y, xhat: (B, C, H, W); gamma, beta: (C,); rstd: (B, G). Writes y, xhat, rstd."""
     B, C, H, W = x.shape
     cg = C // num_groups
@@ -52,8 +54,8 @@ def groupnorm_forward(x, gamma, beta, num_groups, eps, y, xhat, rstd):
     return y
 
 
-def groupnorm_forward_reference(x, gamma, beta, num_groups, eps, y, xhat, rstd):
-    """NumPy reference for ``groupnorm_forward``: reshape to (B, G, C/G*H*W) and normalise the last axis."""
+def groupnorm_forward_ref(x, gamma, beta, num_groups, eps, y, xhat, rstd):
+    """NumPy reference for ``groupnorm_forward_numba``: reshape to (B, G, C/G*H*W) and normalise the last axis."""
     B, C, H, W = x.shape
     xg = x.reshape(B, num_groups, -1).astype(np.float64)          # (B, G, C/G*H*W)
     mu = xg.mean(axis=2, keepdims=True)
@@ -64,8 +66,8 @@ def groupnorm_forward_reference(x, gamma, beta, num_groups, eps, y, xhat, rstd):
     return y
 
 
-@njit(cache=True, fastmath={"reassoc", "contract"})
-def groupnorm_backward(dy, xhat, rstd, gamma, num_groups, dx, dgamma, dbeta):
+@njit(**FAST)
+def groupnorm_backward_numba(dy, xhat, rstd, gamma, num_groups, dx, dgamma, dbeta):
     """Equations (4)-(5). dy, xhat, dx: (B, C, H, W); rstd: (B, G); gamma, dgamma, dbeta: (C,). Writes dx, dgamma, dbeta."""
     B, C, H, W = dy.shape
     cg = C // num_groups
@@ -101,8 +103,8 @@ def groupnorm_backward(dy, xhat, rstd, gamma, num_groups, dx, dgamma, dbeta):
     return dx, dgamma, dbeta
 
 
-def groupnorm_backward_reference(dy, xhat, rstd, gamma, num_groups, dx, dgamma, dbeta):
-    """NumPy reference for ``groupnorm_backward``. Same signature and result."""
+def groupnorm_backward_ref(dy, xhat, rstd, gamma, num_groups, dx, dgamma, dbeta):
+    """NumPy reference for ``groupnorm_backward_numba``. Same signature and result."""
     B, C, H, W = dy.shape
     ### BEGIN SOLUTION ex5_2
     dxhat = (dy * gamma[:, None, None]).reshape(B, num_groups, -1).astype(np.float64)  # (B, G, C/G*H*W)

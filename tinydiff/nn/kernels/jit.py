@@ -23,3 +23,4 @@ process start fast. Kernels are serial: BLAS already uses the cores, and two thr
 
 FASTMATH = {"reassoc", "contract", "nsz", "arcp", "afn"}
 FAST = dict(cache=True, fastmath=FASTMATH, error_model="numpy")
+STRICT = dict(cache=True)   # no liberties: the exact float64 loops that gradient checks run through

@@ -20,6 +20,8 @@ import math
 import numpy as np
 from numba import njit
 
+from tinydiff.nn.kernels.jit import FAST
+
 
 def adam_update_ref(p, g, m, v, lr, beta1, beta2, eps, l2, wd, step):
     ### BEGIN SOLUTION ex4_4: Adam update — update m, v and p in place (bias-corrected moments, decoupled decay wd), in NumPy here and in the Numba loop below (chapter 4, 3 points)
@@ -32,7 +34,7 @@ def adam_update_ref(p, g, m, v, lr, beta1, beta2, eps, l2, wd, step):
     ### END SOLUTION
 
 
-@njit(cache=True, fastmath=True, error_model="numpy")
+@njit(**FAST)
 def _adam_flat(p, g, m, v, lr, beta1, beta2, eps, l2, wd, step):
     ### BEGIN SOLUTION ex4_4
     bc1 = 1.0 - beta1**step
