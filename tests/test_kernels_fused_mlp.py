@@ -114,3 +114,15 @@ def test_gemm_refuses_shapes_that_do_not_chain_and_strided_arrays():
         gemm_blas(a, b, np.empty((2, 4), np.float32))
     with pytest.raises(ValueError, match="C-contiguous"):
         gemm_blas(a, np.ones((3, 4), np.float32)[:, ::2], np.empty((4, 2), np.float32))
+
+
+def test_place_features_matches_reference():
+    rng = np.random.default_rng(4)
+    sin, cos = (rng.standard_normal((6, 3, 4)).astype(np.float32) for _ in range(2))
+    table, t = rng.standard_normal((10, 8)).astype(np.float32), rng.integers(0, 10, 6)
+    f1, f2 = np.empty((6, 3 * 8 + 8), np.float32), np.empty((6, 3 * 8 + 8), np.float32)
+    F.place_features_numba(sin, cos, table, t, f1)
+    F.place_features_ref(sin, cos, table, t, f2)
+    np.testing.assert_array_equal(f1, f2)
+    np.testing.assert_array_equal(f2[:, 8:12], sin[:, 1])           # coordinate 1: its sines, then its cosines
+    np.testing.assert_array_equal(f2[:, 24:], table[t])

@@ -108,6 +108,7 @@ class MLPTrainStep:
         half = len(m.x_embed.freqs)
         self._n = n
         self.args = np.empty((n, D, half), np.float32)                 # s x_d f_j
+        self.sin, self.cos = np.empty_like(self.args), np.empty_like(self.args)
         self.feats = np.empty((n, m.input.in_features), np.float32)    # [e_x, e_t]
         self.u = np.empty((K + 1, n, H), np.float32)                   # pre-activations (bias added), for backward
         self.h = np.empty((K + 1, n, H), np.float32)                   # block outputs
@@ -115,16 +116,14 @@ class MLPTrainStep:
         self.dh, self.dz = np.empty((n, H), np.float32), np.empty((n, H), np.float32)
 
     def _features(self, x, t) -> None:
-        """feats[:, :D E] = the Fourier features of x, feats[:, D E:] = the time sinusoids (MLPDenoiser.forward)."""
-        m, n = self.model, len(x)
-        half = self.args.shape[2]
+        """feats = [Fourier features of x, time sinusoids of t]: what MLPDenoiser.forward feeds its first layer."""
+        m = self.model
         np.multiply((m.x_embed.scale * x)[:, :, None], m.x_embed.freqs, out=self.args)   # (N, D, half)
-        ex = self.feats[:, :m.dim * 2 * half].reshape(n, m.dim, 2 * half)                 # (N, D, E) view
-        np.sin(self.args, out=ex[:, :, :half])
-        np.cos(self.args, out=ex[:, :, half:])
+        np.sin(self.args, out=self.sin)                                                  # NumPy's vectorised sin
+        np.cos(self.args, out=self.cos)
         if len(m._t_table) <= t.max(initial=0):
             m._time_features(t)                                          # grow the model's table of time sinusoids
-        np.take(m._t_table, t, axis=0, out=self.feats[:, m.dim * 2 * half:])              # (N, E)
+        self.kernels["place_features"](self.sin, self.cos, m._t_table, t, self.feats)
 
     def loss_and_gradients(self, x, t, target) -> tuple[float, np.ndarray]:
         """x: (N, D) float32 points, t: (N,) int steps, target: (N, D). Returns (loss, out (N, D))."""

@@ -3,6 +3,7 @@
 A residual block of MLPDenoiser is u = h W^T + b, h' = h + GELU(u). The matrix product goes to BLAS; everything
 element-wise around it is one pass over memory here instead of three or four:
 
+    place_features     feats = [sin(s x f), cos(s x f), e_t]                   (the first layer's input, one pass)
     bias_gelu          u <- u + b;  h = GELU(u)                                    (the input layer)
     bias_residual_gelu u <- u + b;  h' = h + GELU(u)                               (each residual block)
     gelu_backward_bias dz = GELU'(u) * dh;  db = sum over rows of dz               (backward, with the bias gradient)
@@ -85,6 +86,31 @@ def _exp_nonpos32(y):
 @njit(inline="always", **FAST)
 def _gelu32(v):
     return f32(0.5) * v * (f32(1.0) + _erf32(v * SQRT_HALF))
+
+
+# ---- the input features ------------------------------------------------------------------------------------------------
+def place_features_ref(sin, cos, t_table, t, feats):
+    """sin, cos: (N, D, half) sinusoids of the coordinates; t_table: (T', E) time sinusoids; t: (N,) int. Writes
+    feats (N, D E + E) = [sin_0, cos_0, sin_1, cos_1, ..., t_table[t]], the input of MLPDenoiser's first layer."""
+    N, D, half = sin.shape
+    ex = feats[:, :D * 2 * half].reshape(N, D, 2 * half)                    # (N, D, E) view
+    ex[:, :, :half], ex[:, :, half:] = sin, cos
+    feats[:, D * 2 * half:] = t_table[t]
+
+
+@njit(**FAST)
+def place_features_numba(sin, cos, t_table, t, feats):
+    N, D, half = sin.shape
+    E = 2 * half
+    for n in range(N):
+        for d in range(D):
+            dst, s, c = feats[n, d * E:(d + 1) * E], sin[n, d], cos[n, d]     # 1-D views, indexed from 0
+            for j in range(half):
+                dst[j] = s[j]
+                dst[half + j] = c[j]
+        dst, src = feats[n, D * E:], t_table[t[n]]
+        for j in range(len(src)):
+            dst[j] = src[j]
 
 
 # ---- forward: bias + GELU (+ residual) -----------------------------------------------------------------------------
@@ -213,8 +239,8 @@ def clip_adamw_numba(p, g, m, v, lr, beta1, beta2, eps, wd, step, max_norm):
 
 
 # ---- which set the training step calls --------------------------------------------------------------------------------
-NUMBA = dict(bias_gelu=bias_gelu_numba, bias_residual_gelu=bias_residual_gelu_numba,
+NUMBA = dict(place_features=place_features_numba, bias_gelu=bias_gelu_numba, bias_residual_gelu=bias_residual_gelu_numba,
              gelu_backward_bias=gelu_backward_bias_numba, mse=mse_numba, clip_adamw=clip_adamw_numba)
-REF = dict(bias_gelu=bias_gelu_ref, bias_residual_gelu=bias_residual_gelu_ref,
+REF = dict(place_features=place_features_ref, bias_gelu=bias_gelu_ref, bias_residual_gelu=bias_residual_gelu_ref,
            gelu_backward_bias=gelu_backward_bias_ref, mse=mse_ref, clip_adamw=clip_adamw_ref)
 KERNELS = REF if numba_config.DISABLE_JIT else NUMBA

@@ -2,10 +2,13 @@
 
     C <- op(A) op(B) + beta C,      op(X) = X or X^T,   A, B, C: 2-D, C-contiguous (row-major), one float dtype
 
-``gemm_blas`` calls BLAS's sgemm/dgemm through ``scipy.linalg.blas``; ``gemm_ref`` is the NumPy reference with the
-same signature. Why not ``C[...] = A @ B.T``? That allocates a temporary for the product and, with beta = 1, another
-pass to add it; ``np.matmul(..., out=C)`` avoids the first but cannot accumulate. A backward pass needs exactly
-that: the residual block's dL/dh = dy + dz W is one call with beta = 1 into the array that holds dy.
+``gemm_blas`` calls BLAS; ``gemm_ref`` is the NumPy reference with the same signature. Why not ``C[...] = A @ B.T``?
+That allocates a temporary for the product and, with beta = 1, another pass to add it. ``np.matmul(op(A), op(B),
+out=C)`` avoids the temporary (NumPy hands a transposed view to BLAS as a transpose flag, no copy) and is what
+``gemm_blas`` runs for beta = 0, but it cannot accumulate. A backward pass needs exactly that: the residual block's
+dL/dh = dy + dz W is one call with beta = 1 into the array that holds dy. For beta != 0 ``gemm_blas`` calls
+sgemm/dgemm through ``scipy.linalg.blas``. (Why not SciPy for everything: SciPy ships its own OpenBLAS build, and on
+the development machine its A^T B products at these sizes were ~20% slower than NumPy's; docs/performance.md.)
 
 Row-major trick: SciPy's BLAS is column-major (Fortran). A row-major (M, N) array C seen as column-major is C^T, so
 C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T: pass B.T and A.T (Fortran-ordered views, no copy) in swapped
@@ -41,5 +44,8 @@ def gemm_blas(a, b, c, trans_a: bool = False, trans_b: bool = False, beta: float
         return
     if k == 0:
         c *= beta
+        return
+    if beta == 0.0:
+        np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=c)
         return
     _GEMM[a.dtype](1.0, b.T, a.T, beta=beta, c=c.T, trans_a=trans_b, trans_b=trans_a, overwrite_c=True)
