@@ -62,3 +62,12 @@ def test_honesty_check_fails_when_the_networks_differ():
     theirs = bench_torch.TorchTrainStep(model, x, t, target)
     model.output.params["bias"] += np.float32(0.5)              # tinydiff's copy no longer matches
     assert bench_torch.honesty_check(bench.TrainStep(model, x, t, target), theirs) > bench.GRAD_TOLERANCE
+
+
+def test_each_row_has_its_own_target_and_cpu_ratio():
+    from tinydiff.bench.table import target_for
+    from tinydiff.bench.timing import Samples
+
+    assert (target_for("mlp", 256), target_for("mlp", 1024), target_for("mlp (layers)", 32)) == (0.5, 0.6, None)
+    row = bench.Row("mlp", 32, ours=Samples([1.0], cpu=[2.0]), torch=Samples([2.0], cpu=[2.0]))
+    assert row.cpu_ratio() == 1.0 and "| 0.50 ok | 1.00 |" in bench.format_table([row])
