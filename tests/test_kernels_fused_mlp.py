@@ -17,13 +17,24 @@ def arrays(n=37, h=19, seed=0):
     return u, rng.standard_normal(h).astype(np.float32), rng.standard_normal((n, h)).astype(np.float32)
 
 
-def test_bias_gelu_matches_reference_and_keeps_the_biased_input():
+def exact_gelu_and_derivative(v):
+    from scipy.special import erf
+
+    v = v.astype(np.float64)
+    cdf = 0.5 * (1 + erf(v / np.sqrt(2)))
+    return v * cdf, cdf + v * np.exp(-v * v / 2) / np.sqrt(2 * np.pi)
+
+
+def test_bias_gelu_gives_gelu_and_keeps_its_derivative():
     u, b, _ = arrays()
     u1, u2, h1, h2 = u.copy(), u.copy(), np.empty_like(u), np.empty_like(u)
     F.bias_gelu_numba(u1, b, h1)
     F.bias_gelu_ref(u2, b, h2)
-    np.testing.assert_allclose(u1, u + b, rtol=0, atol=0)
-    np.testing.assert_allclose(h1, h2, **TOL)
+    gelu, dgelu = exact_gelu_and_derivative(u + b)
+    np.testing.assert_allclose(h1, gelu, **TOL)
+    np.testing.assert_allclose(u1, dgelu, **TOL)
+    np.testing.assert_allclose(h2, gelu, **TOL)
+    np.testing.assert_allclose(u2, dgelu, **TOL)
 
 
 def test_bias_residual_gelu_matches_reference():
@@ -32,17 +43,21 @@ def test_bias_residual_gelu_matches_reference():
     F.bias_residual_gelu_numba(u1, b, h_prev, h1)
     F.bias_residual_gelu_ref(u2, b, h_prev, h2)
     np.testing.assert_allclose(h1, h2, **TOL)
+    np.testing.assert_allclose(u1, u2, **TOL)
+    np.testing.assert_allclose(h2, h_prev + exact_gelu_and_derivative(u + b)[0], **TOL)
 
 
 def test_gelu_backward_bias_matches_reference_and_sums_the_bias_gradient():
     u, _, dh = arrays(n=300)
+    dgelu = exact_gelu_and_derivative(u)[1].astype(np.float32)
     dz1, dz2 = np.empty_like(u), np.empty_like(u)
     db1, db2 = np.empty(u.shape[1], np.float32), np.empty(u.shape[1], np.float32)
-    F.gelu_backward_bias_numba(u, dh, dz1, db1)
-    F.gelu_backward_bias_ref(u.astype(np.float64), dh.astype(np.float64), dz2, db2)
-    np.testing.assert_allclose(dz1, dz2, **TOL)
-    np.testing.assert_allclose(db1, dz1.sum(axis=0), rtol=1e-5, atol=1e-5)
+    F.gelu_backward_bias_numba(dgelu, dh, dz1, db1)
+    F.gelu_backward_bias_ref(dgelu, dh, dz2, db2)
+    np.testing.assert_allclose(dz1, dgelu * dh, rtol=1e-6)
+    np.testing.assert_allclose(dz2, dgelu * dh, rtol=1e-6)
     np.testing.assert_allclose(db1, db2, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(db1, (dgelu.astype(np.float64) * dh).sum(axis=0), rtol=1e-5, atol=1e-5)
 
 
 def test_mse_matches_reference():
@@ -75,9 +90,9 @@ def test_a_nan_propagates_through_every_kernel(kernels):
     u, b, dh = arrays(n=4, h=8)
     u[1, 3] = np.nan
     h, dz, db = np.empty_like(u), np.empty_like(u), np.empty(8, np.float32)
-    kernels["bias_residual_gelu"](u.copy(), b, dh, h)
+    kernels["bias_residual_gelu"](u, b, dh, h)                 # u now holds GELU'(u + b)
     kernels["gelu_backward_bias"](u, dh, dz, db)
-    assert np.isnan(h[1, 3]) and np.isnan(dz[1, 3]) and np.isnan(db[3])
+    assert np.isnan(h[1, 3]) and np.isnan(u[1, 3]) and np.isnan(dz[1, 3]) and np.isnan(db[3])
     assert np.isfinite(np.delete(h.ravel(), 1 * 8 + 3)).all()
     out, dy = np.zeros((4, 2), np.float32), np.empty((4, 2), np.float32)
     out[2, 1] = np.nan

@@ -9,6 +9,7 @@ same numbers (float32 round-off apart: tests/test_mlp_step.py) as one routine ov
     feats = [sin(s x f), cos(s x f), e_t]                                     (N, n_in)   written in place
     u_0 = feats W_in^T            h_0 = GELU(u_0 + b_in)                      gemm, then bias_gelu
     u_k = h_{k-1} W_k^T           h_k = h_{k-1} + GELU(u_k + b_k)             gemm, then bias_residual_gelu
+                                  (both keep GELU'(u + b) in u's buffer: backward needs nothing else of u)
     out = h_K W_out^T + b_out;    L, dy = mse(out, target)
     dW_out = dy^T h_K;  db_out = sum dy;  dh = dy W_out
     for k = K..1:  dz = GELU'(u_k) dh, db_k = sum dz                          gelu_backward_bias
@@ -110,7 +111,7 @@ class MLPTrainStep:
         self.args = np.empty((n, D, half), np.float32)                 # s x_d f_j
         self.sin, self.cos = np.empty_like(self.args), np.empty_like(self.args)
         self.feats = np.empty((n, m.input.in_features), np.float32)    # [e_x, e_t]
-        self.u = np.empty((K + 1, n, H), np.float32)                   # pre-activations (bias added), for backward
+        self.u = np.empty((K + 1, n, H), np.float32)                   # u = h W^T, then GELU'(u + b) for backward
         self.h = np.empty((K + 1, n, H), np.float32)                   # block outputs
         self.out, self.dy = np.empty((n, D), np.float32), np.empty((n, D), np.float32)
         self.dh, self.dz = np.empty((n, H), np.float32), np.empty((n, H), np.float32)

@@ -4,14 +4,15 @@ A residual block of MLPDenoiser is u = h W^T + b, h' = h + GELU(u). The matrix p
 element-wise around it is one pass over memory here instead of three or four:
 
     place_features     feats = [sin(s x f), cos(s x f), e_t]                   (the first layer's input, one pass)
-    bias_gelu          u <- u + b;  h = GELU(u)                                    (the input layer)
-    bias_residual_gelu u <- u + b;  h' = h + GELU(u)                               (each residual block)
+    bias_gelu          h = GELU(u + b);  u <- GELU'(u + b)                         (the input layer)
+    bias_residual_gelu h' = h + GELU(u + b);  u <- GELU'(u + b)                    (each residual block)
     gelu_backward_bias dz = GELU'(u) * dh;  db = sum over rows of dz               (backward, with the bias gradient)
     mse                d = out - target;  L = mean d^2;  dy = 2 d / (N D)          (the loss and its gradient)
     clip_adamw         the global gradient norm, the clip and AdamW over one flat parameter array
 
 GELU(u) = u Phi(u), GELU'(u) = Phi(u) + u phi(u) with Phi(u) = (1 + erf(u / sqrt 2)) / 2 and
-phi(u) = exp(-u^2 / 2) / sqrt(2 pi) (Hendrycks & Gimpel 2016). The kernels compute in float32 throughout (float64
+phi(u) = exp(-u^2 / 2) / sqrt(2 pi) (Hendrycks & Gimpel 2016). Forward keeps GELU'(u) (it shares Phi(u) with GELU(u)), so backward is one multiply
+and a column sum. The kernels compute in float32 throughout (float64
 arithmetic halves the vector width) with branch-free erf and exp approximations that LLVM vectorises: the same
 polynomials as ``kernels/activations.py`` (Numba's pip build has no vector math library, so ``math.erf`` would be
 a scalar call per element), accurate to a few float32 ulp.
@@ -83,11 +84,6 @@ def _exp_nonpos32(y):
     return s * p
 
 
-@njit(inline="always", **FAST)
-def _gelu32(v):
-    return f32(0.5) * v * (f32(1.0) + _erf32(v * SQRT_HALF))
-
-
 # ---- the input features ------------------------------------------------------------------------------------------------
 def place_features_ref(sin, cos, t_table, t, feats):
     """sin, cos: (N, D, half) sinusoids of the coordinates; t_table: (T', E) time sinusoids; t: (N,) int. Writes
@@ -113,11 +109,23 @@ def place_features_numba(sin, cos, t_table, t, feats):
             dst[j] = src[j]
 
 
-# ---- forward: bias + GELU (+ residual) -----------------------------------------------------------------------------
+# ---- forward: bias + GELU (+ residual), keeping GELU' for backward ------------------------------------------------
+# Backward needs only GELU'(u), not u: computing it here, where erf(u / sqrt 2) is already known, saves evaluating erf
+# a second time in backward (the same idea as a ReLU that keeps its 0/1 mask instead of its input).
+def _gelu_and_derivative_ref(v):
+    cdf = 0.5 * (1.0 + _erf_scipy(v * SQRT_HALF))                            # Phi(v)
+    return v * cdf, cdf + v * INV_SQRT_2PI * np.exp(-0.5 * v * v)            # GELU(v), GELU'(v)
+
+
 def bias_gelu_ref(u, b, h):
-    """u: (N, H) pre-activations without bias, b: (H,). In place: u <- u + b (kept for backward); h = GELU(u)."""
-    u += b
-    h[...] = 0.5 * u * (1.0 + _erf_scipy(u * SQRT_HALF))
+    """u: (N, H) pre-activations without bias, b: (H,). Writes h = GELU(u + b) and, in place, u <- GELU'(u + b)."""
+    h[...], u[...] = _gelu_and_derivative_ref(u + b)
+
+
+@njit(inline="always", **FAST)
+def _gelu_and_derivative32(v):
+    cdf = f32(0.5) * (f32(1.0) + _erf32(v * SQRT_HALF))
+    return v * cdf, cdf + v * INV_SQRT_2PI * _exp_nonpos32(f32(-0.5) * v * v)
 
 
 @njit(**FAST)
@@ -125,15 +133,14 @@ def bias_gelu_numba(u, b, h):
     N, H = u.shape
     for n in range(N):
         for d in range(H):
-            v = u[n, d] + b[d]
-            u[n, d] = v
-            h[n, d] = _gelu32(v)
+            h[n, d], u[n, d] = _gelu_and_derivative32(u[n, d] + b[d])
 
 
 def bias_residual_gelu_ref(u, b, h_prev, h):
-    """u: (N, H), b: (H,), h_prev: (N, H). In place: u <- u + b; h = h_prev + GELU(u) (a residual block's output)."""
-    u += b
-    h[...] = h_prev + 0.5 * u * (1.0 + _erf_scipy(u * SQRT_HALF))
+    """u: (N, H), b: (H,), h_prev: (N, H). Writes h = h_prev + GELU(u + b) (a residual block's output) and, in place,
+    u <- GELU'(u + b)."""
+    gelu, u[...] = _gelu_and_derivative_ref(u + b)
+    h[...] = h_prev + gelu
 
 
 @njit(**FAST)
@@ -141,29 +148,25 @@ def bias_residual_gelu_numba(u, b, h_prev, h):
     N, H = u.shape
     for n in range(N):
         for d in range(H):
-            v = u[n, d] + b[d]
-            u[n, d] = v
-            h[n, d] = h_prev[n, d] + _gelu32(v)
+            gelu, u[n, d] = _gelu_and_derivative32(u[n, d] + b[d])
+            h[n, d] = h_prev[n, d] + gelu
 
 
-# ---- backward: GELU' and the bias gradient --------------------------------------------------------------------------
-def gelu_backward_bias_ref(u, dh, dz, db):
-    """u, dh: (N, H). Writes dz = GELU'(u) * dh (N, H) and db = sum_n dz[n] (H,): dL/du and dL/db of u = h W^T + b."""
-    cdf = 0.5 * (1.0 + _erf_scipy(u * SQRT_HALF))
-    pdf = INV_SQRT_2PI * np.exp(-0.5 * u * u)
-    dz[...] = dh * (cdf + u * pdf)
+# ---- backward: through GELU, with the bias gradient -------------------------------------------------------------------
+def gelu_backward_bias_ref(dgelu, dh, dz, db):
+    """dgelu: (N, H) GELU'(u) kept by forward, dh: (N, H) dL/dGELU. Writes dz = dgelu * dh = dL/du (N, H) and
+    db = sum_n dz[n] (H,) = dL/db of u = h W^T + b."""
+    dz[...] = dgelu * dh
     db[...] = dz.sum(axis=0)
 
 
 @njit(**FAST)
-def gelu_backward_bias_numba(u, dh, dz, db):
-    N, H = u.shape
+def gelu_backward_bias_numba(dgelu, dh, dz, db):
+    N, H = dgelu.shape
     acc = np.zeros(H, np.float32)                    # (H,) one float32 accumulator per column, like the reference
     for n in range(N):
         for d in range(H):
-            v = u[n, d]
-            cdf = f32(0.5) * (f32(1.0) + _erf32(v * SQRT_HALF))
-            g = dh[n, d] * (cdf + v * INV_SQRT_2PI * _exp_nonpos32(f32(-0.5) * v * v))
+            g = dgelu[n, d] * dh[n, d]
             dz[n, d] = g
             acc[d] += g
     for d in range(H):
