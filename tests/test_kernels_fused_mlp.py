@@ -141,3 +141,13 @@ def test_place_features_matches_reference():
     np.testing.assert_array_equal(f1, f2)
     np.testing.assert_array_equal(f2[:, 8:12], sin[:, 1])           # coordinate 1: its sines, then its cosines
     np.testing.assert_array_equal(f2[:, 24:], table[t])
+
+
+def test_blas_threads_limits_scipys_blas_too_once_a_training_step_is_importable():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import tinydiff.models.mlp_step  # noqa: F401  (loads SciPy's OpenBLAS, which gemm_blas uses for beta = 1)
+    from tinydiff.threads import blas_threads
+
+    with blas_threads(1):
+        libs = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+        assert any("scipy" in i["filepath"] for i in libs) and all(i["num_threads"] == 1 for i in libs)

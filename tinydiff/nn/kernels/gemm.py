@@ -18,9 +18,15 @@ order with the same transpose flags, and C.T as the output (``overwrite_c``: wri
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import blas
 
-_GEMM = {np.dtype(np.float32): blas.sgemm, np.dtype(np.float64): blas.dgemm}
+# Imported with this module, not on first use: threadpoolctl (``tinydiff.threads.blas_threads``) limits only the BLAS
+# libraries already loaded when a limit is set, and SciPy's OpenBLAS is a second library beside NumPy's. Loaded late,
+# inside ``with blas_threads(1):``, it would run on every core and fight the other pool.
+from scipy.linalg import blas as _scipy_blas
+
+
+def _scipy_gemm(dtype):
+    return _scipy_blas.sgemm if dtype == np.float32 else _scipy_blas.dgemm
 
 
 def gemm_ref(a, b, c, trans_a: bool = False, trans_b: bool = False, beta: float = 0.0) -> None:
@@ -36,7 +42,7 @@ def gemm_blas(a, b, c, trans_a: bool = False, trans_b: bool = False, beta: float
     k2, n = b.shape[::-1] if trans_b else b.shape
     if k != k2 or c.shape != (m, n):
         raise ValueError(f"gemm: op(a) is {m}x{k} and op(b) {k2}x{n}, so c must be {m}x{n}; got c {c.shape}")
-    if not (a.dtype == b.dtype == c.dtype and a.dtype in _GEMM):
+    if not (a.dtype == b.dtype == c.dtype and a.dtype in (np.float32, np.float64)):
         raise ValueError(f"gemm: a, b, c must share dtype float32 or float64, got {a.dtype}, {b.dtype}, {c.dtype}")
     if not (a.flags.c_contiguous and b.flags.c_contiguous and c.flags.c_contiguous):
         raise ValueError("gemm: a, b and c must be C-contiguous (row-major) arrays")
@@ -48,4 +54,4 @@ def gemm_blas(a, b, c, trans_a: bool = False, trans_b: bool = False, beta: float
     if beta == 0.0:
         np.matmul(a.T if trans_a else a, b.T if trans_b else b, out=c)
         return
-    _GEMM[a.dtype](1.0, b.T, a.T, beta=beta, c=c.T, trans_a=trans_b, trans_b=trans_a, overwrite_c=True)
+    _scipy_gemm(a.dtype)(1.0, b.T, a.T, beta=beta, c=c.T, trans_a=trans_b, trans_b=trans_a, overwrite_c=True)
