@@ -101,8 +101,9 @@ viz.save(fig, args.out / "embeddings.png")
 # described above.
 #
 # For this MLP the step does not call the layers one by one: `MLPTrainStep` (`tinydiff/models/mlp_step.py`) computes
-# the same forward, backward, clip and AdamW in one routine over preallocated buffers, about twice as fast, and is
-# tested to give the same loss, gradients and weights as the layers (`Trainer(config, fast=False)` runs the layers).
+# the same forward, backward, clip and AdamW in one routine over preallocated buffers (timings in
+# docs/performance.md), and is tested to give the same loss, gradients and weights as the layers
+# (`Trainer(config, fast=False)` runs the layers).
 
 # %%
 config = TrainConfig(data=DATA, steps=STEPS, n_train=N_TRAIN, seed=SEED, T=T, batch_size=512, lr=2e-3,
