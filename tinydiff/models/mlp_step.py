@@ -12,13 +12,14 @@ same numbers (float32 round-off apart: tests/test_mlp_step.py) as one routine ov
                                   (both keep GELU'(u + b) in u's buffer: backward needs nothing else of u)
     out = h_K W_out^T + b_out;    L, dy = mse(out, target)
     dW_out = dy^T h_K;  db_out = sum dy;  dh = dy W_out
-    for k = K..1:  dz = GELU'(u_k) dh, db_k = sum dz                          gelu_backward_bias
-                   dW_k = dz^T h_{k-1};   dh <- dh + dz W_k                    gemm; gemm with beta = 1 (the skip)
-    dz = GELU'(u_0) dh, db_in = sum dz;   dW_in = dz^T feats
+    for k = K..1:  dh <- dh + dskip (k < K);  dz = GELU'(u_k) dh, db_k = sum dz    (residual_)gelu_backward_bias
+                   dW_k = dz^T h_{k-1};   dskip = dz W_k                         gemm, gemm
+    dh <- dh + dskip;  dz = GELU'(u_0) dh, db_in = sum dz;   dW_in = dz^T feats
     then one pass of clip + AdamW over ONE flat array of all parameters      clip_adamw
 
-Matrix products call BLAS directly with transpose flags (``kernels/gemm.py``): no transposed copy, no temporary,
-and dh += dz W accumulates in place. The element-wise work is fused into the kernels of ``kernels/fused_mlp.py``.
+(dL/dh_{k-1} = dh + dz W_k: the skip path and the block's path; the sum is formed in the next kernel's pass.)
+Matrix products call BLAS directly with transpose flags (``kernels/gemm.py``): no transposed copy, no temporary.
+The element-wise work is fused into the kernels of ``kernels/fused_mlp.py``.
 
 The flat array: building the step moves every parameter, gradient and AdamW moment of the model and its optimiser
 into one contiguous array each, and leaves in ``model.params``, ``model.grads`` and ``opt.state`` *views* of it under
@@ -114,7 +115,7 @@ class MLPTrainStep:
         self.u = np.empty((K + 1, n, H), np.float32)                   # u = h W^T, then GELU'(u + b) for backward
         self.h = np.empty((K + 1, n, H), np.float32)                   # block outputs
         self.out, self.dy = np.empty((n, D), np.float32), np.empty((n, D), np.float32)
-        self.dh, self.dz = np.empty((n, H), np.float32), np.empty((n, H), np.float32)
+        self.dh, self.dz, self.dskip = (np.empty((n, H), np.float32) for _ in range(3))
 
     def _features(self, x, t) -> None:
         """feats = [Fourier features of x, time sinusoids of t]: what MLPDenoiser.forward feeds its first layer."""
@@ -134,7 +135,7 @@ class MLPTrainStep:
         if len(x) != self._n:
             self._allocate(len(x))
         m, k = self.model, self.kernels
-        u, h, dh, dz = self.u, self.h, self.dh, self.dz
+        u, h, dh, dz, dskip = self.u, self.h, self.dh, self.dz, self.dskip
         self._features(x, t)
         # forward
         gemm(self.feats, m.input.params["weight"], u[0], trans_b=True)                  # u_0 = feats W_in^T
@@ -151,12 +152,20 @@ class MLPTrainStep:
         gemm(self.dy, h[-1], out.grads["weight"], trans_a=True)                      # dW_out = dy^T h
         np.sum(self.dy, axis=0, out=out.grads["bias"])
         gemm(self.dy, out.params["weight"], dh)                                       # dh = dy W_out
+        first = True
         for i in reversed(range(len(m.blocks))):
             lin = m.blocks[i].linear
-            k["gelu_backward_bias"](u[i + 1], dh, dz, lin.grads["bias"])              # dz = GELU'(u) dh, db
+            if first:                                                                 # dz = GELU'(u) dh, db
+                k["gelu_backward_bias"](u[i + 1], dh, dz, lin.grads["bias"])
+            else:                                                                     # the same after dh += dskip
+                k["residual_gelu_backward_bias"](u[i + 1], dh, dskip, dz, lin.grads["bias"])
+            first = False
             gemm(dz, h[i], lin.grads["weight"], trans_a=True)                         # dW = dz^T h
-            gemm(dz, lin.params["weight"], dh, beta=1.0)                              # dh <- dh + dz W
-        k["gelu_backward_bias"](u[0], dh, dz, m.input.grads["bias"])
+            gemm(dz, lin.params["weight"], dskip)                                     # dskip = dz W (h's 2nd path)
+        if first:
+            k["gelu_backward_bias"](u[0], dh, dz, m.input.grads["bias"])
+        else:
+            k["residual_gelu_backward_bias"](u[0], dh, dskip, dz, m.input.grads["bias"])
         gemm(dz, self.feats, m.input.grads["weight"], trans_a=True)                   # dW_in = dz^T feats
         return float(loss), self.out
 

@@ -7,6 +7,7 @@ element-wise around it is one pass over memory here instead of three or four:
     bias_gelu          h = GELU(u + b);  u <- GELU'(u + b)                         (the input layer)
     bias_residual_gelu h' = h + GELU(u + b);  u <- GELU'(u + b)                    (each residual block)
     gelu_backward_bias dz = GELU'(u) * dh;  db = sum over rows of dz               (backward, with the bias gradient)
+    residual_gelu_backward_bias   the same after dh <- dh + dskip                 (the skip path's gradient added)
     mse                d = out - target;  L = mean d^2;  dy = 2 d / (N D)          (the loss and its gradient)
     clip_adamw         the global gradient norm, the clip and AdamW over one flat parameter array
 
@@ -173,6 +174,29 @@ def gelu_backward_bias_numba(dgelu, dh, dz, db):
         db[d] = acc[d]
 
 
+def residual_gelu_backward_bias_ref(dgelu, dh, dskip, dz, db):
+    """As ``gelu_backward_bias_ref`` after dh <- dh + dskip (in place): the gradient reaching a residual block's output
+    h_k = h_{k-1} + GELU(u_k) flows on to h_{k-1} twice, through the skip (dh) and through the block (dskip = dz W),
+    and the two are added here, in the pass that reads dh anyway."""
+    dh += dskip
+    gelu_backward_bias_ref(dgelu, dh, dz, db)
+
+
+@njit(**FAST)
+def residual_gelu_backward_bias_numba(dgelu, dh, dskip, dz, db):
+    N, H = dgelu.shape
+    acc = np.zeros(H, np.float32)
+    for n in range(N):
+        for d in range(H):
+            s = dh[n, d] + dskip[n, d]
+            dh[n, d] = s
+            g = dgelu[n, d] * s
+            dz[n, d] = g
+            acc[d] += g
+    for d in range(H):
+        db[d] = acc[d]
+
+
 # ---- the loss -------------------------------------------------------------------------------------------------------
 def mse_ref(out, target, dy):
     """out, target: (N, D). Returns L = mean (out - target)^2 (summed in float64) and writes dy = dL/dout =
@@ -243,7 +267,9 @@ def clip_adamw_numba(p, g, m, v, lr, beta1, beta2, eps, wd, step, max_norm):
 
 # ---- which set the training step calls --------------------------------------------------------------------------------
 NUMBA = dict(place_features=place_features_numba, bias_gelu=bias_gelu_numba, bias_residual_gelu=bias_residual_gelu_numba,
-             gelu_backward_bias=gelu_backward_bias_numba, mse=mse_numba, clip_adamw=clip_adamw_numba)
+             gelu_backward_bias=gelu_backward_bias_numba,
+             residual_gelu_backward_bias=residual_gelu_backward_bias_numba, mse=mse_numba, clip_adamw=clip_adamw_numba)
 REF = dict(place_features=place_features_ref, bias_gelu=bias_gelu_ref, bias_residual_gelu=bias_residual_gelu_ref,
-           gelu_backward_bias=gelu_backward_bias_ref, mse=mse_ref, clip_adamw=clip_adamw_ref)
+           gelu_backward_bias=gelu_backward_bias_ref, residual_gelu_backward_bias=residual_gelu_backward_bias_ref,
+           mse=mse_ref, clip_adamw=clip_adamw_ref)
 KERNELS = REF if numba_config.DISABLE_JIT else NUMBA
