@@ -112,3 +112,10 @@ def test_trainer_checkpoints_match_the_layer_by_layer_path():
             np.testing.assert_allclose(a[k], b[k], rtol=1e-3, atol=1e-4, err_msg=k)
         elif not k.startswith("log/"):
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_a_model_without_residual_blocks_trains_through_the_same_step():
+    (model, opt), step = pair(n_blocks=0, width=8, emb_dim=4)
+    x, t, target = batch(9)
+    assert step.loss_and_gradients(x, t, target)[0] == pytest.approx(layer_step(model, opt, x, t, target), rel=1e-6)
+    assert max_rel_diff(model.gradients(), step.model.gradients()) < 1e-5
