@@ -23,8 +23,8 @@ load; each sample is the mean over enough steps to last ~50 ms, and the table gi
 samples and the ratio of medians, of wall time and of CPU time.
 
 Threads: ``--threads N`` gives BLAS N threads (threadpoolctl, if installed) and PyTorch N threads. tinydiff's Numba
-kernels are serial, so the two pools never fight (docs/performance.md, "Threads"). OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are
-printed if set, never changed.
+kernels are serial, so the two pools never fight (docs/performance.md, "Threads"). OPENBLAS_CORETYPE and
+OPENBLAS_L2_SIZE are printed if set, never changed.
 """
 
 from __future__ import annotations
