@@ -38,7 +38,7 @@ Figures written (to `chapters/out/01/` unless `--out` says otherwise):
 # %%
 import numpy as np
 
-from tinydiff import viz
+from tinydiff import claims, viz
 from tinydiff.data.toy2d import make_dataset
 from tinydiff.diffusion import q_chain, q_sample
 from tinydiff.schedules import NoiseSchedule
@@ -138,3 +138,6 @@ ax.set_xlabel("t")
 ax.legend(fontsize=8)
 viz.save(fig, args.out / "signal_and_noise.png")
 print(f"alpha_bar at t = T-1: {schedule.alphas_cumprod[-1]:.2e}")
+
+# %%
+claims.finish()   # every claim above was checked in this run: exit 1 if one failed

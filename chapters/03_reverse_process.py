@@ -55,7 +55,7 @@ Figures: `posterior_check.png`, `elbo_weights.png`, `target_weights.png`, `tweed
 # %%
 import numpy as np
 
-from tinydiff import viz
+from tinydiff import claims, viz
 from tinydiff.diffusion import convert_prediction, elbo_weights, q_posterior, q_sample, q_step
 from tinydiff.schedules import NoiseSchedule
 
@@ -173,3 +173,6 @@ ax.set_ylabel("E[x0 | x_t]")
 ax.legend(fontsize=7)
 ax.set_title("lines: score -> x0 by Tweedie; dots: simulated averages", fontsize=8)
 viz.save(fig, args.out / "tweedie.png")
+
+# %%
+claims.finish()   # every claim above was checked in this run: exit 1 if one failed

@@ -45,7 +45,7 @@ Figures written (to `chapters/out/04/` unless `--out` says otherwise):
 # %%
 import numpy as np
 
-from tinydiff import viz
+from tinydiff import claims, viz
 from tinydiff.nn import GELU, AdamW, Linear, Sequential, check_module, clip_grad_norm, mse_loss, warmup_cosine_lr
 
 args = viz.chapter_args(4, "Chapter 4: backpropagation by hand")   # --out DIR (default chapters/out/04), --quick
@@ -222,3 +222,6 @@ test_mse = float(np.mean((fit - truth) ** 2))
 print(f"\nsummary: gradient check max error {max(good.errors.values()):.1e} (correct) vs "
       f"{max(bad.errors.values()):.1e} (broken GELU); training MSE {losses[0]:.3f} -> {losses[-1]:.4f} "
       f"in {STEPS} steps; grid MSE {test_mse:.4f}")
+
+# %%
+claims.finish()   # every claim above was checked in this run: exit 1 if one failed

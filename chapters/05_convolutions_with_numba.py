@@ -62,7 +62,7 @@ Figures written (to `chapters/out/05/` unless `--out` says otherwise):
 import numba
 import numpy as np
 
-from tinydiff import viz
+from tinydiff import claims, viz
 from tinydiff.nn import AvgPool2d, Conv2d, GroupNorm, Upsample, check_module
 from tinydiff.nn.kernels import conv as K
 from tinydiff.bench.conv import bench_conv, bench_groupnorm, format_table
@@ -235,3 +235,6 @@ print(f"\nsummary: gradient checks max error {max(report_conv.errors.values()):.
       f"{max(report_gn.errors.values()):.1e} (GroupNorm); im2col+BLAS forward {fast['forward']:.1f} ms vs NumPy "
       f"reference {ref['forward']:.1f} ms at batch {BENCH_BATCH}; GroupNorm forward numba "
       f"{gn_ms['numba'][0]:.2f} ms vs numpy {gn_ms['numpy'][0]:.2f} ms")
+
+# %%
+claims.finish()   # every claim above was checked in this run: exit 1 if one failed

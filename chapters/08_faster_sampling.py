@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydiff import viz
+from tinydiff import claims, viz
 from tinydiff.threads import blas_threads
 from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
 from tinydiff.bench_nfe import mode_statistics, nfe_table
@@ -283,3 +283,6 @@ for r in rows_mlp:
 # %%
 viz.save(plot_quality(rows_mlp, floor, f"trained MLP ({config.steps} steps), clip {CLIP:g}, trailing spacing, "
                       f"{N_NFE} points"), args.out / "quality_vs_nfe_mlp.png")
+
+# %%
+claims.finish()   # every claim above was checked in this run: exit 1 if one failed

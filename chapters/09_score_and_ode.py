@@ -58,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydiff import viz
+from tinydiff import claims, viz
 from tinydiff.threads import blas_threads
 from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
 from tinydiff.data.toy2d import gaussian_mixture_params
@@ -337,3 +337,6 @@ ax.set_xlabel("true -log p(x) (nats)")
 ax.set_ylabel("ode_nll of the trained MLP")
 ax.legend(fontsize=7)
 viz.save(fig, args.out / "likelihood_learned.png")
+
+# %%
+claims.finish()   # every claim above was checked in this run: exit 1 if one failed

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydiff import viz
+from tinydiff import claims, viz
 from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
 from tinydiff.data.toy2d import gaussian_mixture_params
 from tinydiff.samplers import sample
@@ -236,3 +236,6 @@ for s, row_ddim, row_mlp in zip(SCALES_FINE, stats["ddim"], stats["mlp"]):
           f"{row_ddim[2]:.3f} | MLP right mode {row_mlp[0]:.2f}, radial {row_mlp[1]:+.3f}, tangential std "
           f"{row_mlp[2]:.3f}")
 viz.save(fig, args.out / "guidance_stats.png")
+
+# %%
+claims.finish()   # every claim above was checked in this run: exit 1 if one failed

@@ -68,7 +68,7 @@ from pathlib import Path
 import numpy as np
 
 from tinydiff import checkpoint as ckpt
-from tinydiff import viz
+from tinydiff import claims, viz
 from tinydiff.data.mnist import load_mnist_float
 from tinydiff.diffusion import q_sample
 from tinydiff.models.unet import UNet
@@ -362,3 +362,6 @@ viz.save(viz.image_grid(digits, nrow=PER_CLASS if PER_CLASS > 1 else 10), args.o
 
 # %% [markdown]
 # Next (chapter 12): the label embedding, the null label, and classifier-free guidance on digits.
+
+# %%
+claims.finish()   # every claim above was checked in this run: exit 1 if one failed

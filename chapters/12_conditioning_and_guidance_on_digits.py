@@ -60,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydiff import viz
+from tinydiff import claims, viz
 from tinydiff.data.mnist import load_mnist_float
 from tinydiff.diffusion import q_sample
 from tinydiff.metrics.images import class_accuracy, gaussian_stats
@@ -293,3 +293,6 @@ viz.save(fig, args.out / "guidance_accuracy_diversity.png")
 # could also explain, so they become easier to recognise and less varied. Which s is best depends on what one wants:
 # FD against the test set (`python -m tinydiff evaluate --guidance 1,2,3`) balances the two and usually prefers a small
 # s; a demo that must show recognisable digits takes a larger one.
+
+# %%
+claims.finish()   # every claim above was checked in this run: exit 1 if one failed

@@ -1,4 +1,9 @@
-"""Every chapter runs in its quick mode and writes every figure its text promises."""
+"""Every chapter runs in its quick mode, writes every figure its text promises, and every claim it judges holds.
+
+A chapter's sentences about its own run are checked claims (tinydiff.claims): a failed claim makes the chapter exit
+with status 1, so these tests fail when a lecture's text and its run disagree. The slow test runs every chapter in
+full mode, where every claim is judged (``pytest -m slow``).
+"""
 
 import os
 import re
@@ -16,18 +21,34 @@ def promised_figures(path: Path) -> set[str]:
     return set(re.findall(r"`([\w\-]+\.(?:png|gif))`", path.read_text()))
 
 
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
-def test_chapter_runs_quickly_and_writes_its_figures(chapter, tmp_path):
+def run_chapter(chapter: Path, out: Path, quick: bool, timeout: float) -> subprocess.CompletedProcess:
+    """Run one chapter in a subprocess; assert it exited 0 and reported its claims (its last line calls finish())."""
     # NUMBA_DISABLE_JIT=1 is for stepping through kernels; chapters that train networks would take hours without the
     # JIT, so they always run compiled (the kernels themselves are tested without it elsewhere).
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_DISABLE_JIT"}
     env["MPLBACKEND"] = "Agg"
     result = subprocess.run(
-        [sys.executable, str(chapter), "--quick", "--out", str(tmp_path)],
-        capture_output=True, text=True, env=env, timeout=300,
+        [sys.executable, str(chapter), *(["--quick"] if quick else []), "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=timeout,
     )
-    assert result.returncode == 0, f"{chapter.name} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, f"{chapter.name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-4000:]}"
+    mode = "quick" if quick else "full"
+    assert f"claims ({mode} mode):" in result.stdout, (
+        f"{chapter.name} ended without reporting its claims: its last line should be tinydiff.claims.finish()")
+    return result
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_chapter_runs_quickly_and_writes_its_figures(chapter, tmp_path):
+    run_chapter(chapter, tmp_path, quick=True, timeout=300)
     figures = promised_figures(chapter)
     assert figures, f"{chapter.name} names no figures in its text"
     missing = sorted(f for f in figures if not (tmp_path / f).exists())
     assert not missing, f"{chapter.name} promised {missing} but did not write them (wrote {sorted(os.listdir(tmp_path))})"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_chapter_in_full_mode_holds_every_claim(chapter, tmp_path):
+    result = run_chapter(chapter, tmp_path, quick=False, timeout=3600)
+    assert "claim [not judged" not in result.stdout, "full mode judges every claim"

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tinydiff import claims
+
 
 def plt():
     """matplotlib.pyplot, with a headless backend when no display was configured."""
@@ -28,13 +30,15 @@ def chapter_args(number: int, description: str = "") -> argparse.Namespace:
     """Parse a chapter's two options: ``--out DIR`` (default ``chapters/out/NN``) and ``--quick`` (small sizes).
 
     Uses ``parse_known_args`` so the same file also runs as a notebook (Jupyter passes its own arguments).
-    The output folder is created.
+    The output folder is created, and the mode is handed to ``tinydiff.claims`` (quick mode gives no verdict on the
+    claims its small samples cannot support).
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "chapters" / "out" / f"{number:02d}")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: seconds instead of a minute (used by the tests)")
     args, _ = parser.parse_known_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    claims.set_mode(quick=args.quick)
     return args
 
 
