@@ -29,7 +29,11 @@ So we never need to run the chain to train: any step is one multiply-add away. B
 variance is exactly 1, data with unit variance keeps unit variance all the way: the process is *variance preserving*.
 As alpha_bar_t -> 0 the signal fades and x_t becomes pure N(0, I) noise: the distribution we will sample from.
 
-**Index convention.** tinydiff counts steps t = 0, ..., T-1 (step 0 is Ho et al.'s t = 1); the data come "before step 0".
+**Index convention (read this twice).** tinydiff counts noising steps t = 0, ..., T-1: our step t is Ho et al.'s
+t + 1. The data x0 come *before* step 0, so **x0 is not x_t at t = 0**: x_t at t = 0 is the data after one noising step,
+x_(t=0) = sqrt(alpha_bar_0) x0 + sqrt(beta_0) eps with alpha_bar_0 = 1 - beta_0 = 0.9999. That is why the last
+reverse step (chapter 3) is written p(x0 | x_(t=0)), "data given step 0", and why `schedule.alphas_cumprod_prev[0] = 1`
+stands for "no noise yet". In code and text, `x0` always means the data.
 
 Figures written (to `chapters/out/01/` unless `--out` says otherwise):
 `forward_points.png`, `forward_image.png`, `chain_vs_closed_form.png`, `signal_and_noise.png`.
@@ -66,11 +70,15 @@ print(schedule)
 # %%
 x0 = make_dataset("moons", N_POINTS, rng=rng)
 x0 = (x0 - x0.mean(0)) / x0.std(0)  # unit variance per axis, as the model will see it
-panels = []
+panels, variances = [], []
 for t in SHOW_STEPS:
     xt = q_sample(schedule, x0, np.full(N_POINTS, t), rng.standard_normal(x0.shape))
     panels.append((f"t = {t}\nalpha_bar = {schedule.alphas_cumprod[t]:.3f}", xt))
+    variances.append(xt.var(axis=0))
 viz.save(viz.scatter_strip([("data x0", x0)] + panels), args.out / "forward_points.png")
+claims.claim(np.abs(np.array(variances) - 1).max() < 0.2,
+             "variance preserving: the unit-variance data keeps variance ~1 per axis at every step shown "
+             "(between {lo:.2f} and {hi:.2f})", lo=np.min(variances), hi=np.max(variances))
 
 # %% [markdown]
 # ## Noising an image
@@ -103,8 +111,11 @@ chain_std = trajectory[1:, :, 0].std(axis=1)
 closed_mean = np.sqrt(schedule.alphas_cumprod) * start[0, 0]
 closed_std = np.sqrt(1 - schedule.alphas_cumprod)
 worst = max(np.abs(chain_mean - closed_mean).max(), np.abs(chain_std - closed_std).max())
-print(f"largest gap between chain and closed form over all {T} steps: {worst:.4f} "
-      f"(one standard error is ~{1 / np.sqrt(N_CHAINS):.4f}; the largest of 2T such gaps is typically 3-4 times that)")
+standard_error = 1 / np.sqrt(N_CHAINS)
+claims.claim(worst < 5 * standard_error,
+             "the chain and the closed form agree within sampling error at all {T} steps: largest gap {worst:.4f} is "
+             "{ratio:.1f} standard errors ({se:.4f}; the largest of 2T such gaps is typically 3-4)",
+             T=T, worst=worst, se=standard_error, ratio=worst / standard_error)
 
 plt = viz.plt()
 fig, axes = plt.subplots(1, 2, figsize=(9, 3))
@@ -127,8 +138,9 @@ viz.save(fig, args.out / "chain_vs_closed_form.png")
 # ## How much signal is left?
 #
 # sqrt(alpha_bar_t) is the weight of the data in x_t and sqrt(1 - alpha_bar_t) the weight of the noise. Their squares
-# add to 1 at every step. With the linear schedule, half the variance is noise by t ~ 200; by the end only
-# sqrt(alpha_bar_{T-1}) ~ 0.006 of the data is left. Chapter 2 asks whether that is a good way to spend the T steps.
+# add to 1 at every step. With the linear schedule, half the variance is noise by t = 259 (alpha_bar_200 is still
+# 0.656); by the end only sqrt(alpha_bar_{T-1}) ~ 0.006 of the data is left. Chapter 2 asks whether that is a good way
+# to spend the T steps.
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 3))
@@ -137,7 +149,15 @@ ax.plot(steps, np.sqrt(1 - schedule.alphas_cumprod), label="noise weight sqrt(1 
 ax.set_xlabel("t")
 ax.legend(fontsize=8)
 viz.save(fig, args.out / "signal_and_noise.png")
-print(f"alpha_bar at t = T-1: {schedule.alphas_cumprod[-1]:.2e}")
+ab = schedule.alphas_cumprod
+half = int(np.argmax(ab < 0.5))
+claims.claim(half == 259 and abs(ab[200] - 0.656) < 5e-4,
+             "half the variance is noise by t = {half} (alpha_bar_200 = {ab200:.3f})", half=half, ab200=ab[200])
+claims.claim(abs(np.sqrt(ab[-1]) - 0.006) < 5e-4, "sqrt(alpha_bar_(T-1)) = {s:.4f} ~ 0.006 of the data is left",
+             s=np.sqrt(ab[-1]))
+claims.claim(ab[0] == 1 - schedule.betas[0] and schedule.alphas_cumprod_prev[0] == 1,
+             "x_t at t = 0 is already one noising step: alpha_bar_0 = 1 - beta_0 = {ab0:.4f}; alphas_cumprod_prev[0] = 1",
+             ab0=ab[0])
 
 # %%
 claims.finish()   # every claim above was checked in this run: exit 1 if one failed
