@@ -27,7 +27,10 @@ and let a network supply mu_theta. The natural choice: the posterior mean with x
 
 The variational bound on -log p(x0) is a sum of KL divergences, one per step (Ho et al. 2020, eq. 5):
 
-    L = KL(q(x_{T-1} | x0) || N(0, I)) + sum_{t >= 1} KL(q(x_{t-1} | x_t, x0) || p(x_{t-1} | x_t)) - log p(x0 | x_0-step)
+    L = KL(q(x_{T-1} | x0) || N(0, I)) + sum_{t >= 1} KL(q(x_{t-1} | x_t, x0) || p(x_{t-1} | x_t)) - log p(x0 | x_(t=0))
+
+(Index convention, chapter 1: x0 is the data; x_(t=0) is the data after one noising step, so the last term is the
+"decoder" that maps step 0 back to the data: Ho et al.'s L_0 = -log p(x_0 | x_1) in their 1-based counting.)
 
 Between two Gaussians with fixed variances, the KL is a squared distance between means. Write x0 through the noise,
 x0 = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t), and the means differ only through eps (Ho et al. 2020, eq. 12):
@@ -91,6 +94,11 @@ mean, var = q_posterior(schedule, np.ones((1, 1)), np.full((1, 1), x_t_value), n
 selected = x_prev[in_slice, 0]
 print(f"posterior at t={T_CHECK}: simulated mean {selected.mean():.4f} std {selected.std():.4f} "
       f"({in_slice.sum()} samples) vs formula mean {mean[0, 0]:.4f} std {np.sqrt(var[0, 0]):.4f}")
+se = selected.std() / np.sqrt(in_slice.sum())
+claims.claim(abs(selected.mean() - mean[0, 0]) < 4 * se + 0.01 * np.sqrt(var[0, 0])
+             and abs(selected.std() / np.sqrt(var[0, 0]) - 1) < 0.05,
+             "the simulated x_(t-1) given x_t match q_posterior: mean {m:.4f} vs {mf:.4f}, std {sd:.4f} vs {sf:.4f}",
+             m=selected.mean(), mf=mean[0, 0], sd=selected.std(), sf=np.sqrt(var[0, 0]))
 grid = np.linspace(selected.min(), selected.max(), 200)
 fig, ax = plt.subplots(figsize=(5, 3))
 ax.hist(selected, bins=40, density=True, alpha=0.6, label=f"simulated x_(t-1) given x_t ~ {x_t_value}")
@@ -103,20 +111,48 @@ viz.save(fig, args.out / "posterior_check.png")
 # %% [markdown]
 # ## The ELBO's weights, and what the simple loss does to them
 #
-# lambda_t is huge at small t and tiny elsewhere: the true bound cares mostly about the last, nearly noise-free steps,
-# which matter little for how samples look. The simple loss (lambda_t = 1) moves the effort towards noisier steps.
-# (tests/test_diffusion.py checks that KL_t equals lambda_t ||eps - eps_theta||^2 exactly.)
+# With the linear schedule lambda_t is **U-shaped** and **below 1 everywhere**: 0.27 at t = 1 with sigma_t^2 = beta_t
+# (0.60 with beta_tilde_t), falling to a minimum of 0.005 near t = 350 and rising again to 0.010 at t = 999. The small,
+# nearly noise-free steps carry the largest weights, but they are few: summed over t >= 50 the weights still exceed
+# those of t < 50. What Ho et al. (2020, Sec. 3.4) say is a statement *relative to the bound*: the simple loss
+# (lambda_t = 1 for every t) "down-weights loss terms corresponding to small t": against the bound, step 1 gets 55
+# times less weight than the middle steps (120 times with beta_tilde_t) (right panel: the weight L_simple puts on step t divided by the bound's, 1 / lambda_t), so the network
+# spends its effort on the harder denoising tasks at larger t. (tests/test_diffusion.py checks that KL_t equals
+# lambda_t ||eps - eps_theta||^2 exactly.)
 
 # %%
 steps = np.arange(T)
-fig, ax = plt.subplots(figsize=(5, 3))
-ax.semilogy(steps[1:], elbo_weights(schedule, "fixed_large")[1:], label="sigma_t^2 = beta_t")
-ax.semilogy(steps[1:], elbo_weights(schedule, "fixed_small")[1:], label="sigma_t^2 = beta_tilde_t")
+large, small = elbo_weights(schedule, "fixed_large"), elbo_weights(schedule, "fixed_small")
+fig, (ax, ax_rel) = plt.subplots(1, 2, figsize=(10, 3))
+ax.semilogy(steps[1:], large[1:], label="sigma_t^2 = beta_t")
+ax.semilogy(steps[1:], small[1:], label="sigma_t^2 = beta_tilde_t")
 ax.axhline(1.0, color="k", ls="--", lw=1, label="simple loss: lambda_t = 1")
+low = 1 + int(np.argmin(large[1:]))
+ax.plot(low, large[low], "kv", ms=5, label=f"minimum: t = {low}")
 ax.set_xlabel("t")
-ax.set_ylabel("lambda_t")
+ax.set_ylabel("lambda_t (log scale)")
+ax.set_title("the bound's weights: U-shaped, all below 1", fontsize=9)
 ax.legend(fontsize=7)
+ax_rel.semilogy(steps[1:], (1 / large[1:]) / (1 / large[1:]).max(), label="sigma_t^2 = beta_t")
+ax_rel.semilogy(steps[1:], (1 / small[1:]) / (1 / small[1:]).max(), label="sigma_t^2 = beta_tilde_t")
+ax_rel.set_xlabel("t")
+ax_rel.set_ylabel("1 / lambda_t (max = 1)")
+ax_rel.set_title("L_simple relative to the bound: small t down-weighted", fontsize=9)
+ax_rel.legend(fontsize=7)
 viz.save(fig, args.out / "elbo_weights.png")
+claims.claim(abs(large[1] - 0.27) < 0.005 and abs(small[1] - 0.60) < 0.005,
+             "lambda_1 = {l1:.2f} (sigma^2 = beta) or {s1:.2f} (beta_tilde)", l1=large[1], s1=small[1])
+claims.claim(abs(large[low] - 0.005) < 0.0005 and 340 <= low <= 360 and abs(large[-1] - 0.010) < 0.0005,
+             "lambda_t is U-shaped: minimum {lmin:.4f} at t = {low}, {lend:.4f} at t = 999",
+             lmin=large[low], low=low, lend=large[-1])
+claims.claim((large[1:] < 1).all() and (small[1:] < 1).all(),
+             "every lambda_t (t >= 1) is below the simple loss's 1: largest {lmax:.2f}", lmax=max(large[1:].max(), small[1:].max()))
+claims.claim(large[50:].sum() > large[1:50].sum() and small[50:].sum() > small[1:50].sum(),
+             "summed over t >= 50 the weights ({late:.2f}) exceed those of 1 <= t < 50 ({early:.2f}) (sigma^2 = beta)",
+             late=large[50:].sum(), early=large[1:50].sum())
+claims.claim(50 < large[1] / large[low] < 60 and 110 < small[1] / small[low] < 130,
+             "relative to the bound, L_simple weighs the middle step t = {low} {r:.0f} times more than t = 1 "
+             "({rs:.0f} times with beta_tilde)", low=low, r=large[1] / large[low], rs=small[1] / small[low])
 
 # %% [markdown]
 # ## Each target weighs the steps differently
@@ -144,6 +180,11 @@ ax.loglog(schedule.snr, schedule.snr + 1, "k:", lw=1, label="snr_t + 1")
 ax.set_xlabel("snr_t")
 ax.legend(fontsize=7)
 viz.save(fig, args.out / "target_weights.png")
+eps_ratio = ((eps_hat - eps_true) ** 2).sum(1) / x0_err / schedule.snr
+v_ratio = ((v_hat - v_true) ** 2).sum(1) / x0_err / (schedule.snr + 1)
+claims.claim(np.allclose(eps_ratio, 1, rtol=1e-6) and np.allclose(v_ratio, 1, rtol=1e-6),
+             "measured at all {T} steps: eps error / x0 error = snr_t and v error / x0 error = snr_t + 1 "
+             "(largest relative deviation {dev:.1e})", T=T, dev=max(np.abs(eps_ratio - 1).max(), np.abs(v_ratio - 1).max()))
 
 # %% [markdown]
 # ## Tweedie's formula, checked by simulation
@@ -155,6 +196,7 @@ viz.save(fig, args.out / "target_weights.png")
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 3.2))
+worst_z = 0.0
 for t_show in (100, 300, 600):
     t_vec = np.full(N, t_show)
     x0_data = DATA_MEAN + DATA_STD * rng.standard_normal((N, 1))
@@ -168,6 +210,14 @@ for t_show in (100, 300, 600):
     averages = [x0_data[bins == i, 0].mean() for i in range(1, len(grid))]
     line, = ax.plot(grid[:, 0], denoised[:, 0], label=f"Tweedie, t = {t_show}")
     ax.plot(centres, averages, "o", ms=3, color=line.get_color())
+    tweedie_at_centres = np.interp(centres, grid[:, 0], denoised[:, 0])   # the line is straight: exact
+    counts = np.bincount(bins, minlength=len(grid) + 1)[1:len(grid)]
+    posterior_sd = DATA_STD * np.sqrt((1 - ab) / (ab * DATA_STD**2 + 1 - ab))   # sd of x0 given x_t
+    bin_halfwidth_effect = np.abs(np.diff(denoised[:, 0])) / 2                  # the line moves within a bin
+    z = np.abs(np.array(averages) - tweedie_at_centres) / (posterior_sd / np.sqrt(counts) + bin_halfwidth_effect)
+    worst_z = max(worst_z, z.max())
+claims.claim(worst_z < 4, "the simulated averages lie on Tweedie's lines: largest gap {z:.1f} standard errors "
+             "(sampling error plus the line's change within a bin)", z=worst_z)
 ax.set_xlabel("x_t")
 ax.set_ylabel("E[x0 | x_t]")
 ax.legend(fontsize=7)
