@@ -34,8 +34,10 @@ added to every row, so its gradient sums over the rows. Forgetting that sum is t
 
 For any scalar L(theta), the central difference (L(theta + eps e_k) - L(theta - eps e_k)) / (2 eps) approximates
 dL/dtheta_k with error O(eps^2) from the Taylor series, plus a rounding error of about machine_eps * |L| / eps.
-The two balance near eps ~ machine_eps^(1/3): about 1e-5 in float64 (error ~1e-10) but 1e-2 in float32 (error ~1e-3 at best),
-which is why gradient checks run in float64. `tinydiff.nn.check_module` projects the output onto a random r
+The two balance near eps ~ (machine_eps |L| / |L'''|)^(1/3): for a function of unit scale about 1e-5 in float64
+(error ~1e-10) but 1e-2 in float32 (error ~1e-3 at best), which is why gradient checks run in float64. The bottom of
+the V is flat and its position moves with the function's scale: this chapter's run measures its best eps at 1e-4 in
+float64 (relative error 1e-8 or below anywhere between 3e-6 and 3e-4) and 3e-2 in float32. `tinydiff.nn.check_module` projects the output onto a random r
 (L = sum(r * forward(x)), so backward(r) gives every analytic gradient at once) and compares, tensor by tensor.
 
 Figures written (to `chapters/out/04/` unless `--out` says otherwise):
@@ -133,15 +135,25 @@ ax.set_title("Finite differences: rounding (left) vs truncation (right)")
 ax.legend()
 save(fig, "finite_difference_error.png")
 best = {k: EPSILONS[np.argmin(v)] for k, v in fd_errors.items()}
-print("best eps:", {k: f"{v:.0e}" for k, v in best.items()})
+flat = (EPSILONS >= 2e-6) & (EPSILONS <= 4e-4)
+claims.claim(1e-6 <= best["float64"] <= 1e-3 and fd_errors["float64"][flat].max() < 1e-8,
+             "float64: best eps {b:.0e}; relative error below 1e-8 for every eps in [3e-6, 3e-4] (largest {e:.1e})",
+             b=best["float64"], e=fd_errors["float64"][flat].max())
+claims.claim(best["float32"] >= 1e-3 and fd_errors["float32"].min() > 1e-5,
+             "float32: best eps {b:.0e}, and even there the relative error is {e:.1e} (> 1e-5)",
+             b=best["float32"], e=fd_errors["float32"].min())
 
 # %% [markdown]
 # ## The gradient check, and what a bug looks like
 #
 # `check_module` checks every input and parameter of the network. To see it fail, break GELU's backward the way
-# students often do: return GELU'(a) and forget to multiply by the incoming gradient g_h. The check names the input
-# gradient as wrong while the last layer's parameters stay right, because the error enters *below* them: exactly the
-# chain-rule link we broke. Figure: `gradient_check.png`.
+# students often do: return GELU'(a) and forget to multiply by the incoming gradient g_h. Three tensors fail: the
+# input gradient **and** layer 0's weight and bias, although Linear's formulas are right. Gradients flow down from
+# the output, so the wrong g_a that GELU hands down spoils *every* gradient below it. The last layer's parameters
+# stay right: the gradient reaching them never passed through GELU. So a failing tensor says "the error entered at
+# or above me", and the right reading is: the error enters between the highest failing layer (layers.0) and the next
+# layer that passes (layers.2), i.e. in layers.0 or layers.1 (GELU). The hints say exactly that; checking each
+# candidate *alone* then names GELU. Figure: `gradient_check.png`.
 
 # %%
 good = check_module(make_net(np.float64), x_small, verbose=True)
@@ -159,6 +171,21 @@ buggy_net.layers[1] = GELUForgetsChainRule()
 bad = check_module(buggy_net, x_small, verbose=True)
 for name, hint in bad.hints.items():
     print(f"  hint for {name}: {hint}")
+claims.claim(good.ok, "the correct backward passes: largest relative error {e:.1e}", e=max(good.errors.values()))
+claims.claim(set(bad.failures()) == {"input0", "layers.0.weight", "layers.0.bias"},
+             "with GELU's chain rule broken, exactly the input gradient and layer 0's weight and bias fail ({names})",
+             names=", ".join(bad.failures()))
+claims.claim(all("layers.0 (Linear), layers.1 (GELUForgetsChainRule)" in h for h in bad.hints.values()),
+             "every hint names layers 0-1 as where the error can enter, not Linear's formula")
+
+# Check each candidate alone, on the input it really sees in the network.
+a_small = buggy_net.layers[0].forward(x_small)                       # (8, H): GELU's input
+alone = {"layers.0 (Linear)": check_module(make_net(np.float64).layers[0], x_small, verbose=False),
+         "layers.1 (GELU, broken)": check_module(GELUForgetsChainRule(), a_small, verbose=False)}
+for name, report in alone.items():
+    print(f"  {name} checked alone: {'ok' if report.ok else 'FAIL'} (largest error {max(report.errors.values()):.1e})")
+claims.claim(alone["layers.0 (Linear)"].ok and not alone["layers.1 (GELU, broken)"].ok,
+             "checked alone, Linear passes and the broken GELU fails: the bug is found")
 
 fig, ax = plt.subplots(figsize=(6.5, 3.6))
 names = list(good.errors)
@@ -219,6 +246,10 @@ save(fig, "regression_fit.png")
 
 # %%
 test_mse = float(np.mean((fit - truth) ** 2))
+claims.claim(losses[-1] < losses[0] / 2, "training lowers the MSE: {l0:.3f} -> {l1:.4f}", l0=losses[0], l1=losses[-1])
+claims.claim(losses[-1] < losses[0] / 100 and test_mse < 2 * losses[-1] + 1e-3,
+             "after {n} steps the MSE is below 1 % of its start ({l1:.4f}), and the fit holds between the training points "
+             "(grid MSE {g:.4f})", n=STEPS, l1=losses[-1], g=test_mse, quick=False)
 print(f"\nsummary: gradient check max error {max(good.errors.values()):.1e} (correct) vs "
       f"{max(bad.errors.values()):.1e} (broken GELU); training MSE {losses[0]:.3f} -> {losses[-1]:.4f} "
       f"in {STEPS} steps; grid MSE {test_mse:.4f}")

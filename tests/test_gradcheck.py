@@ -92,3 +92,25 @@ def test_check_detects_gradients_rebound_instead_of_written_in_place():
 
     with pytest.raises(AssertionError, match=r"self.grads\[k\]\[\.\.\.\] = value"):
         assert_gradients_ok(Rebinds(), randn(3))
+
+
+def test_in_a_sequence_the_hint_names_the_layers_where_the_error_can_enter():
+    """A wrong GELU backward spoils layer 0's gradients too; the hint must not blame Linear's formula alone."""
+    from tinydiff.nn import Sequential
+
+    net = Sequential(Linear(2, 8, rng=0, dtype=np.float64), GELUWithoutChainRule(), Linear(8, 1, rng=1, dtype=np.float64))
+    report = check_module(net, randn(5, 2), verbose=False)
+    assert set(report.failures()) == {"input0", "layers.0.weight", "layers.0.bias"}
+    for name in report.failures():
+        assert "layers.0 (Linear), layers.1 (GELUWithoutChainRule)" in report.hints[name]
+        assert "layers.2's gradients are right" in report.hints[name]
+        assert "dW = dy^T x" not in report.hints[name]
+
+
+def test_in_a_sequence_a_single_candidate_layer_is_named_alone():
+    from tinydiff.nn import Sequential
+
+    net = Sequential(Linear(2, 8, rng=0, dtype=np.float64), GELU(), DoubledLinear(8, 1, rng=1, dtype=np.float64))
+    report = check_module(net, randn(5, 2), verbose=False)
+    assert "layers.2.weight" in report.failures()
+    assert report.hints["layers.2.weight"].startswith("the error enters in layers.2 (DoubledLinear)")

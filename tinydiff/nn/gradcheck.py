@@ -97,6 +97,32 @@ def _hint(name: str, a: np.ndarray, n: np.ndarray, is_input: bool, params_ok: bo
     return "check the formula for this parameter's gradient"
 
 
+def _locate_in_sequence(module: Module, errors: dict[str, float], rtol: float) -> str | None:
+    """For a Sequential whose parameter gradients fail: the layers where the error can enter, as a hint.
+
+    Gradients flow from the output down. A layer whose parameter gradients are right received a right gradient from
+    above; a wrong backward in layer j spoils every gradient *below* j (the layers before it and the input), whatever
+    their own formulas. So with k_fail the highest layer with a failing parameter and k_ok the next layer above it that
+    has parameters (all right), the error enters in layers k_fail .. k_ok - 1, and nowhere else.
+    """
+    layers = getattr(module, "layers", None)
+    if not isinstance(layers, list):
+        return None
+    failing = [int(k.split(".")[1]) for k, e in errors.items() if k.startswith("layers.") and e > rtol]
+    if not failing:
+        return None
+    k_fail = max(failing)
+    with_params = [i for i, layer in enumerate(layers) if i > k_fail and layer.parameters()]
+    k_ok = with_params[0] if with_params else len(layers)
+    names = ", ".join(f"layers.{i} ({type(layers[i]).__name__})" for i in range(k_fail, k_ok))
+    above = f"layers.{k_ok}'s gradients are right" if k_ok < len(layers) else "no layer above it has parameters"
+    if k_ok - k_fail == 1:
+        return f"the error enters in {names} ({above}); everything below it inherits the wrong gradient"
+    return (f"the error enters in one of {names}: {above}, and a wrong backward spoils every gradient below it, "
+            "so the failing tensors here need not have wrong formulas. Check each candidate alone: "
+            "check_module(model.layers[i], its input)")
+
+
 def check_module(module: Module, *inputs, eps: float = 1e-6, rtol: float = 1e-6, atol: float = 1e-10,
                  max_coords: int = 60, seed: int = 0, verbose: bool = True) -> GradCheckReport:
     """Check ``module.backward`` against central differences for every float input and every parameter.
@@ -147,9 +173,10 @@ def check_module(module: Module, *inputs, eps: float = 1e-6, rtol: float = 1e-6,
     for k, (a, n, _) in pairs.items():
         errors[k] = _rel_error(a, n, atol)
     params_ok = all(errors[k] <= rtol for k in params)
+    located = _locate_in_sequence(module, errors, rtol)
     for k, (a, n, is_input) in pairs.items():
         if errors[k] > rtol:
-            hints[k] = _hint(k, a, n, is_input, params_ok)
+            hints[k] = located or _hint(k, a, n, is_input, params_ok)
             if k in rebound:
                 hints[k] = ("backward rebinds self.grads[...] instead of writing into it: use "
                             "self.grads[k][...] = value so the optimiser's references stay valid")
