@@ -33,9 +33,21 @@ tests/test_models_mlp.py.
 
 ## Loss against t
 
-Not every step is equally hard. For large t, x_t is almost pure noise, so eps ~ x_t and the loss is near 0. For small t,
-x_t ~ x0 + small noise, and guessing the noise means knowing x0 to within sqrt(1 - ab_t): impossible near the middle
-between two modes, easy inside one. The loss per t is the picture to look at when a model trains badly.
+Not every step is equally hard, and the floor Var(eps | x_t) has a shape worth understanding. Measure the noise in the
+data's units, sigma_t^2 = (1 - ab_t) / ab_t (x_t / sqrt(ab_t) = x0 + sigma_t eps). For one Gaussian mode of width s,
+x0 and the noise are two Gaussians added together, and the part of eps that x_t cannot reveal is
+
+    Var(eps | x_t, this mode) = s^2 / (s^2 + sigma_t^2)           (per coordinate)
+
+- **Small t** (sigma_t << s): this is close to 1. The noise is much smaller than the spread *within* a mode, so x_t
+  says nothing about which part of x_t is noise: eps is unpredictable *everywhere*, inside a mode as much as between
+  two. (Any data with a density behave like this: at small enough noise every density looks flat.)
+- **The dip** (s << sigma_t << the spacing of the modes): the noise has swamped the mode's own width, so x0 is "the
+  centre of the nearest mode" to within s, and eps = (x_t - sqrt(ab_t) x0) / sqrt(1 - ab_t) is nearly determined.
+- **Middle t** (sigma_t comparable with the spacing): *which* mode x0 came from becomes uncertain; the loss rises again.
+- **Large t** (ab_t -> 0): x_t is almost pure noise, so eps ~ x_t and the loss falls to 0.
+
+Chapter 9 tells the same story through the score. The loss per t is the picture to look at when a model trains badly.
 
 Figures written (to `chapters/out/06/` unless `--out` says otherwise):
 `embeddings.png`, `loss_curve.png`, `loss_vs_t.png`, `denoised_predictions.png`.
@@ -110,6 +122,8 @@ config = TrainConfig(data=DATA, steps=STEPS, n_train=N_TRAIN, seed=SEED, T=T, ba
                      ema_decay=0.9 if args.quick else 0.995)     # a short run needs a short EMA memory
 trainer = Trainer(config)
 print(f"{trainer.model.num_parameters()} parameters; training {STEPS} steps of batch {config.batch_size}")
+claims.claim(abs(trainer.model.num_parameters() - 99e3) < 1e3, "the MLP has {n} ~ 99k parameters",
+             n=trainer.model.num_parameters())
 t0 = time.perf_counter()
 trainer.train(progress=not args.quick)
 print(f"{time.perf_counter() - t0:.1f} s, {1e3 * trainer.log.seconds / STEPS:.2f} ms per step; "
@@ -139,8 +153,34 @@ with trainer.ema.average_weights():
         x_t = q_sample(schedule, x0, tt, eps)
         model_loss.append(np.mean((trainer.model(x_t, tt) - eps) ** 2))
         exact_loss.append(np.mean((exact(x_t, tt) - eps) ** 2))
+sigma = np.sqrt((1 - schedule.alphas_cumprod) / schedule.alphas_cumprod)       # noise std in the data's units
+mode_s = np.sqrt(mix_std.covs[0][0, 0])                                         # one mode's std, standardised
+spacing = np.linalg.norm(mix_std.means[0] - mix_std.means[1])                   # distance between neighbours
 for t, m, e in zip(EVAL_TS, model_loss, exact_loss):
-    print(f"t = {t:4d}   network {m:.4f}   exact (floor) {e:.4f}")
+    print(f"t = {t:4d}   sigma_t {sigma[t]:7.3f}   network {m:.4f}   exact (floor) {e:.4f}   "
+          f"one mode s^2/(s^2+sigma^2) {mode_s**2 / (mode_s**2 + sigma[t]**2):.4f}")
+floor = dict(zip(EVAL_TS, exact_loss))
+claims.claim(floor[0] > 0.9 and floor[999] < 1e-3,
+             "the floor is ~1 at t = 0 ({f0:.2f}: eps unpredictable) and ~0 at t = 999 ({f999:.0e})",
+             f0=floor[0], f999=floor[999])
+claims.claim(abs(floor[0] - mode_s**2 / (mode_s**2 + sigma[0] ** 2)) < 0.05,
+             "at t = 0 the floor is one mode's s^2 / (s^2 + sigma^2): {f0:.3f} vs {formula:.3f} (s = {s:.3f}, sigma = {sig:.3f})",
+             f0=floor[0], formula=mode_s**2 / (mode_s**2 + sigma[0] ** 2), s=mode_s, sig=sigma[0])
+inner = [t for t in EVAL_TS if 0 < t < 800]
+one_mode = {t: mode_s**2 / (mode_s**2 + sigma[t] ** 2) for t in EVAL_TS}
+early = [t for t in EVAL_TS if t <= 100]
+claims.claim(max(abs(floor[t] - one_mode[t]) for t in early) < 0.05,
+             "up to t = 100 the floor follows one mode's s^2 / (s^2 + sigma_t^2) (largest gap {g:.3f}): the modes "
+             "are not yet confused", g=max(abs(floor[t] - one_mode[t]) for t in early))
+dip = min(inner, key=floor.get)
+peak = max((t for t in inner if t > dip), key=floor.get)
+claims.claim(mode_s < sigma[dip] < spacing and floor[dip] < 0.3 and floor[peak] > 0.45 and sigma[peak] > spacing / 3,
+             "the floor dips at t = {dip} ({fd:.2f}), where sigma_t = {sd:.2f} lies between the mode width {s:.3f} "
+             "and the spacing {sp:.2f}; it rises again to {fp:.2f} at t = {peak} (sigma_t = {spk:.2f})",
+             dip=dip, fd=floor[dip], sd=sigma[dip], s=mode_s, sp=spacing, fp=floor[peak], peak=peak, spk=sigma[peak])
+gap = max(m / e for t, m, e in zip(EVAL_TS, model_loss, exact_loss) if 0 < t < 999)
+claims.claim(gap < 1.1, "the trained network is within 10 % of the floor at every t from 5 to 800 (worst ratio "
+             "{gap:.3f})", gap=gap, quick=False)
 
 fig, ax = plt.subplots(figsize=(5.5, 3.2))
 ax.plot(EVAL_TS, model_loss, "o-", ms=3, label="trained MLP (EMA weights)")

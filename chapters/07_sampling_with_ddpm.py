@@ -26,9 +26,13 @@ ab_t = alpha_t ab_{t-1}.) The first cell below checks the two forms agree to rou
 ## Which variance?
 
 Two choices are both "right" in a limit (Ho et al. 2020, Sec. 3.2): sigma_t^2 = beta~_t (``fixed_small``) is exact when
-the data are a single point; sigma_t^2 = beta_t (``fixed_large``) is exact when the data are N(0, I). With a good
-model and T = 1000 the two give similar samples; fixed_large adds a little more noise at the end, visible as a
-slightly blurrier cloud.
+the data are a single point; sigma_t^2 = beta_t (``fixed_large``) is exact when the data are N(0, I). With T = 1000
+they hardly differ: beta~_t / beta_t = (1 - ab_{t-1}) / (1 - ab_t) is above 0.99 from t = 167 on, so the two chains
+differ only in their last steps, where the noise added is tiny either way. This chapter's run shows the
+same spreads, the same MMD verdict and indistinguishable figures. The choice matters when the steps are few (a
+respaced chain's big jumps have beta~' well below beta') and for the log-likelihood: Nichol & Dhariwal (2021,
+"Improved DDPM", Sec. 3.1 and Fig. 1-2) show that the first few steps dominate the bound, exactly where the two
+variances differ most, and learn an interpolation between them to improve the NLL.
 
 Figures written (to `chapters/out/07/` unless `--out` says otherwise):
 `reverse_chain.png`, `x0_estimates.png`, `reverse_chain.gif`, `variance_choice.png`, `fewer_steps.png`.
@@ -42,8 +46,9 @@ import numpy as np
 from tinydiff import claims, viz
 from tinydiff.data.toy2d import make_dataset
 from tinydiff.diffusion import predict_x0_and_eps, q_posterior
-from tinydiff.metrics.points import mmd_test
+from tinydiff.metrics.points import mmd2, mmd_test
 from tinydiff.samplers import ddpm_step, respace, sample, timesteps
+from tinydiff.schedules import NoiseSchedule
 from tinydiff.train import TrainConfig, Trainer
 
 args = viz.chapter_args(7, "Chapter 7: sampling with DDPM")
@@ -56,6 +61,23 @@ T = 100 if args.quick else 1000            # diffusion steps
 FEW_STEPS = [10, 50]                       # respaced DDPM chains for the last figure
 SEED = 0
 # -----------------------------------------------------------------------------------------------------------------
+
+
+
+def moon_thickness(points: np.ndarray) -> float:
+    """RMS distance of points (N, 2), in the data's units, to the nearer of the two noiseless half circles.
+
+    The moons (``toy2d.moons``) are the arcs |p - c| = 1 around c_up = (-0.5, -0.25) (upper half) and
+    c_low = (0.5, 0.25) (lower half), plus N(0, 0.05^2) noise: the data's own thickness is about 0.05.
+    """
+    distances = []
+    for centre, side in (((-0.5, -0.25), 1.0), ((0.5, 0.25), -1.0)):
+        d = points - np.array(centre)                                          # (N, 2) from the arc's centre
+        on_arc = np.abs(np.hypot(d[:, 0], d[:, 1]) - 1)                         # distance to the full circle
+        to_ends = np.minimum(np.hypot(d[:, 0] - 1, d[:, 1]), np.hypot(d[:, 0] + 1, d[:, 1]))
+        distances.append(np.where(side * d[:, 1] >= 0, on_arc, to_ends))       # the half circle only
+    return float(np.sqrt(np.mean(np.minimum(*distances) ** 2)))
+
 
 config = TrainConfig(data=DATA, steps=STEPS, T=T, seed=SEED, n_train=2000 if args.quick else 20000, batch_size=512,
                      schedule="linear",                           # Ho et al.'s schedule (betas 1e-4 .. 0.02)
@@ -87,8 +109,11 @@ alpha, beta, ab = schedule.alphas[t], schedule.betas[t], schedule.alphas_cumprod
 mean_eq11 = (x_t - beta / np.sqrt(1 - ab) * eps_theta) / np.sqrt(alpha)        # Ho et al. eq. 11
 z = rng.standard_normal(x_t.shape)
 step = ddpm_step(schedule, t, x_t, x0_hat, z, "fixed_small")
-print(f"|posterior mean - eq. 11| = {np.abs(mean_posterior - mean_eq11).max():.1e}")
-print(f"|ddpm_step - (mean + sigma z)| = {np.abs(step - (mean_eq11 + np.sqrt(var_small) * z)).max():.1e}")
+claims.claim(np.abs(mean_posterior - mean_eq11).max() < 1e-12,
+             "the posterior mean with x0_hat plugged in equals eq. 11 to rounding ({gap:.1e})",
+             gap=np.abs(mean_posterior - mean_eq11).max())
+claims.claim(np.abs(step - (mean_eq11 + np.sqrt(var_small) * z)).max() < 1e-12,
+             "ddpm_step is mean + sigma z to rounding ({gap:.1e})", gap=np.abs(step - (mean_eq11 + np.sqrt(var_small) * z)).max())
 print(f"at t = {t}: beta_t = {beta:.4g}, beta~_t = {float(var_small.ravel()[0]):.4g}")
 
 # %% [markdown]
@@ -112,7 +137,15 @@ L = len(traj.x)
 frames = np.unique(np.r_[(L - np.geomspace(L, 1, 15 if args.quick else 50)).astype(int), L - 1])
 viz.trajectory_gif(traj.x[frames], traj.t[frames], args.out / "reverse_chain.gif", trail=data)
 _, p = mmd_test(samples, data, 200, rng=0)
-print(f"MMD permutation test, samples vs held-out data: p = {p:.3f} (p > 0.05: not told apart)")
+claims.claim(p > 0.05, "MMD permutation test: the samples and held-out data are not told apart (p = {p:.3f} > 0.05)",
+             p=p, quick=False)
+half = int(np.flatnonzero(traj.t == T // 2)[0])
+x0_half, x_half = traj.x0[half], traj.x[half]
+claims.claim(mmd2(x0_half, data) < mmd2(x_half, data) / 3 and (x0_half.std(0) < data.std(0)).all(),
+             "at t = T/2 the x0 estimates already show the shape (MMD^2 to the data {m0:.3f}, against {mx:.3f} for "
+             "x_t) but pulled towards the mean (spread {s0} against the data's {sd})",
+             m0=mmd2(x0_half, data), mx=mmd2(x_half, data), s0=x0_half.std(0).round(2), sd=data.std(0).round(2),
+             quick=False)
 
 # %% [markdown]
 # ## fixed_small against fixed_large
@@ -121,31 +154,63 @@ print(f"MMD permutation test, samples vs held-out data: p = {p:.3f} (p > 0.05: n
 
 # %%
 panels = [("held-out data", data)]
+by_variance = {}
 for variance in ("fixed_small", "fixed_large"):
     x = sample(model, (N_SAMPLES, 2), schedule, method="ddpm", variance=variance, rng=SEED + 1)
     _, p = mmd_test(x, data, 200, rng=0)
+    by_variance[variance] = (x, p)
     panels.append((f"{variance}\nMMD p = {p:.2f}", x))
     print(f"{variance}: p = {p:.3f}, spread of the samples {x.std(0).round(3)} (data {data.std(0).round(3)})")
 viz.save(viz.scatter_strip(panels, lim=2.5, size=3, s=2), args.out / "variance_choice.png")
+ho = NoiseSchedule.linear(1000)                                    # the text's statement is about T = 1000
+ratio = ho.posterior_variance[1:] / ho.betas[1:]
+from_t = 1 + int(np.argmax(ratio > 0.99))
+claims.claim(ratio[from_t - 1:].min() > 0.99 and 160 <= from_t <= 175,
+             "with T = 1000, beta~_t / beta_t > 0.99 from t = {t} on: the two chains differ only in their last steps",
+             t=from_t)
+(x_small, p_small), (x_large, p_large) = by_variance["fixed_small"], by_variance["fixed_large"]
+claims.claim(np.abs(x_small.std(0) - x_large.std(0)).max() < 0.02 and min(p_small, p_large) > 0.05,
+             "fixed_small and fixed_large give the same spreads ({a} vs {b}) and the same verdict (p = {pa:.3f} and "
+             "{pb:.3f}, both > 0.05)", a=x_small.std(0).round(3), b=x_large.std(0).round(3), pa=p_small, pb=p_large,
+             quick=False)
 
 # %% [markdown]
 # ## Fewer steps
 #
 # DDPM with K < T steps visits only every T/K-th step and uses the *respaced* chain whose betas make the jumps
 # consistent (beta'_j = 1 - ab[s_j] / ab[s_{j-1}], Nichol & Dhariwal 2021; ``samplers.respace``). Each jump is now a
-# big move with a big noise, and the ancestral sampler degrades: the clouds thicken. The deterministic samplers of
+# big move, and the ancestral sampler degrades in a way you may not expect: the crescents get **thinner**, not
+# thicker. The last jump lands on the posterior mean x0_hat = E[x0 | x_t] with no noise added, and from a noisier
+# x_t that mean is pulled further towards the middle of the crescent (chapter 8 measures this final-step shrinkage).
+# Here the variance choice matters too: with 10 steps the last noisy jump (t = 199 -> 99; the jump to the data adds no
+# noise) adds noise of std 0.52 under fixed_large and 0.28 under fixed_small, where with all 1000 steps the last noisy
+# step adds 0.011 against 0.007. The deterministic samplers of
 # ``tinydiff.samplers`` (DDIM, DPM-Solver++) do much better with few steps.
 
 # %%
 panels = [("held-out data", data)]
+thickness = {"data": moon_thickness(std.inverse_transform(data))}
 for k in FEW_STEPS + [T]:
     x = sample(model, (N_SAMPLES, 2), schedule, method="ddpm", steps=k, rng=SEED + 1) if k < T else samples
     _, p = mmd_test(x, data, 200, rng=0)
-    panels.append((f"{k} steps\nMMD p = {p:.2f}", x))
-    betas = respace(schedule, timesteps(schedule, k)).betas                  # the respaced chain's beta'_j
-    print(f"DDPM with {k} steps: p = {p:.3f}; median beta' = {np.median(betas):.3g} "
-          f"(all T steps: {np.median(schedule.betas):.3g})")
+    thickness[k] = moon_thickness(std.inverse_transform(x))
+    panels.append((f"{k} steps\nMMD p = {p:.2f}\nthickness {thickness[k]:.3f}", x))
+    chain = respace(schedule, timesteps(schedule, k))                       # the respaced chain's beta'_j
+    print(f"DDPM with {k} steps: p = {p:.3f}; thickness {thickness[k]:.3f} (data {thickness['data']:.3f}); "
+          f"median beta' = {np.median(chain.betas):.3g} (all T steps: {np.median(schedule.betas):.3g}); "
+          f"median beta~'/beta' = {np.median(chain.posterior_variance[1:] / chain.betas[1:]):.2f}")
 viz.save(viz.scatter_strip(panels, lim=2.5, size=3, s=2), args.out / "fewer_steps.png")
+few = min(FEW_STEPS)
+claims.claim(thickness[few] < thickness[T] and thickness[few] < thickness["data"],
+             "with {k} steps the crescents are thinner ({thin:.3f}) than with all {T} ({full:.3f}) and than the "
+             "data ({d:.3f})", k=few, thin=thickness[few], T=T, full=thickness[T], d=thickness["data"], quick=False)
+few_chain = respace(ho, timesteps(ho, few))
+noise = {"large": np.sqrt(few_chain.betas[1]), "small": np.sqrt(few_chain.posterior_variance[1]),
+         "large_T": np.sqrt(ho.betas[1]), "small_T": np.sqrt(ho.posterior_variance[1])}
+claims.claim(noise["large"] - noise["small"] > 0.2 and noise["large_T"] - noise["small_T"] < 0.01,
+             "T = 1000 respaced to {k} steps: the last noisy jump adds noise of std {a:.3f} (fixed_large) against "
+             "{b:.3f} (fixed_small); with all 1000 steps the last noisy step adds {c:.3f} against {d:.3f}",
+             k=few, a=noise["large"], b=noise["small"], c=noise["large_T"], d=noise["small_T"])
 trainer.ema.swap()
 
 # %%
