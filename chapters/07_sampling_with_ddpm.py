@@ -46,7 +46,7 @@ import numpy as np
 from tinydiff import claims, viz
 from tinydiff.data.toy2d import make_dataset
 from tinydiff.diffusion import predict_x0_and_eps, q_posterior
-from tinydiff.metrics.points import mmd2, mmd_test
+from tinydiff.metrics.points import mmd_test
 from tinydiff.samplers import ddpm_step, respace, sample, timesteps
 from tinydiff.schedules import NoiseSchedule
 from tinydiff.train import TrainConfig, Trainer
@@ -64,11 +64,11 @@ SEED = 0
 
 
 
-def moon_thickness(points: np.ndarray) -> float:
-    """RMS distance of points (N, 2), in the data's units, to the nearer of the two noiseless half circles.
+def moon_distances(points: np.ndarray) -> np.ndarray:
+    """Distance (N,) of each point (N, 2), in the data's units, to the nearer of the two noiseless half circles.
 
     The moons (``toy2d.moons``) are the arcs |p - c| = 1 around c_up = (-0.5, -0.25) (upper half) and
-    c_low = (0.5, 0.25) (lower half), plus N(0, 0.05^2) noise: the data's own thickness is about 0.05.
+    c_low = (0.5, 0.25) (lower half), plus N(0, 0.05^2) noise: the data's median distance is about 0.03.
     """
     distances = []
     for centre, side in (((-0.5, -0.25), 1.0), ((0.5, 0.25), -1.0)):
@@ -76,7 +76,17 @@ def moon_thickness(points: np.ndarray) -> float:
         on_arc = np.abs(np.hypot(d[:, 0], d[:, 1]) - 1)                         # distance to the full circle
         to_ends = np.minimum(np.hypot(d[:, 0] - 1, d[:, 1]), np.hypot(d[:, 0] + 1, d[:, 1]))
         distances.append(np.where(side * d[:, 1] >= 0, on_arc, to_ends))       # the half circle only
-    return float(np.sqrt(np.mean(np.minimum(*distances) ** 2)))
+    return np.minimum(*distances)
+
+
+def thickness(points_std: np.ndarray) -> float:
+    """Median distance to the crescents' centre lines of points in the model's units (N, 2): how thin they are."""
+    return float(np.median(moon_distances(std.inverse_transform(points_std))))
+
+
+def off_crescent(points_std: np.ndarray, far: float = 0.2) -> float:
+    """Fraction of points (model units) farther than ``far`` (4 noise stds) from both crescents: between them."""
+    return float(np.mean(moon_distances(std.inverse_transform(points_std)) > far))
 
 
 config = TrainConfig(data=DATA, steps=STEPS, T=T, seed=SEED, n_train=2000 if args.quick else 20000, batch_size=512,
@@ -121,9 +131,10 @@ print(f"at t = {t}: beta_t = {beta:.4g}, beta~_t = {float(var_small.ravel()[0]):
 #
 # ``sample(model, shape, schedule, method="ddpm")`` loops that step from t = T-1 to 0, starting from N(0, I). With
 # ``return_trajectory=True`` it also returns every x_t and every x0_hat. The points stay a shapeless blob for most
-# of the chain and find their crescents late, in the last tenth of the steps; the x0 estimates, on the other hand,
-# show the shape early: at t = T/2 the network already knows roughly where each point is heading, but blurred towards
-# the mean (the estimate is a posterior mean).
+# of the chain and find their crescents late, in the last tenth of the steps. The x0 estimates run ahead of them,
+# but not from the start: x0_hat is a posterior *mean*, and at t = T/2 the best guess for every point is close to the
+# average of the data, a tight blob in the middle. By t = T/10, where x_t is still a blob, x0_hat already lies on
+# thin crescents.
 
 # %%
 samples, traj = sample(model, (N_SAMPLES, 2), schedule, method="ddpm", rng=SEED + 1, return_trajectory=True)
@@ -139,13 +150,16 @@ viz.trajectory_gif(traj.x[frames], traj.t[frames], args.out / "reverse_chain.gif
 _, p = mmd_test(samples, data, 200, rng=0)
 claims.claim(p > 0.05, "MMD permutation test: the samples and held-out data are not told apart (p = {p:.3f} > 0.05)",
              p=p, quick=False)
-half = int(np.flatnonzero(traj.t == T // 2)[0])
-x0_half, x_half = traj.x0[half], traj.x[half]
-claims.claim(mmd2(x0_half, data) < mmd2(x_half, data) / 3 and (x0_half.std(0) < data.std(0)).all(),
-             "at t = T/2 the x0 estimates already show the shape (MMD^2 to the data {m0:.3f}, against {mx:.3f} for "
-             "x_t) but pulled towards the mean (spread {s0} against the data's {sd})",
-             m0=mmd2(x0_half, data), mx=mmd2(x_half, data), s0=x0_half.std(0).round(2), sd=data.std(0).round(2),
-             quick=False)
+at = {s: int(np.flatnonzero(traj.t == s)[0]) for s in (T // 2, T // 10)}
+claims.claim((traj.x0[at[T // 2]].std(0) < 0.5 * data.std(0)).all(),
+             "at t = T/2 x0_hat is pulled to the middle: spread {s0} against the data's {sd}",
+             s0=traj.x0[at[T // 2]].std(0).round(2), sd=data.std(0).round(2), quick=False)
+thin = {"data": thickness(data), "x0_hat": thickness(traj.x0[at[T // 10]]), "x_t": thickness(traj.x[at[T // 10]]),
+        "samples": thickness(samples)}
+claims.claim(thin["x0_hat"] < 2 * thin["data"] and thin["x_t"] > 3 * thin["data"] and thin["samples"] < 1.5 * thin["data"],
+             "at t = T/10 x0_hat lies on the crescents (median distance to them {a:.3f}; data {d:.3f}) while x_t is "
+             "still a blob ({b:.3f}); the samples end on them ({c:.3f})",
+             a=thin["x0_hat"], d=thin["data"], b=thin["x_t"], c=thin["samples"], quick=False)
 
 # %% [markdown]
 # ## fixed_small against fixed_large
@@ -179,31 +193,39 @@ claims.claim(np.abs(x_small.std(0) - x_large.std(0)).max() < 0.02 and min(p_smal
 #
 # DDPM with K < T steps visits only every T/K-th step and uses the *respaced* chain whose betas make the jumps
 # consistent (beta'_j = 1 - ab[s_j] / ab[s_{j-1}], Nichol & Dhariwal 2021; ``samplers.respace``). Each jump is now a
-# big move, and the ancestral sampler degrades in a way you may not expect: the crescents get **thinner**, not
-# thicker. The last jump lands on the posterior mean x0_hat = E[x0 | x_t] with no noise added, and from a noisier
-# x_t that mean is pulled further towards the middle of the crescent (chapter 8 measures this final-step shrinkage).
+# big move, and the ancestral sampler degrades in a way you may not expect: the crescents themselves get **thinner**,
+# not thicker, and the points that miss them land *between* the two. The last jump lands on the posterior mean
+# x0_hat = E[x0 | x_t] with no noise added, and with 10 steps it starts from t = 99, far noisier than t = 0: that mean
+# pulls a point onto the centre line of its crescent (chapter 8 measures this final-step shrinkage), or, when x_t
+# could have come from either crescent, to a weighted average of the two, between them. The panels print the median
+# distance of the points to the crescents' centre lines and the fraction farther than 0.2 (4 noise stds) from both.
 # Here the variance choice matters too: with 10 steps the last noisy jump (t = 199 -> 99; the jump to the data adds no
 # noise) adds noise of std 0.52 under fixed_large and 0.28 under fixed_small, where with all 1000 steps the last noisy
 # step adds 0.011 against 0.007. The deterministic samplers of
 # ``tinydiff.samplers`` (DDIM, DPM-Solver++) do much better with few steps.
 
 # %%
-panels = [("held-out data", data)]
-thickness = {"data": moon_thickness(std.inverse_transform(data))}
+panels = [(f"held-out data\nmedian distance {thickness(data):.3f}\noff the crescents {off_crescent(data):.1%}", data)]
+by_steps = {"data": (thickness(data), off_crescent(data))}
 for k in FEW_STEPS + [T]:
     x = sample(model, (N_SAMPLES, 2), schedule, method="ddpm", steps=k, rng=SEED + 1) if k < T else samples
     _, p = mmd_test(x, data, 200, rng=0)
-    thickness[k] = moon_thickness(std.inverse_transform(x))
-    panels.append((f"{k} steps\nMMD p = {p:.2f}\nthickness {thickness[k]:.3f}", x))
+    by_steps[k] = (thickness(x), off_crescent(x))
+    panels.append((f"{k} steps, MMD p = {p:.2f}\nmedian distance {by_steps[k][0]:.3f}\n"
+                   f"off the crescents {by_steps[k][1]:.1%}", x))
     chain = respace(schedule, timesteps(schedule, k))                       # the respaced chain's beta'_j
-    print(f"DDPM with {k} steps: p = {p:.3f}; thickness {thickness[k]:.3f} (data {thickness['data']:.3f}); "
-          f"median beta' = {np.median(chain.betas):.3g} (all T steps: {np.median(schedule.betas):.3g}); "
-          f"median beta~'/beta' = {np.median(chain.posterior_variance[1:] / chain.betas[1:]):.2f}")
+    print(f"DDPM with {k} steps: p = {p:.3f}; median distance to the crescents {by_steps[k][0]:.3f}, "
+          f"{by_steps[k][1]:.1%} off them (data {by_steps['data'][0]:.3f}, {by_steps['data'][1]:.1%}); "
+          f"median beta' = {np.median(chain.betas):.3g} (all T steps: {np.median(schedule.betas):.3g})")
 viz.save(viz.scatter_strip(panels, lim=2.5, size=3, s=2), args.out / "fewer_steps.png")
 few = min(FEW_STEPS)
-claims.claim(thickness[few] < thickness[T] and thickness[few] < thickness["data"],
-             "with {k} steps the crescents are thinner ({thin:.3f}) than with all {T} ({full:.3f}) and than the "
-             "data ({d:.3f})", k=few, thin=thickness[few], T=T, full=thickness[T], d=thickness["data"], quick=False)
+claims.claim(by_steps[few][0] < by_steps["data"][0] and by_steps[few][0] < by_steps[T][0],
+             "with {k} steps the crescents are thinner: median distance {thin:.3f}, against {full:.3f} with all {T} "
+             "steps and {d:.3f} for the data", k=few, thin=by_steps[few][0], full=by_steps[T][0], T=T,
+             d=by_steps["data"][0], quick=False)
+claims.claim(by_steps[few][1] > 3 * by_steps["data"][1] + 0.02,
+             "with {k} steps {f:.1%} of the points land between the crescents (data {d:.1%})",
+             k=few, f=by_steps[few][1], d=by_steps["data"][1], quick=False)
 few_chain = respace(ho, timesteps(ho, few))
 noise = {"large": np.sqrt(few_chain.betas[1]), "small": np.sqrt(few_chain.posterior_variance[1]),
          "large_T": np.sqrt(ho.betas[1]), "small_T": np.sqrt(ho.posterior_variance[1])}
