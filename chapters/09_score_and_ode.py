@@ -96,6 +96,7 @@ schedule = NoiseSchedule.from_name(SCHEDULE, T)
 mixture = GaussianMixture.from_params(gaussian_mixture_params("8gaussians"))
 exact = GaussianMixtureDenoiser(mixture, schedule)
 data = mixture.sample(2000, rng=rng)
+MODE_STD = float(np.sqrt(mixture.covs[0, 0, 0]))                                # 0.1
 
 # %% [markdown]
 # ## Tweedie's formula, checked, and what it looks like
@@ -103,16 +104,20 @@ data = mixture.sample(2000, rng=rng)
 # `GaussianMixtureDenoiser.posterior` computes E[x0 | x_t] by Gaussian conditioning inside each component and the
 # score by differentiating log q_t: two different routes. Tweedie says they agree; the printed gap is rounding error.
 # The figure draws, for noisy points x_t (grey) at a few t, the arrow to their denoised guess E[x0 | x_t] (blue). At
-# small t each point is pulled into its own mode; at large t every guess lands near the data's mean: x_t says little.
+# small t each point is pulled into its own mode; at large t x_t says little and the guesses are pulled towards the
+# data's mean (at t = 700, sigma ~ 2, to about radius 1.2 from the modes' 2).
 
 # %%
 fig, axes = plt.subplots(1, len(FIELD_STEPS), figsize=(3 * len(FIELD_STEPS), 3.1))
+tweedie_gap, pulled = 0.0, {}                        # pulled[t] = (RMS distance to the nearest mean, RMS radius)
 for ax, t in zip(axes, FIELD_STEPS):
     ab = schedule.alphas_cumprod[t]
     x_t = mixture.marginal(ab).sample(N_TWEEDIE, rng=rng)                # points of q_t
     post = exact.posterior(x_t, ab)
     tweedie = convert_prediction(schedule, x_t, np.full(N_TWEEDIE, t), post["score"], "score", "sample")
-    print(f"t = {t:3d}: max |E[x0|x_t] - Tweedie(score)| = {np.abs(tweedie - post['x0']).max():.1e}")
+    tweedie_gap = max(tweedie_gap, np.abs(tweedie - post["x0"]).max())
+    nearest = np.sqrt(((tweedie[:, None] - mixture.means[None]) ** 2).sum(-1).min(1))   # (N,) to the nearest mean
+    pulled[t] = (float(np.sqrt(np.mean(nearest**2))), float(np.sqrt(np.mean((tweedie**2).sum(1)))))
     ax.scatter(data[:, 0], data[:, 1], s=1, color="0.85", linewidths=0)
     ax.quiver(x_t[:, 0], x_t[:, 1], *(tweedie - x_t).T, angles="xy", scale_units="xy", scale=1, width=0.003,
               color="0.5", alpha=0.6)
@@ -127,12 +132,24 @@ for ax, t in zip(axes, FIELD_STEPS):
 fig.suptitle("x_t (grey) -> E[x0 | x_t] = (x_t + (1 - ab) score) / sqrt(ab)  (blue)", fontsize=9)
 fig.tight_layout()
 viz.save(fig, args.out / "tweedie.png")
+claims.claim(tweedie_gap < 1e-12, "Gaussian conditioning and Tweedie's formula agree to rounding: largest gap {g:.1e}",
+             g=tweedie_gap)
+small_t, large_t = FIELD_STEPS[0], FIELD_STEPS[-1]
+claims.claim(pulled[small_t][0] < np.sqrt(2) * MODE_STD and pulled[large_t][1] < 0.7 * pulled[small_t][1],
+             "at t = {a} each guess sits in a mode (RMS distance to the nearest centre {d:.3f}, the data's is "
+             "{dd:.3f}); at t = {b} the guesses are pulled towards the mean (RMS radius {r:.2f}, against {r0:.2f})",
+             a=small_t, d=pulled[small_t][0], dd=np.sqrt(2) * MODE_STD, b=large_t, r=pulled[large_t][1],
+             r0=pulled[small_t][1])
 
 # %% [markdown]
 # ## The score field
 #
-# The score grows like 1/sigma^2 near a mode, so we draw the bounded field (1 - ab_t) grad log q_t(x) =
-# sqrt(ab_t) E[x0 | x_t] - x_t: the arrow from x to its (scaled) denoised guess. Late in the process (large t) it is
+# How steep is the score? Near the centre of one Gaussian mode of std s, q_t is N(sqrt(ab) mu, (ab s^2 + 1 - ab) I),
+# so grad log q_t(x) = -(x - sqrt(ab) mu) / (ab s^2 + 1 - ab): its slope is 1 / (ab s^2 + 1 - ab), which grows as t
+# falls but stays bounded by ~1 / s^2 (100 for these modes of std 0.1). Only for point masses (s = 0) does it grow
+# like 1 / sigma^2 without bound, the picture often drawn. Either way the raw field spans orders of magnitude, so we
+# draw the bounded field (1 - ab_t) grad log q_t(x) = sqrt(ab_t) E[x0 | x_t] - x_t: the arrow from x to its (scaled)
+# denoised guess. Late in the process (large t) it is
 # the pull of one blurred blob towards the origin; as t falls it splits into eight basins, and the boundaries between
 # them (where the arrows turn) are where a sampler's choice of mode is made.
 
@@ -143,6 +160,19 @@ field = np.stack([(1.0 - schedule.alphas_cumprod[t]) * exact.score(grid, np.full
                   for t in FIELD_STEPS])                                             # (S, G G, 2)
 u, v = field[..., 0].reshape(-1, GRID, GRID), field[..., 1].reshape(-1, GRID, GRID)  # (S, G, G)
 viz.save(viz.vector_field(gx, gy, u, v, FIELD_STEPS, data=data, lim=3.4), args.out / "score_field.png")
+centre, h = mixture.means[:1], 1e-5                                              # (1, 2): one mode's centre
+slopes = {}
+for t in (0, FIELD_STEPS[0], FIELD_STEPS[1]):
+    ab = schedule.alphas_cumprod[t]
+    at = np.sqrt(ab) * centre                                                    # the mode's centre in x_t
+    step = np.array([[h, 0.0]])
+    measured = -(exact.score(at + step, np.array([t])) - exact.score(at - step, np.array([t])))[0, 0] / (2 * h)
+    slopes[t] = (measured, 1 / (ab * MODE_STD**2 + 1 - ab))
+    print(f"t = {t:3d}: slope of the score at a mode's centre {measured:8.2f}; one mode: 1 / (ab s^2 + 1 - ab) = "
+          f"{slopes[t][1]:8.2f}; 1 / sigma_t^2 = {1 / schedule.sigmas[t] ** 2:10.1f}")
+claims.claim(all(abs(m / f - 1) < 0.01 for m, f in slopes.values()) and max(m for m, _ in slopes.values()) <= 1 / MODE_STD**2,
+             "the score's slope at a mode is 1 / (ab s^2 + 1 - ab), at most 1 / s^2 = {b:.0f}: {m:.1f} at t = 0, "
+             "where 1 / sigma_0^2 = {p:.0f}", b=1 / MODE_STD**2, m=slopes[0][0], p=1 / schedule.sigmas[0] ** 2)
 
 # %% [markdown]
 # ## The probability-flow ODE in 1D
@@ -151,7 +181,7 @@ viz.save(viz.vector_field(gx, gy, u, v, FIELD_STEPS, data=data, lim=3.4), args.o
 # `GaussianMixture.marginal`), time runs from noise (left) to data (right). The white lines are ODE paths (DDIM,
 # eta = 0): smooth, never crossing (an ODE's solutions cannot cross), each carrying its share of probability to a
 # mode. The red lines are DDPM paths from the same start points: they jitter, may cross, and a start point no longer
-# decides the mode. Both end distributed as the data.
+# decides the mode. Both are samplers of the same distribution (chapter 8 measures how well).
 
 # %%
 mix_1d = GaussianMixture(**FLOW_1D)
@@ -161,6 +191,10 @@ _, ode = sample(den_1d, x_start.shape, schedule, method="ddim", steps=100, times
                 x_T=x_start, return_trajectory=True)
 _, sde = sample(den_1d, x_start.shape, schedule, method="ddpm", steps=100, timestep_spacing="linspace",
                 x_T=x_start, rng=SEED, return_trajectory=True)
+order_kept = bool(np.all(np.diff(ode.x[:, :, 0], axis=1) >= 0))                  # start points were sorted
+crossed = bool(np.any(np.diff(sde.x[:, :, 0], axis=1) < 0))
+claims.claim(order_kept and crossed, "the ODE paths never cross (the sorted start points stay sorted at every step); "
+             "the DDPM paths do")
 t_img = np.linspace(0, T - 1, 200).astype(int)
 x_img = np.linspace(-3.5, 3.5, 300)
 density = np.stack([np.exp(mix_1d.marginal(schedule.alphas_cumprod[t]).log_prob(x_img[:, None])) for t in t_img])
@@ -182,8 +216,8 @@ viz.save(fig, args.out / "flow_1d.png")
 # `ode_nll` integrates the ODE and the divergence with SciPy's RK45 from sigma_min = sigma_0 to the last finite
 # sigma. It returns -log p of x0 + sigma_min eps (the data blurred by sigma_0 = 0.006, far below the modes' 0.1), so we
 # compare with the mixture whose covariances are S_k + sigma_min^2 I. Left: points from the data and points off it
-# (uniform in a box: up to 200 nats less likely), exact divergence; they sit on the diagonal to within 0.01 nats
-# (1e-3 on the data; the rest is RK45's tolerance). Right: the error of
+# (uniform in a box: up to ~200 nats less likely), exact divergence; they sit on the diagonal to within 0.01 nats
+# (RK45's tolerance). Right: the error of
 # the Hutchinson estimate (one random +-1 probe per point, fixed along the path): unbiased but noisy per point;
 # averaging N_PROBES independent probes divides its spread by sqrt(N_PROBES).
 
@@ -193,13 +227,23 @@ blurred = GaussianMixture(mixture.weights, mixture.means, mixture.covs + sigma_m
 x_nll = np.concatenate([mixture.sample(N_NLL // 2, rng=rng), rng.uniform(-3, 3, size=(N_NLL - N_NLL // 2, 2))])
 true_nll = -blurred.log_prob(x_nll)
 res = ode_nll(exact, x_nll, schedule)
-print(f"exact divergence: max |NLL - true| = {np.abs(res.nll - true_nll).max():.1e} nats over {N_NLL} points "
-      f"({res.nfe} evaluations)")
+claims.claim(np.abs(res.nll - true_nll).max() < 0.01,
+             "exact divergence: ode_nll matches the true NLL within {e:.1e} nats over {n} points ({nfe} evaluations)",
+             e=np.abs(res.nll - true_nll).max(), n=N_NLL, nfe=res.nfe)
+claims.claim(true_nll[N_NLL // 2:].max() - np.median(true_nll[:N_NLL // 2]) > 100,
+             "the uniform points are up to {d:.0f} nats less likely than a typical data point",
+             d=true_nll[N_NLL // 2:].max() - np.median(true_nll[:N_NLL // 2]))
 hutch = np.stack([ode_nll(exact, x_nll, schedule, divergence="hutchinson", rng=SEED + k).nll
                   for k in range(N_PROBES)])                                       # (N_PROBES, N_NLL)
 err_1, err_k = hutch[0] - true_nll, hutch.mean(0) - true_nll
 print(f"Hutchinson, 1 probe: error mean {err_1.mean():+.3f} std {err_1.std():.3f} nats; "
       f"mean of {N_PROBES}: mean {err_k.mean():+.3f} std {err_k.std():.3f}")
+claims.claim(abs(err_1.mean()) < 3 * err_1.std() / np.sqrt(N_NLL),
+             "Hutchinson is unbiased: mean error {m:+.3f} nats, within 3 standard errors ({se:.3f})",
+             m=err_1.mean(), se=err_1.std() / np.sqrt(N_NLL), quick=False)
+claims.claim(abs(err_1.std() / err_k.std() / np.sqrt(N_PROBES) - 1) < 0.3,
+             "averaging {k} probes divides the spread by {r:.2f} (sqrt({k}) = {s:.2f})",
+             k=N_PROBES, r=err_1.std() / err_k.std(), s=np.sqrt(N_PROBES), quick=False)
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
 on = slice(0, N_NLL // 2)
 axes[0].plot(true_nll[on], res.nll[on], ".", ms=4, label="data points")
@@ -209,7 +253,8 @@ axes[0].plot(lims, lims, "k:", lw=1)
 axes[0].set_xlabel("true -log p(x) (nats)")
 axes[0].set_ylabel("ode_nll (exact divergence)")
 axes[0].legend(fontsize=7)
-bins = np.linspace(-4, 4, 41)
+edge = max(4.0, float(np.quantile(np.abs(err_1), 0.995)))                         # show (nearly) every error
+bins = np.linspace(-edge, edge, 41)
 axes[1].hist(err_1, bins=bins, alpha=0.6, label="Hutchinson, 1 probe")
 axes[1].hist(err_k, bins=bins, alpha=0.6, label=f"mean of {N_PROBES} probes")
 axes[1].axvline(0, color="k", lw=1)
@@ -231,6 +276,7 @@ viz.save(fig, args.out / "likelihood.png")
 
 # %%
 x_inv = mixture.sample(N_INVERT, rng=rng)
+round_trip = {}
 fig, ax = plt.subplots(figsize=(6, 3.6))
 for i, steps in enumerate(INVERT_STEPS):
     median, worst = [], []
@@ -240,7 +286,9 @@ for i, steps in enumerate(INVERT_STEPS):
         err = np.sqrt(((back - x_inv) ** 2).sum(1))
         median.append(np.median(err))
         worst.append(err.max())
-    print(f"{steps:3d} steps: median round-trip error " + " ".join(f"{e:.1e}" for e in median))
+    print(f"{steps:3d} steps: median round-trip error " + " ".join(f"{e:.1e}" for e in median)
+          + "; worst " + " ".join(f"{e:.1e}" for e in worst))
+    round_trip[steps] = (np.array(median), np.array(worst))
     ax.semilogy(FIXED_POINT_ITERS, median, "o-", color=f"C{i}", label=f"{steps} steps (median)")
     ax.semilogy(FIXED_POINT_ITERS, worst, "--", color=f"C{i}", lw=1)
 ax.set_xlabel("fixed-point iterations per inversion step")
@@ -248,6 +296,16 @@ ax.set_ylabel("|sample(invert(x0)) - x0|")
 ax.set_title("solid: median point, dashed: worst point", fontsize=9)
 ax.legend(fontsize=7)
 viz.save(fig, args.out / "inversion.png")
+claims.claim(all(np.all(np.diff(med) <= 1e-9) for med, _ in round_trip.values()),
+             "every fixed-point iteration shrinks the median round-trip error, at every step count")
+plain = [round_trip[s][0][0] for s in INVERT_STEPS]
+claims.claim(np.all(np.diff(plain) < 0), "plain inversion gets more exact with smaller steps: median error {e}",
+             e=[f"{e:.1e}" for e in plain])
+few_steps = INVERT_STEPS[0]
+med, worst = round_trip[few_steps]
+claims.claim(worst[-1] > 10 * med[-1],
+             "with {s} steps the worst point stalls: {w0:.1e} -> {w1:.1e} after {k} iterations, while the median "
+             "reaches {m:.1e}", s=few_steps, w0=worst[0], w1=worst[-1], k=FIXED_POINT_ITERS[-1], m=med[-1], quick=False)
 
 # %% [markdown]
 # ## A learned score

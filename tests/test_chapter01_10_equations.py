@@ -22,3 +22,27 @@ def test_one_mode_leaves_s2_over_s2_plus_sigma2_of_the_noise_unpredictable(t):
     ab = schedule.alphas_cumprod[t]
     sigma2 = (1 - ab) / ab
     assert measured == pytest.approx(s**2 / (s**2 + sigma2), rel=0.01, abs=1e-4)
+
+
+# ---- chapter 8: DPM-Solver's lambda is half the log-SNR --------------------------------------------------------
+def test_dpm_solver_lambda_is_half_the_log_snr_and_minus_log_sigma():
+    """lambda = log(alpha / sigma), alpha = sqrt(ab), sigma = sqrt(1 - ab) (Lu et al. 2022): log_snr = 2 lambda."""
+    schedule = NoiseSchedule.cosine(1000)
+    ab = schedule.alphas_cumprod[:-1]
+    lam = np.log(np.sqrt(ab) / np.sqrt(1 - ab))
+    np.testing.assert_allclose(2 * lam, schedule.log_snr[:-1], rtol=1e-12)
+    np.testing.assert_allclose(np.exp(-lam), schedule.sigmas[:-1], rtol=1e-12)   # the ODE frame's sigma
+
+
+# ---- chapter 9: how steep the score is near a mode ---------------------------------------------------------------
+@pytest.mark.parametrize("t", [0, 20, 150])
+def test_score_slope_at_a_mode_is_one_over_ab_s2_plus_1_minus_ab(t):
+    """For one mode N(mu, s^2 I): grad log q_t(x) = -(x - sqrt(ab) mu) / (ab s^2 + 1 - ab), bounded by ~1 / s^2."""
+    schedule, s = NoiseSchedule.cosine(1000), 0.1
+    mode = GaussianMixture(np.ones(1), np.array([[2.0, 0.0]]), np.array([s**2 * np.eye(2)]))
+    exact = GaussianMixtureDenoiser(mode, schedule)
+    ab = schedule.alphas_cumprod[t]
+    x = np.sqrt(ab) * np.array([[2.0, 0.0]]) + np.array([[0.03, -0.02]])
+    expected = -(x - np.sqrt(ab) * np.array([[2.0, 0.0]])) / (ab * s**2 + 1 - ab)
+    np.testing.assert_allclose(exact.score(x, np.array([t])), expected, rtol=1e-9)
+    assert 1 / (ab * s**2 + 1 - ab) <= 1 / s**2 + 1e-9
