@@ -112,7 +112,9 @@ edges = conv(digit)                                               # (1, 3, 28, 2
 
 m, n = 14, 10
 by_hand = sum(filters[2, 0, i, j] * digit[0, 0, m - 1 + i, n - 1 + j] for i in range(3) for j in range(3))
-print(f"Laplacian at ({m}, {n}): layer {edges[0, 2, m, n]:+.6f}, eq. 1 by hand {by_hand:+.6f}")
+claims.claim(abs(edges[0, 2, m, n] - by_hand) < 1e-12,
+             "Laplacian at ({m}, {n}): the layer gives {layer:+.6f}, eq. 1 by hand {hand:+.6f}",
+             m=m, n=n, layer=edges[0, 2, m, n], hand=by_hand)
 
 down = Conv2d(1, 1, 3, stride=2, padding=1, rng=rng, dtype=np.float64)
 print(f"shapes: x {digit.shape} -> stride-2 conv {down(digit).shape} -> AvgPool2d(2) "
@@ -140,11 +142,13 @@ save(fig, "conv_filters.png")
 crop = np.ascontiguousarray(digit[:, :, 10:18, 8:16])            # (1, 1, 8, 8)
 cols = K.im2col_numba(crop, 3, 3, 1, 1, np.empty((1, 9, 64)))          # (B, C kh kw, Ho Wo)
 as_matmul = (filters.reshape(3, 9) @ cols[0]).reshape(3, 8, 8)   # W2 @ cols
-print(f"W2 @ im2col(x) vs Conv2d: max difference {np.abs(as_matmul - conv(crop)[0]).max():.1e}")
+claims.claim(np.abs(as_matmul - conv(crop)[0]).max() < 1e-12,
+             "W2 @ im2col(x) equals Conv2d (largest difference {d:.1e})", d=np.abs(as_matmul - conv(crop)[0]).max())
 
 c = rng.standard_normal(cols.shape)                               # col2im is im2col's transpose:
 lhs, rhs = np.sum(cols * c), np.sum(crop * K.col2im_numba(c, 3, 3, 1, 1, np.empty_like(crop)))
-print(f"<im2col(x), c> = {lhs:.6f}, <x, col2im(c)> = {rhs:.6f}")
+claims.claim(abs(lhs - rhs) < 1e-9 * max(1.0, abs(lhs)),
+             "col2im is im2col's transpose: <im2col(x), c> = {lhs:.6f} = <x, col2im(c)> = {rhs:.6f}", lhs=lhs, rhs=rhs)
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 2.6), gridspec_kw={"width_ratios": [1, 5]})
 axes[0].imshow(crop[0, 0], cmap="gray")
@@ -168,6 +172,9 @@ report_conv = check_module(conv_check, rng.standard_normal((2, 3, 7, 6)))
 gn_check = GroupNorm(2, 4, dtype=np.float64)
 gn_check.params["weight"][...] = rng.standard_normal(4)
 report_gn = check_module(gn_check, rng.standard_normal((2, 4, 5, 5)))
+claims.claim(report_conv.ok and report_gn.ok and max(*report_conv.errors.values(), *report_gn.errors.values()) < 1e-8,
+             "Conv2d (stride 2) and GroupNorm pass the gradient check: largest relative error {e:.1e}",
+             e=max(*report_conv.errors.values(), *report_gn.errors.values()))
 
 # %% [markdown]
 # ## What GroupNorm does to the statistics
@@ -192,6 +199,10 @@ ax.set_ylabel("group standard deviation")
 ax.set_title(f"GroupNorm({GN_GROUPS}, 32): one point per (image, group)")
 ax.legend()
 save(fig, "groupnorm_statistics.png")
+mu, sd = stats["after GroupNorm"]
+claims.claim(np.abs(mu).max() < 1e-9 and np.abs(sd - 1).max() < 1e-3,
+             "after GroupNorm every (image, group) has mean 0 (largest {m:.0e}) and std 1 (largest gap {s:.0e}; the "
+             "gap is GroupNorm's eps)", m=np.abs(mu).max(), s=np.abs(sd - 1).max())
 
 # %% [markdown]
 # ## How fast? im2col + BLAS against direct loops and the NumPy reference
