@@ -79,9 +79,15 @@ def moon_distances(points: np.ndarray) -> np.ndarray:
     return np.minimum(*distances)
 
 
-def thickness(points_std: np.ndarray) -> float:
-    """Median distance to the crescents' centre lines of points in the model's units (N, 2): how thin they are."""
+def median_distance(points_std: np.ndarray) -> float:
+    """Median distance of points in the model's units (N, 2) to the crescents' centre lines."""
     return float(np.median(moon_distances(std.inverse_transform(points_std))))
+
+
+def thickness(points_std: np.ndarray, far: float = 0.2) -> float:
+    """How thin the crescents are: the median distance to the centre lines of the points on them (closer than far)."""
+    d = moon_distances(std.inverse_transform(points_std))
+    return float(np.median(d[d < far]))
 
 
 def off_crescent(points_std: np.ndarray, far: float = 0.2) -> float:
@@ -154,8 +160,8 @@ at = {s: int(np.flatnonzero(traj.t == s)[0]) for s in (T // 2, T // 10)}
 claims.claim((traj.x0[at[T // 2]].std(0) < 0.5 * data.std(0)).all(),
              "at t = T/2 x0_hat is pulled to the middle: spread {s0} against the data's {sd}",
              s0=traj.x0[at[T // 2]].std(0).round(2), sd=data.std(0).round(2), quick=False)
-thin = {"data": thickness(data), "x0_hat": thickness(traj.x0[at[T // 10]]), "x_t": thickness(traj.x[at[T // 10]]),
-        "samples": thickness(samples)}
+thin = {"data": median_distance(data), "x0_hat": median_distance(traj.x0[at[T // 10]]),
+        "x_t": median_distance(traj.x[at[T // 10]]), "samples": median_distance(samples)}
 claims.claim(thin["x0_hat"] < 2 * thin["data"] and thin["x_t"] > 3 * thin["data"] and thin["samples"] < 1.5 * thin["data"],
              "at t = T/10 x0_hat lies on the crescents (median distance to them {a:.3f}; data {d:.3f}) while x_t is "
              "still a blob ({b:.3f}); the samples end on them ({c:.3f})",
@@ -197,30 +203,31 @@ claims.claim(np.abs(x_small.std(0) - x_large.std(0)).max() < 0.02 and min(p_smal
 # not thicker, and the points that miss them land *between* the two. The last jump lands on the posterior mean
 # x0_hat = E[x0 | x_t] with no noise added, and with 10 steps it starts from t = 99, far noisier than t = 0: that mean
 # pulls a point onto the centre line of its crescent (chapter 8 measures this final-step shrinkage), or, when x_t
-# could have come from either crescent, to a weighted average of the two, between them. The panels print the median
-# distance of the points to the crescents' centre lines and the fraction farther than 0.2 (4 noise stds) from both.
+# could have come from either crescent, to a weighted average of the two, between them. The panels print the
+# crescents' thickness (the median distance to their centre lines of the points within 0.2, 4 noise stds, of them)
+# and the fraction of points farther than that from both.
 # Here the variance choice matters too: with 10 steps the last noisy jump (t = 199 -> 99; the jump to the data adds no
 # noise) adds noise of std 0.52 under fixed_large and 0.28 under fixed_small, where with all 1000 steps the last noisy
 # step adds 0.011 against 0.007. The deterministic samplers of
 # ``tinydiff.samplers`` (DDIM, DPM-Solver++) do much better with few steps.
 
 # %%
-panels = [(f"held-out data\nmedian distance {thickness(data):.3f}\noff the crescents {off_crescent(data):.1%}", data)]
+panels = [(f"held-out data\nthickness {thickness(data):.3f}\noff the crescents {off_crescent(data):.1%}", data)]
 by_steps = {"data": (thickness(data), off_crescent(data))}
 for k in FEW_STEPS + [T]:
     x = sample(model, (N_SAMPLES, 2), schedule, method="ddpm", steps=k, rng=SEED + 1) if k < T else samples
     _, p = mmd_test(x, data, 200, rng=0)
     by_steps[k] = (thickness(x), off_crescent(x))
-    panels.append((f"{k} steps, MMD p = {p:.2f}\nmedian distance {by_steps[k][0]:.3f}\n"
+    panels.append((f"{k} steps, MMD p = {p:.2f}\nthickness {by_steps[k][0]:.3f}\n"
                    f"off the crescents {by_steps[k][1]:.1%}", x))
     chain = respace(schedule, timesteps(schedule, k))                       # the respaced chain's beta'_j
-    print(f"DDPM with {k} steps: p = {p:.3f}; median distance to the crescents {by_steps[k][0]:.3f}, "
+    print(f"DDPM with {k} steps: p = {p:.3f}; thickness of the crescents {by_steps[k][0]:.3f}, "
           f"{by_steps[k][1]:.1%} off them (data {by_steps['data'][0]:.3f}, {by_steps['data'][1]:.1%}); "
           f"median beta' = {np.median(chain.betas):.3g} (all T steps: {np.median(schedule.betas):.3g})")
 viz.save(viz.scatter_strip(panels, lim=2.5, size=3, s=2), args.out / "fewer_steps.png")
 few = min(FEW_STEPS)
 claims.claim(by_steps[few][0] < by_steps["data"][0] and by_steps[few][0] < by_steps[T][0],
-             "with {k} steps the crescents are thinner: median distance {thin:.3f}, against {full:.3f} with all {T} "
+             "with {k} steps the crescents are thinner: thickness {thin:.3f}, against {full:.3f} with all {T} "
              "steps and {d:.3f} for the data", k=few, thin=by_steps[few][0], full=by_steps[T][0], T=T,
              d=by_steps["data"][0], quick=False)
 claims.claim(by_steps[few][1] > 3 * by_steps["data"][1] + 0.02,
