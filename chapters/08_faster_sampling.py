@@ -267,11 +267,13 @@ for grid_name in grids:
 # which falls below s once sigma_t is comparable with s = 0.1. The line is that formula, the grey dots the same
 # spread measured with the exact mixture denoiser (distance of each E[x0 | x_t] to its nearest centre). Beyond
 # sigma ~ 0.3 the dots rise again: a point of x_t in the tail between two modes gets a posterior mean *between* them.
-# The markers are real DDIM runs. With "trailing" spacing t_last = T/S - 1: the 5-step run (t_last = 199) is exactly
-# as blurred as a perfect sampler stopping there would be, and from 20 steps on the runs sit near the curve, their
-# modes 10-20% too narrow. (At 10 steps the extra spread of an imperfect x_99 partly offsets the shrinkage.)
-# "linspace" and "leading" end at t = 0 (sigma_0 = 0.006), where the shrinkage is nil; what remains is the ODE's
-# discretisation error: modes too *wide* at 5 steps (big first jumps overshoot), slightly too narrow at 10-50.
+# The markers are real DDIM runs. With "trailing" spacing t_last = T/S - 1. The 5-step run (t_last = 199, sigma 0.34)
+# is about twice as wide as a perfect sampler stopping there (0.17 against 0.08): there the grey dots climb steeply,
+# and after four big steps its x_199 is itself too spread. From 20 steps on the runs sit near the grey dots, their
+# modes 21 % (20 steps), 11 % (50) and 6 % (100) too narrow. (At 10 steps the extra spread of an imperfect x_99 partly
+# offsets the shrinkage.) "linspace" and "leading" end at t = 0 (sigma_0 = 0.006), where the shrinkage is nil; what
+# remains is the ODE's discretisation error: modes too *wide* at 5 steps (big first jumps overshoot), slightly too
+# narrow at 10-50.
 
 # %%
 t_grid = np.unique(np.round(np.geomspace(1, 400, 16)).astype(int))
@@ -287,12 +289,14 @@ ax.semilogx(1 / np.sqrt(snr_fine), MODE_STD * np.sqrt(snr_fine * MODE_STD**2 / (
             color="0.5", label="one Gaussian mode: s sqrt(snr s^2 / (1 + snr s^2))")
 ax.semilogx(sigma_grid, measured, "o", color="0.6", ms=4, label="E[x0 | x_t] of exact samples of q(x_t)")
 ax.axhline(MODE_STD, color="k", ls=":", lw=1, label=f"data: std {MODE_STD}")
+runs_shrink = {}                                                  # (steps, spacing) -> (t_last, mode std)
 for i, steps in enumerate(SHRINK_STEPS):
     for spacing, marker in zip(SPACINGS, "sDo"):
         x, traj = sample(exact, (N_SHRINK, 2), schedule, method="ddim", steps=steps, timestep_spacing=spacing,
                          rng=SEED + 2, return_trajectory=True)
         t_last = int(traj.t[-2])
         ms = mode_statistics(x, mixture)["mode_std"]
+        runs_shrink[steps, spacing] = (t_last, ms)
         print(f"ddim {steps:3d} steps {spacing:>9}: t_last = {t_last:3d}, sigma = {schedule.sigmas[t_last]:.4f}, "
               f"mode std {ms:.4f}")
         ax.semilogx(schedule.sigmas[t_last] * (1.0 + 0.06 * i if t_last == 0 else 1.0), ms, marker, color=f"C{i}",
@@ -303,6 +307,29 @@ ax.set_ylabel("within-mode std of the samples")
 ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
 ax.set_title("squares: linspace, diamonds: leading, circles: trailing", fontsize=8)
 viz.save(fig, args.out / "final_step_shrinkage.png")
+
+
+def perfect(t):
+    """mode std of E[x0 | x_t] for exact samples x_t of q_t: a perfect sampler that stops at t and jumps."""
+    ab = schedule.alphas_cumprod[t]
+    return mode_statistics(exact.posterior(mixture.marginal(ab).sample(N_SHRINK, rng=rng), ab)["x0"], mixture)["mode_std"]
+
+
+t5, ms5 = runs_shrink[5, "trailing"]
+claims.claim(ms5 > 1.5 * perfect(t5),
+             "5 trailing steps end wider than a perfect sampler stopping at t_last = {t}: mode std {a:.4f} vs {b:.4f}",
+             t=t5, a=ms5, b=perfect(t5), quick=False)
+later = [(runs_shrink[k, "trailing"], k) for k in SHRINK_STEPS if k >= 20]
+claims.claim(all(abs(ms - perfect(t)) < 0.012 and ms < MODE_STD for (t, ms), _ in later),
+             "from 20 trailing steps on the runs sit near the perfect sampler's spread and below the data's 0.1: "
+             "{runs}", runs=", ".join(f"{k} steps {ms:.4f} ({1 - ms / MODE_STD:.0%} too narrow)" for (t, ms), k in later),
+             quick=False)
+ends_at_0 = [(k, sp) for k in SHRINK_STEPS for sp in ("linspace", "leading")]
+claims.claim(all(runs_shrink[k, sp][1] > 0.12 for k, sp in ends_at_0 if k == 5)
+             and all(0.08 <= runs_shrink[k, sp][1] < MODE_STD for k, sp in ends_at_0 if 10 <= k <= 50),
+             "runs ending at t = 0 (linspace, leading): modes too wide at 5 steps ({w}), slightly too narrow at 10-50 "
+             "({n})", w=[round(runs_shrink[5, sp][1], 3) for sp in ("linspace", "leading")],
+             n=[round(runs_shrink[k, sp][1], 3) for k, sp in ends_at_0 if 10 <= k <= 50], quick=False)
 
 # %% [markdown]
 # ## Quality against the number of network evaluations (NFE)
