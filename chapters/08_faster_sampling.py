@@ -55,6 +55,7 @@ from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
 from tinydiff.bench_nfe import mode_statistics, nfe_table
 from tinydiff.data.toy2d import gaussian_mixture_params
 from tinydiff.metrics.points import mmd2
+from tinydiff.processes import EDMProcess
 from tinydiff.samplers import METHODS, ODE_SIGMA_MAX, SPACINGS, sample, timesteps
 from tinydiff.schedules import NoiseSchedule
 from tinydiff.trained import load_trained
@@ -176,12 +177,13 @@ claims.claim(gaps["ddpm"] > 10 * ode_gap and gaps["ddim eta=0.5"] > 10 * ode_gap
 #
 # To measure a solver's order, compare like with like. Every solver integrates the probability-flow ODE of the
 # exact mixture from the same start (sigma = 80, the same N_CONV noise points) to the same end (sigma = 0.005), with
-# `final_step="none"`, so no final jump (next section) is mixed in; the reference is the same ODE on the fine grid
+# `final_step="none"`, so no final jump (next section) is mixed in. It runs on Karras et al.'s EDM process
+# (`tinydiff.processes.EDMProcess`: x = x0 + sigma eps, time is the noise level), whose grids are set by name; the
+# samplers are the same. The reference is the same ODE on the fine grid
 # of FINE = 1024 steps (Heun, 2048 NFE), improved by one Richardson step (x_1024 + (x_1024 - x_512) / 3, which cancels
 # the h^2 error term); the same done with DPM-Solver++ agrees with it to ~1e-7. Two grids of noise
-# levels, both built with `NoiseSchedule.from_sigmas`: uniform in lambda = -log sigma (DPM-Solver's choice) and
-# Karras et al.'s (2022, eq. 5) rho = 7 grid. A run with n steps visits every (1024/n)-th level, so each coarse grid
-# is a sub-grid of the fine one. The error is the RMS distance of the end points to the reference's.
+# levels (`timestep_spacing`): uniform in lambda = -log sigma (DPM-Solver's choice) and Karras et al.'s (2022, eq. 5)
+# rho = 7 grid. The error is the RMS distance of the end points to the reference's.
 #
 # On log-log axes a method of order p is a line of slope -p. The fitted slopes (from 16 steps on) are ~1 for Euler
 # (= DDIM with eta = 0, checked below), ~2 for Heun and 1.7-1.9 for DPM-Solver++(2M), creeping towards 2 as the
@@ -191,41 +193,39 @@ claims.claim(gaps["ddpm"] > 10 * ode_gap and gaps["ddim eta=0.5"] > 10 * ode_gap
 # Figure: `ode_convergence.png`.
 
 # %%
-grids = {"uniform in lambda": np.geomspace(SIGMA_MIN, SIGMA_MAX, FINE + 1),
-         "Karras rho = 7": (SIGMA_MIN ** (1 / 7) + np.linspace(0, 1, FINE + 1)
-                            * (SIGMA_MAX ** (1 / 7) - SIGMA_MIN ** (1 / 7))) ** 7}
-conv_start = rng.standard_normal((N_CONV, 2))
+edm = EDMProcess(sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX)   # x = x0 + sigma eps: time is the noise level
+edm_exact = GaussianMixtureDenoiser(mixture, edm)
+conv_start = np.sqrt(1 + SIGMA_MAX**2) * rng.standard_normal((N_CONV, 2))          # x at sigma_max, EDM frame
 ODE_METHODS = ("euler", "heun", "dpm++2m")
-study = {}                                          # (grid, method) -> (nfe array, error array)
+GRID_NAMES = {"lambda": "uniform in lambda", "karras": "Karras rho = 7"}
+study = {}                                          # (grid, method) -> (nfe array, error array, slope)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-for ax, (grid_name, sigmas) in zip(axes, grids.items()):
-    fine = NoiseSchedule.from_sigmas(sigmas)
-    fine_exact = GaussianMixtureDenoiser(mixture, fine)
-    ode = dict(x_T=conv_start, sigma_max=np.inf, final_step="none", timestep_spacing="linspace")
+for ax, (spacing, grid_name) in zip(axes, GRID_NAMES.items()):
+    ode = dict(x_T=conv_start, final_step="none", timestep_spacing=spacing)
+
+    def solve(method, n):
+        """End points (N_CONV, 2) at sigma_min of ``method`` with n steps (n + 1 noise levels), and its NFE."""
+        x, traj = sample(edm_exact, conv_start.shape, edm, method=method, steps=n + 1, return_trajectory=True, **ode)
+        return x, traj.nfe
+
     def converged(method):
         """Richardson extrapolation of a second-order solver: x_h + (x_h - x_2h) / 3 cancels the h^2 error term."""
-        fine_end = sample(fine_exact, conv_start.shape, fine, method=method, steps=FINE + 1, **ode)
-        coarse_end = sample(fine_exact, conv_start.shape, fine, method=method, steps=FINE // 2 + 1, **ode)
+        fine_end, coarse_end = solve(method, FINE)[0], solve(method, FINE // 2)[0]
         return fine_end + (fine_end - coarse_end) / 3
 
     truth, check = converged("heun"), converged("dpm++2m")
     reference_gap = float(np.sqrt(((truth - check) ** 2).sum(1).mean()))
     for i, method in enumerate(ODE_METHODS):
-        nfe, err = [], []
-        for n in CONV_STEPS:
-            x, traj = sample(fine_exact, conv_start.shape, fine, method=method, steps=n + 1, return_trajectory=True, **ode)
-            nfe.append(traj.nfe)
-            err.append(float(np.sqrt(((x - truth) ** 2).sum(1).mean())))
-        nfe, err = np.array(nfe), np.array(err)
+        runs_n = [solve(method, n) for n in CONV_STEPS]
+        nfe = np.array([k for _, k in runs_n])
+        err = np.array([np.sqrt(((x - truth) ** 2).sum(1).mean()) for x, _ in runs_n])
         fit = np.array(CONV_STEPS) >= FIT_FROM
         slope = -np.polyfit(np.log(nfe[fit]), np.log(err[fit]), 1)[0]
         study[grid_name, method] = (nfe, err, slope)
         print(f"{grid_name:>18} {method:>8}: NFE {nfe.tolist()}  error {np.array2string(err, precision=5)}  "
               f"slope {slope:.2f}")
         ax.loglog(nfe, err, "o-", color=f"C{i + 2}", label=f"{method}: slope {slope:.2f}")
-    x_ddim = sample(fine_exact, conv_start.shape, fine, method="ddim", steps=CONV_STEPS[2] + 1, **ode)
-    x_euler = sample(fine_exact, conv_start.shape, fine, method="euler", steps=CONV_STEPS[2] + 1, **ode)
-    study[grid_name, "ddim = euler"] = float(np.abs(x_ddim - x_euler).max())
+    study[grid_name, "ddim = euler"] = float(np.abs(solve("ddim", CONV_STEPS[2])[0] - solve("euler", CONV_STEPS[2])[0]).max())
     study[grid_name, "reference"] = reference_gap
     guide = np.array([8, 256])
     ax.loglog(guide, 0.5 * (guide / 8.0) ** -1.0, "k:", lw=1, label="slope -1")
@@ -236,7 +236,7 @@ for ax, (grid_name, sigmas) in zip(axes, grids.items()):
 axes[0].set_ylabel("RMS distance to the converged end points")
 viz.save(fig, args.out / "ode_convergence.png")
 
-for grid_name in grids:
+for grid_name in GRID_NAMES.values():
     (_, e_eu, s_eu), (n_he, e_he, s_he), (n_dp, e_dp, s_dp) = (study[grid_name, m] for m in ODE_METHODS)
     claims.claim(study[grid_name, "ddim = euler"] < 1e-8,
                  "{g}: DDIM with eta = 0 and Euler give the same end points (largest difference {d:.1e})",

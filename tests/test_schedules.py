@@ -158,15 +158,3 @@ def test_from_name_and_round_trip_through_dict():
     np.testing.assert_array_equal(r.alphas_cumprod, s.alphas_cumprod)
     with pytest.raises(ValueError, match="unknown schedule 'cosin'"):
         NoiseSchedule.from_name("cosin")
-
-
-def test_from_sigmas_has_exactly_those_noise_levels():
-    sigmas = np.geomspace(0.005, 80.0, 33)
-    schedule = NoiseSchedule.from_sigmas(sigmas)
-    np.testing.assert_allclose(schedule.sigmas, sigmas, rtol=1e-9)
-    np.testing.assert_allclose(schedule.alphas_cumprod, 1 / (1 + sigmas**2), rtol=1e-12)
-
-
-def test_from_sigmas_refuses_levels_that_do_not_increase():
-    with pytest.raises(ValueError, match="increasing"):
-        NoiseSchedule.from_sigmas([0.1, 0.1, 1.0])

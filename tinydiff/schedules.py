@@ -204,22 +204,6 @@ class NoiseSchedule:
         alpha_bar = lambda u: (v(end) - v(u * (end - start) + start)) / (v(end) - v(start))  # noqa: E731
         return cls(_betas_from_alpha_bar(alpha_bar, T, max_beta))
 
-    @classmethod
-    def from_sigmas(cls, sigmas) -> "NoiseSchedule":
-        """The schedule whose steps have the noise levels ``sigmas`` (T,), increasing: sigma_t = sqrt((1 - ab_t) / ab_t).
-
-            alpha_bar_t = 1 / (1 + sigma_t^2),   beta_t = 1 - alpha_bar_t / alpha_bar_{t-1}   (alpha_bar_{-1} = 1)
-
-        For solver studies on a chosen grid, e.g. uniform in lambda = -log sigma (DPM-Solver) or Karras et al.'s
-        (2022, eq. 5) rho = 7 grid: with T = K n + 1 levels, ``timesteps(..., steps=n + 1, spacing="linspace")``
-        visits every K-th level, so the coarse grids are exact sub-grids of the fine one.
-        """
-        sigmas = np.asarray(sigmas, dtype=np.float64)
-        if sigmas.ndim != 1 or sigmas.size == 0 or np.any(sigmas <= 0) or np.any(np.diff(sigmas) <= 0):
-            raise ValueError("sigmas must be a non-empty increasing 1-D array of positive noise levels, shape (T,)")
-        alphas_cumprod = 1.0 / (1.0 + sigmas**2)
-        return cls(1.0 - alphas_cumprod / np.concatenate([[1.0], alphas_cumprod[:-1]]))
-
     def rescale_zero_terminal_snr(self) -> "NoiseSchedule":
         """Lin et al. (2023), Algorithm 1: shift and scale sqrt(alpha_bar) so the last step is pure noise.
 
