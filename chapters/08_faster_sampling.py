@@ -401,9 +401,14 @@ viz.save(plot_quality(rows, floor, f"exact denoiser, {SCHEDULE} T={T}, trailing 
 # %% [markdown]
 # ## The same study with a trained network
 #
-# `data/checkpoints/8gaussians.npz` is the MLP denoiser of chapter 6, trained for 4000 steps on the 8 Gaussians with
-# the cosine schedule by `python -m tinydiff train --data 8gaussians --schedule cosine` (docs/samplers.md has the exact
-# commands). It samples in standardised units; `to_data` maps its samples back. Now the error is the network's and the
+# `data/checkpoints/8gaussians.npz` is the MLP denoiser of chapter 6, trained on the 8 Gaussians with the *uncapped*
+# cosine schedule (max_beta = 0.999, so its last step has sigma = 2e4) by
+#
+#     python -m tinydiff train --data 8gaussians --schedule cosine --max-beta 0.999 --steps 4000 --batch-size 512 \
+#         --lr 2e-3 --out runs/8g
+#
+# (docs/samplers.md: how it was stripped for shipping; today's defaults, max_beta = 0.1, would end at sigma ~ 100 and
+# hide the failure below). It samples in standardised units; `to_data` maps its samples back. Now the error is the network's and the
 # sampler's together, and one new failure appears: the cosine schedule's first step has alpha_bar = 2.4e-9
 # (sigma = 2e4), where x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab) multiplies an eps error of 0.02 into an x0 error of
 # 400. The exact denoiser has no such error; the network does, and without a guard DDPM, DDIM and DPM-Solver++ all
@@ -415,9 +420,18 @@ viz.save(plot_quality(rows, floor, f"exact denoiser, {SCHEDULE} T={T}, trailing 
 trained = load_trained(CHECKPOINT)           # the network with its schedule, prediction type and data scaling
 config = trained.config
 print(f"trained MLP: {trained.network.num_parameters()} parameters, {config.steps} steps, {config.schedule} schedule")
+claims.claim(trained.schedule.alphas_cumprod[0] > 0 and abs(trained.schedule.alphas_cumprod[-1] / 2.4e-9 - 1) < 0.05
+             and abs(trained.schedule.sigmas[-1] / 2e4 - 1) < 0.05,
+             "the checkpoint's schedule ends at alpha_bar = {ab:.2e}, sigma = {s:.2g}",
+             ab=trained.schedule.alphas_cumprod[-1], s=trained.schedule.sigmas[-1])
+clip_spread = {}
 for clip in (None, CLIP):
     x = trained.sample(N_NFE, sampler="ddim", steps=20, clip=clip, rng=SEED)      # data units, one BLAS thread
-    print(f"ddim, 20 steps, clip={clip}: mode std {mode_statistics(x, mixture)['mode_std']:.3g}")
+    clip_spread[clip] = mode_statistics(x, mixture)["mode_std"]
+    print(f"ddim, 20 steps, clip={clip}: mode std {clip_spread[clip]:.3g}")
+claims.claim(clip_spread[None] > 10 and clip_spread[CLIP] < 0.2,
+             "without clipping DDIM never recovers from the first x0 (mode std {a:.3g}); clipped to [-3, 3] it does "
+             "({b:.3f})", a=clip_spread[None], b=clip_spread[CLIP])
 with blas_threads(1):                        # many small matmuls: one BLAS thread is fastest
     rows_mlp = nfe_table(trained.network, reference_points, trained.schedule, METHODS, NFE_STEPS, n=N_NFE, rng=SEED,
                          mixture=mixture, w2_points=N_NFE, to_data=trained.standardizer.inverse_transform, clip=CLIP,
@@ -427,12 +441,26 @@ for r in rows_mlp:
           f"mode std {r['mode_std']:.4f}")
 
 # %% [markdown]
-# With clipping, DDPM reaches the floor from about 20 steps, and the ODE samplers from 20-50: with a network their
-# few-step runs are worse than with the exact denoiser (at 5-10 steps the deterministic samplers follow the network's
-# errors at high noise, which DDPM's fresh noise would wash out), and Heun's large first step from sigma = 80 costs it
-# most. Compare `quality_vs_nfe.png`: the sampler ranking of the exact model does not carry over unchanged.
+# With clipping, DDPM's mode width is within 0.02 of the data's from 20 steps on, and the ODE samplers' from 20-50:
+# with a network their few-step runs are worse than with the exact denoiser (at 5-10 steps the deterministic
+# samplers' modes come out wider: they follow the network's errors at high noise, which DDPM's fresh noise would wash
+# out), and Heun's large first step from sigma = 80 costs it most. Compare `quality_vs_nfe.png`: the sampler ranking
+# of the exact model does not carry over unchanged.
 
 # %%
+mlp_at = {(r["method"], r["steps"]): r["mode_std"] for r in rows_mlp}
+exact_at = {(r["method"], r["steps"]): r["mode_std"] for r in rows}
+few = [(m, k) for m in ("ddim", "dpm++2m", "euler") for k in NFE_STEPS if k <= 10]
+claims.claim(all(mlp_at[key] > exact_at[key] for key in few),
+             "at 5-10 steps the deterministic samplers' modes are wider with the network than with the exact model "
+             "({pairs})", pairs=", ".join(f"{m} {k}: {mlp_at[m, k]:.3f} vs {exact_at[m, k]:.3f}" for m, k in few),
+             quick=False)
+claims.claim(all(abs(mlp_at["ddpm", k] - MODE_STD) < 0.02 for k in NFE_STEPS if k >= 20),
+             "with the network DDPM is within 0.02 of the data's mode std from 20 steps on ({v})",
+             v=[round(mlp_at["ddpm", k], 3) for k in NFE_STEPS if k >= 20], quick=False)
+claims.claim(mlp_at["heun", 5] == max(mlp_at[m, 5] for m in METHODS) and mlp_at["heun", 5] > 3 * exact_at["heun", 5],
+             "Heun's large first step from sigma = 80 costs it most: mode std {h:.2f} at 5 steps (exact model: {e:.3f})",
+             h=mlp_at["heun", 5], e=exact_at["heun", 5], quick=False)
 viz.save(plot_quality(rows_mlp, floor, f"trained MLP ({config.steps} steps), clip {CLIP:g}, trailing spacing, "
                       f"{N_NFE} points"), args.out / "quality_vs_nfe_mlp.png")
 
