@@ -269,10 +269,11 @@ viz.save(fig, args.out / "likelihood.png")
 # far each point comes back from where it started. Both runs stop at sigma_max = 80, where the noise is already
 # N(0, I) for all purposes (the cosine schedule's last step, sigma = 2e4, only adds rounding error). Plain inversion
 # (0 iterations) is off by the local truncation error; each fixed-point iteration makes the step more consistent.
-# Solid lines: the median point, which converges fast when the steps are small. Dashed: the worst point, for which
-# the iteration stalls: near the boundary between two modes the field changes fast, and a large step makes the
-# fixed-point map a poor contraction. Inversion is exact only for small steps, which is why editing methods use
-# 50 or more.
+# Solid lines: the median point, which converges fast when the steps are small. Dashed: the worst point. With 10 or 20
+# steps the iteration does not help it: a few iterations even send it back to the wrong place, an error of order 1
+# (neighbouring modes are 1.5 apart). Near the boundary between two modes the field changes fast, and a large step
+# makes the fixed-point map a poor contraction, or none. With 50 or more steps even the worst point converges.
+# Inversion is exact only for small steps, which is why editing methods use 50 or more.
 
 # %%
 x_inv = mixture.sample(N_INVERT, rng=rng)
@@ -301,11 +302,13 @@ claims.claim(all(np.all(np.diff(med) <= 1e-9) for med, _ in round_trip.values())
 plain = [round_trip[s][0][0] for s in INVERT_STEPS]
 claims.claim(np.all(np.diff(plain) < 0), "plain inversion gets more exact with smaller steps: median error {e}",
              e=[f"{e:.1e}" for e in plain])
-few_steps = INVERT_STEPS[0]
-med, worst = round_trip[few_steps]
-claims.claim(worst[-1] > 10 * med[-1],
-             "with {s} steps the worst point stalls: {w0:.1e} -> {w1:.1e} after {k} iterations, while the median "
-             "reaches {m:.1e}", s=few_steps, w0=worst[0], w1=worst[-1], k=FIXED_POINT_ITERS[-1], m=med[-1], quick=False)
+big = [s for s in INVERT_STEPS if s <= 20]
+small = [s for s in INVERT_STEPS if s >= 50]
+claims.claim(all(round_trip[s][1][-1] > max(0.5, round_trip[s][1][0]) for s in big)
+             and all(round_trip[s][1][-1] < 1e-3 for s in small),
+             "the worst point gets *worse* with iterations at {b} steps ({wb}) and converges at {sm} ({ws})",
+             b=big, wb=[f"{round_trip[s][1][0]:.1e} -> {round_trip[s][1][-1]:.1e}" for s in big],
+             sm=small, ws=[f"{round_trip[s][1][-1]:.1e}" for s in small], quick=False)
 
 # %% [markdown]
 # ## A learned score
