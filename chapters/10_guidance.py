@@ -240,8 +240,12 @@ claims.claim(ddpm[at[s_max], 1] < ddim[at[s_max], 1] / 3,
 # ## A trained conditional model
 #
 # `data/checkpoints/8gaussians_conditional.npz` is the MLP of chapter 6 with a label embedding, trained by
-# `python -m tinydiff train --data 8gaussians --schedule cosine --conditional` (4000 steps, 10% of the labels replaced
-# by the null label: docs/samplers.md has the exact commands). One network gives eps(x, t, y) and eps(x, t, null).
+#
+#     python -m tinydiff train --data 8gaussians --schedule cosine --max-beta 0.999 --steps 4000 --batch-size 512 \
+#         --lr 2e-3 --conditional --out runs/8g_cond
+#
+# (10% of the labels replaced by the null label; the uncapped cosine schedule, as chapter 8's model: docs/samplers.md).
+# One network gives eps(x, t, y) and eps(x, t, null).
 # It works in standardised coordinates; samples are mapped back with the checkpoint's Standardizer. Its x0 estimate
 # is clamped to [-3, 3] (`clip`): at the cosine schedule's first step (sigma = 2e4) a 1% error in eps is an x0 error
 # of 200, and the deterministic sampler would carry it to the end. Its unconditional half (s = 0) is the weaker one:
