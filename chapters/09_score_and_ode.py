@@ -314,7 +314,8 @@ claims.claim(all(round_trip[s][1][-1] > max(0.5, round_trip[s][1][0]) for s in b
 # ## A learned score
 #
 # `data/checkpoints/8gaussians.npz` is the MLP of chapter 6 trained for 4000 steps on the 8 Gaussians (cosine
-# schedule uncapped, max_beta = 0.999; chapter 8 and docs/samplers.md quote the command). It learned eps for *standardised* data, x_std = (x - mean) / std, so
+# schedule, uncapped: max_beta = 0.999; chapter 8 and docs/samplers.md quote the command). It learned eps for
+# *standardised* data, x_std = (x - mean) / std, so
 # we compare it with the exact denoiser of the same mixture seen through that map (means (mu - mean) / std,
 # covariances S / std^2). First its field, in standardised coordinates: at a glance, the picture of `score_field.png`.
 
