@@ -290,9 +290,9 @@ for s, row_ddim, row_ddpm, row_mlp in zip(SCALES_FINE, stats["ddim"], stats["ddp
           f"{row_ddim[2]:.3f} | ddpm radial {row_ddpm[1]:+.3f}, tangential std {row_ddpm[2]:.3f} | MLP right mode "
           f"{row_mlp[0]:.2f}, radial {row_mlp[1]:+.3f}, tangential std {row_mlp[2]:.3f}")
 mlp = stats["mlp"]
-claims.claim(mlp[at[0.0], 0] < 0.25 and all(mlp[at[s], 0] == 1.0 for s in guided_fine),
-             "the trained MLP: s = 0 ignores the label ({f:.0%} in the labelled mode), every s >= 1 hits it",
-             f=mlp[at[0.0], 0], quick=False)
+claims.claim(mlp[at[0.0], 0] < 0.25 and min(mlp[at[s], 0] for s in guided_fine) >= 0.99,
+             "the trained MLP: s = 0 ignores the label ({f:.0%} in the labelled mode), every s >= 1 hits it (at least "
+             "{h:.1%} of the samples)", f=mlp[at[0.0], 0], h=min(mlp[at[s], 0] for s in guided_fine), quick=False)
 upto3 = [s for s in guided_fine if s <= 3]
 claims.claim(all(abs(mlp[at[s], 2] / ddim[at[s], 2] - 1) < 0.5 for s in upto3),
              "up to s = 3 the MLP's tangential std is within 50 % of the exact model's ({m} vs {e})",
