@@ -115,6 +115,9 @@ print(f"train {x_train.shape}, test {x_test.shape}; pixels in [{x_train.min():.0
 print(f"scaled test set: mean {x_std.mean():+.3f}, std {x_std.std():.3f}, "
       f"{np.mean(x_std == -1):.1%} of the pixels exactly -1 (background)")
 print("labels of the first row:", y_test[:8].tolist())
+claims.claim(x_std.min() == -1 and x_std.max() == 1 and np.mean(x_std == -1) > 0.5,
+             "the scaled digits lie in [-1, 1] and most pixels are background, exactly -1 ({f:.1%})",
+             f=np.mean(x_std == -1))
 viz.save(viz.image_grid(x_test[:N_SHOW], nrow=8), args.out / "mnist_digits.png")
 
 # %% [markdown]
@@ -155,6 +158,13 @@ for t in ID_TS:
     id_accuracy.append(np.mean(d2.argmin(axis=1) == np.arange(N_ID)))
     print(f"t = {t:4d}: sigma_t {schedule.sigmas[t]:7.2f}, source identified {id_accuracy[-1]:6.1%} "
           f"(chance {1 / N_ID:.1%})")
+several = [(t, a) for t, a in zip(ID_TS, id_accuracy) if schedule.sigmas[t] > 2 * 2]   # sigma > 2x the contrast 2
+claims.claim(several and max(a for _, a in several) > 0.5 and id_accuracy[-1] < 5 / N_ID,
+             "784 pixels of weak evidence add up: at t = {t} (sigma_t = {s:.1f}, over twice the stroke contrast 2) the "
+             "source is still identified {a:.0%} of the time; at t = {T} accuracy is down to {c:.1%} (chance {ch:.1%})",
+             t=max(several, key=lambda p: p[1])[0] if several else -1,
+             s=schedule.sigmas[max(several, key=lambda p: p[1])[0]] if several else 0.0,
+             a=max(a for _, a in several) if several else 0.0, T=ID_TS[-1], c=id_accuracy[-1], ch=1 / N_ID, quick=False)
 fig, ax = plt.subplots(figsize=(5, 3))
 ax.plot(ID_TS, id_accuracy, "o-")
 ax.axhline(1 / N_ID, color="k", ls=":", lw=1, label=f"chance (1 / {N_ID})")
@@ -248,6 +258,8 @@ for part, n in counts.items():
 print(f"{'total':>30}: {unet.num_parameters():8d}")
 conv_weights = sum(p.size for p in unet.parameters().values() if p.ndim == 4)         # (C_out, C_in, k, k) arrays
 print(f"convolution kernels hold {conv_weights / unet.num_parameters():.0%} of the parameters")
+claims.claim(counts["up path"] > counts["down path"],
+             "the up path ({u}) holds more parameters than the down path ({d})", u=counts["up path"], d=counts["down path"])
 
 # %% [markdown]
 # ## AdaGN: how the time step moves the features (the shipped model)
