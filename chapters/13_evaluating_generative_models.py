@@ -172,11 +172,13 @@ generator that draws only the most typical digit gets the mean roughly right and
 a = rng.standard_normal((5, 5))
 S = a @ a.T + 0.1 * np.eye(5)                                                      # (5, 5) a covariance
 mu_1, mu_2 = rng.standard_normal(5), rng.standard_normal(5)
-print(f"equal covariances: FD {frechet_distance_from_stats(mu_1, S, mu_2, S):.6f}, "
-      f"|mu_1 - mu_2|^2 {np.sum((mu_1 - mu_2) ** 2):.6f}")
+claims.claim(abs(frechet_distance_from_stats(mu_1, S, mu_2, S) - np.sum((mu_1 - mu_2) ** 2)) < 1e-8,
+             "equal covariances: FD {fd:.6f} = |mu_1 - mu_2|^2 {d:.6f}",
+             fd=frechet_distance_from_stats(mu_1, S, mu_2, S), d=np.sum((mu_1 - mu_2) ** 2))
 (m_1, s_1), (m_2, s_2) = (0.5, 2.0), (-1.0, 0.5)
-print(f"1-D: FD {frechet_distance_from_stats(m_1, s_1 ** 2, m_2, s_2 ** 2):.6f}, "
-      f"(m_1 - m_2)^2 + (s_1 - s_2)^2 {(m_1 - m_2) ** 2 + (s_1 - s_2) ** 2:.6f}")
+claims.claim(abs(frechet_distance_from_stats(m_1, s_1 ** 2, m_2, s_2 ** 2) - (m_1 - m_2) ** 2 - (s_1 - s_2) ** 2) < 1e-9,
+             "1-D: FD {fd:.6f} = (m_1 - m_2)^2 + (s_1 - s_2)^2 = {d:.6f}",
+             fd=frechet_distance_from_stats(m_1, s_1 ** 2, m_2, s_2 ** 2), d=(m_1 - m_2) ** 2 + (s_1 - s_2) ** 2)
 big_1, big_2 = m_1 + s_1 * rng.standard_normal((20000, 1)), m_2 + s_2 * rng.standard_normal((20000, 1))
 print(f"1-D from 20000 samples each: FD {frechet_distance(big_1, big_2):.4f}")
 
@@ -232,6 +234,19 @@ for i, n in enumerate(BIAS_NS):
           f"{bias['mean'][i].mean():6.3f} (eq. 2: {2 * tr_S / n:6.3f}), KID {bias['kid'][i].mean():+8.3f} "
           f"+- {bias['kid'][i].std():.3f}")
 print(f"FD_n ~ {fd_inf:.2f} + {slope:.0f} / n  (fitted for n >= 200): extrapolated FD_inf = {fd_inf:.2f}")
+mean_ratio = bias["mean"].mean(axis=1) / (2 * tr_S / ns)
+claims.claim(np.all(np.abs(mean_ratio - 1) < 3 * np.sqrt(2 / REPEATS) + 0.1),
+             "eq. 2 holds: |mu_A - mu_B|^2 averages 2 Tr(S) / n at every n (ratios {r})",
+             r=np.round(mean_ratio, 2).tolist(), quick=False)
+claims.claim(np.all(np.diff(fd_mean) < 0) and np.all(fd_mean > bias["mean"].mean(axis=1)),
+             "FD between two samples of one distribution is positive and shrinks with n ({f}); its covariance term is "
+             "the larger part", f=np.round(fd_mean, 2).tolist())
+claims.claim(abs(fd_inf) < 0.1 * fd_mean[fit_on][0],
+             "the 1/n fit extrapolates real-against-real FD to about 0: FD_inf = {f:.2f} (FD at n = {n}: {a:.2f})",
+             f=fd_inf, n=int(ns[fit_on][0]), a=fd_mean[fit_on][0], quick=False)
+claims.claim(all(abs(bias["kid"][i].mean()) < 3 * bias["kid"][i].std() / np.sqrt(REPEATS) + 1e-12
+                 for i in range(len(BIAS_NS))),
+             "KID is unbiased: its mean over pairs is within 3 standard errors of 0 at every n", quick=False)
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 ax = axes[0]
