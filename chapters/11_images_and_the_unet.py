@@ -158,13 +158,13 @@ for t in ID_TS:
     id_accuracy.append(np.mean(d2.argmin(axis=1) == np.arange(N_ID)))
     print(f"t = {t:4d}: sigma_t {schedule.sigmas[t]:7.2f}, source identified {id_accuracy[-1]:6.1%} "
           f"(chance {1 / N_ID:.1%})")
-several = [(t, a) for t, a in zip(ID_TS, id_accuracy) if schedule.sigmas[t] > 2 * 2]   # sigma > 2x the contrast 2
-claims.claim(several and max(a for _, a in several) > 0.5 and id_accuracy[-1] < 5 / N_ID,
-             "784 pixels of weak evidence add up: at t = {t} (sigma_t = {s:.1f}, over twice the stroke contrast 2) the "
-             "source is still identified {a:.0%} of the time; at t = {T} accuracy is down to {c:.1%} (chance {ch:.1%})",
-             t=max(several, key=lambda p: p[1])[0] if several else -1,
-             s=schedule.sigmas[max(several, key=lambda p: p[1])[0]] if several else 0.0,
-             a=max(a for _, a in several) if several else 0.0, T=ID_TS[-1], c=id_accuracy[-1], ch=1 / N_ID, quick=False)
+noisy = [(t, a) for t, a in zip(ID_TS, id_accuracy) if schedule.sigmas[t] > 3 * 2]      # sigma over 3x the contrast 2
+t_far, a_far = max(noisy, key=lambda p: p[1])                                            # the best of those steps
+claims.claim(a_far > 10 / N_ID and id_accuracy[-1] < 5 / N_ID,
+             "784 pixels of weak evidence add up: at t = {t} (sigma_t = {s:.1f}, three times the stroke contrast 2) the "
+             "source is still identified {a:.1%} of the time, {r:.0f} times chance; at t = {T} accuracy is down to "
+             "{c:.1%} (chance {ch:.1%})", t=t_far, s=schedule.sigmas[t_far], a=a_far, r=a_far * N_ID, T=ID_TS[-1],
+             c=id_accuracy[-1], ch=1 / N_ID)
 fig, ax = plt.subplots(figsize=(5, 3))
 ax.plot(ID_TS, id_accuracy, "o-")
 ax.axhline(1 / N_ID, color="k", ls=":", lw=1, label=f"chance (1 / {N_ID})")
