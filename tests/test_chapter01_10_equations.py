@@ -46,3 +46,32 @@ def test_score_slope_at_a_mode_is_one_over_ab_s2_plus_1_minus_ab(t):
     expected = -(x - np.sqrt(ab) * np.array([[2.0, 0.0]])) / (ab * s**2 + 1 - ab)
     np.testing.assert_allclose(exact.score(x, np.array([t])), expected, rtol=1e-9)
     assert 1 / (ab * s**2 + 1 - ab) <= 1 / s**2 + 1e-9
+
+
+# ---- chapter 3: how each target weighs the steps -----------------------------------------------------------------
+def test_eps_error_is_snr_times_x0_error_and_v_error_is_snr_plus_one_times_it():
+    """||eps - eps_hat||^2 = snr_t ||x0 - x0_hat||^2 and ||v - v_hat||^2 = (snr_t + 1) ||x0 - x0_hat||^2 (fixed x_t)."""
+    from tinydiff.diffusion import convert_prediction
+
+    schedule, rng = NoiseSchedule.linear(1000), np.random.default_rng(0)
+    t = np.array([5, 300, 900])
+    x0, eps = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    x_t = q_sample(schedule, x0, t, eps)
+    eps_hat = eps + 0.1 * rng.standard_normal((3, 4))
+    x0_err = ((convert_prediction(schedule, x_t, t, eps_hat, "epsilon", "sample") - x0) ** 2).sum(1)
+    v_err = ((convert_prediction(schedule, x_t, t, eps_hat, "epsilon", "v_prediction")
+              - convert_prediction(schedule, x_t, t, eps, "epsilon", "v_prediction")) ** 2).sum(1)
+    np.testing.assert_allclose(((eps_hat - eps) ** 2).sum(1), schedule.snr[t] * x0_err, rtol=1e-9)
+    np.testing.assert_allclose(v_err, (schedule.snr[t] + 1) * x0_err, rtol=1e-9)
+
+
+# ---- chapter 8: the final-step shrinkage of one mode ------------------------------------------------------------
+def test_posterior_mean_of_one_mode_has_std_s_sqrt_snr_s2_over_1_plus_snr_s2():
+    """x_t ~ q_t exactly, then E[x0 | x_t]: its spread around the mode is s sqrt(snr s^2 / (1 + snr s^2))."""
+    schedule, s, t = NoiseSchedule.cosine(1000), 0.1, 150
+    mode = GaussianMixture(np.ones(1), np.array([[2.0, 0.0]]), np.array([s**2 * np.eye(2)]))
+    ab = schedule.alphas_cumprod[t]
+    x_t = mode.marginal(ab).sample(100_000, rng=np.random.default_rng(0))
+    x0_hat = GaussianMixtureDenoiser(mode, schedule).posterior(x_t, ab)["x0"]
+    snr = ab / (1 - ab)
+    assert (x0_hat - [2.0, 0.0]).std(0) == pytest.approx([s * np.sqrt(snr * s**2 / (1 + snr * s**2))] * 2, rel=0.01)
