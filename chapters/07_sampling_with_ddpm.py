@@ -199,11 +199,13 @@ claims.claim(np.abs(x_small.std(0) - x_large.std(0)).max() < 0.02 and min(p_smal
 #
 # DDPM with K < T steps visits only every T/K-th step and uses the *respaced* chain whose betas make the jumps
 # consistent (beta'_j = 1 - ab[s_j] / ab[s_{j-1}], Nichol & Dhariwal 2021; ``samplers.respace``). Each jump is now a
-# big move, and the ancestral sampler degrades in a way you may not expect: the crescents themselves get **thinner**,
-# not thicker, and the points that miss them land *between* the two. The last jump lands on the posterior mean
-# x0_hat = E[x0 | x_t] with no noise added, and with 10 steps it starts from t = 99, far noisier than t = 0: that mean
-# pulls a point onto the centre line of its crescent (chapter 8 measures this final-step shrinkage), or, when x_t
-# could have come from either crescent, to a weighted average of the two, between them. The panels print the
+# big move, and the ancestral sampler degrades in a way you may not expect: the crescents get **thinner**, not
+# thicker, and with very few steps points land *between* them. The last jump lands on the posterior mean
+# x0_hat = E[x0 | x_t] with no noise added, and with K steps it starts from t = 1000/K - 1, far noisier than t = 0:
+# that mean pulls a point onto the centre line of its crescent (chapter 8 measures this final-step shrinkage), or,
+# when x_t could have come from either crescent, to a weighted average of the two, between them. With 50 steps the
+# first effect wins: the crescents are a third thinner than the data's. With 10 steps (from t = 99) both show: thin
+# arcs, and 15 % of the points strewn between and around them. The panels print the
 # crescents' thickness (the median distance to their centre lines of the points within 0.2, 4 noise stds, of them)
 # and the fraction of points farther than that from both.
 # Here the variance choice matters too: with 10 steps the last noisy jump (t = 199 -> 99; the jump to the data adds no
@@ -225,10 +227,10 @@ for k in FEW_STEPS + [T]:
           f"{by_steps[k][1]:.1%} off them (data {by_steps['data'][0]:.3f}, {by_steps['data'][1]:.1%}); "
           f"median beta' = {np.median(chain.betas):.3g} (all T steps: {np.median(schedule.betas):.3g})")
 viz.save(viz.scatter_strip(panels, lim=2.5, size=3, s=2), args.out / "fewer_steps.png")
-few = min(FEW_STEPS)
-claims.claim(by_steps[few][0] < by_steps["data"][0] and by_steps[few][0] < by_steps[T][0],
+few, some = min(FEW_STEPS), max(FEW_STEPS)
+claims.claim(by_steps[some][0] < 0.8 * by_steps["data"][0] and by_steps[some][0] < 0.8 * by_steps[T][0],
              "with {k} steps the crescents are thinner: thickness {thin:.3f}, against {full:.3f} with all {T} "
-             "steps and {d:.3f} for the data", k=few, thin=by_steps[few][0], full=by_steps[T][0], T=T,
+             "steps and {d:.3f} for the data", k=some, thin=by_steps[some][0], full=by_steps[T][0], T=T,
              d=by_steps["data"][0], quick=False)
 claims.claim(by_steps[few][1] > 3 * by_steps["data"][1] + 0.02,
              "with {k} steps {f:.1%} of the points land between the crescents (data {d:.1%})",
