@@ -11,7 +11,9 @@ Everything a run needs to continue bit-for-bit or to sample lives in one flat di
 
 Writing is atomic: the arrays go to a temporary file in the same folder, which is flushed to disk and then renamed over
 the old checkpoint with ``os.replace`` (atomic on POSIX and Windows). A crash mid-write leaves the old file intact and
-at worst a stray ``.tmp`` file. Loading uses ``allow_pickle=False``: a checkpoint can never execute code.
+at worst a stray ``.tmp`` file (``train`` removes those when it starts). The file gets the usual permissions of a new
+file (0644 under the usual umask 022), like every other output. Loading uses ``allow_pickle=False``: a checkpoint can
+never execute code, and any entry missing, unreadable or out of range is one CheckpointError naming the file.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import os
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +51,37 @@ def json_array(obj) -> np.ndarray:
 
 
 def from_json_array(a: np.ndarray):
-    return json.loads(str(a[()]))
+    """The object stored by :func:`json_array` (CheckpointError if the text is not JSON)."""
+    try:
+        return json.loads(str(np.asarray(a)[()]))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"an entry meant to hold JSON text does not ({err}): the checkpoint is corrupt or was "
+                              "edited by hand") from None
+
+
+@contextmanager
+def reading(path):
+    """Turn any error met while interpreting a checkpoint's arrays (a missing entry: KeyError; a bad value, such as
+    betas outside (0, 1): ValueError or TypeError) into one CheckpointError that names the file."""
+    try:
+        yield
+    except CheckpointError as err:
+        if str(path) in str(err):
+            raise
+        raise CheckpointError(f"{path}: {err}") from None
+    except KeyError as err:
+        raise CheckpointError(f"{path} lacks the entry {err.args[0]!r}: it is not a complete tinydiff checkpoint "
+                              "(written by another program, or damaged): train again or use another copy") from None
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{path} holds an invalid value ({err}): the checkpoint is damaged or was edited by "
+                              "hand: train again or use another copy") from None
+
+
+def _new_file_mode() -> int:
+    """The permissions open() gives a new file: 0666 minus the umask (0644 under the usual umask 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 # ---- writing and reading -----------------------------------------------------------------------------------------
@@ -64,6 +97,7 @@ def save_checkpoint(path, arrays: dict[str, np.ndarray]) -> Path:
             raise CheckpointError(f"checkpoint entry {k!r} is an object array; store numbers or JSON text instead")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
+        os.chmod(tmp, _new_file_mode())        # mkstemp makes 0600; a checkpoint is an output like any other
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -84,6 +118,9 @@ def load_checkpoint(path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}: train one first with "
                               f"`python -m tinydiff train --data moons --out {path.parent}`")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is not a readable tinydiff checkpoint (not a .npz zip archive): it is truncated "
+                              "or corrupt, or another kind of file. Train again or use another copy")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
@@ -92,7 +129,8 @@ def load_checkpoint(path) -> dict[str, np.ndarray]:
                               "it may be truncated or corrupt: train again or use an older copy") from err
     if "meta/format" not in arrays or "meta/config" not in arrays:
         raise CheckpointError(f"{path} is a .npz file but not a tinydiff checkpoint (no meta/format or meta/config)")
-    fmt = int(arrays["meta/format"])
+    with reading(path):
+        fmt = int(arrays["meta/format"])
     if fmt > CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} has checkpoint format {fmt}, newer than this tinydiff ({__version__}) reads "
                               f"({CHECKPOINT_FORMAT}): upgrade tinydiff")

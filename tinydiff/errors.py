@@ -11,6 +11,10 @@ class TinydiffError(Exception):
 
 
 # ---- inputs of layers and models ---------------------------------------------------------------------------------
+class UsageError(TinydiffError, ValueError):
+    """Command-line flags that cannot work together, or with this model (``--guidance`` without ``--label``, ...)."""
+
+
 class DtypeError(TinydiffError, TypeError):
     """A float array of one precision went into a layer built in another (``tinydiff.nn.module`` states the rule)."""
 
@@ -35,6 +39,11 @@ class MNISTNotFoundError(DatasetError, FileNotFoundError):
 # ---- files tinydiff writes and reads -------------------------------------------------------------------------------
 class CheckpointError(TinydiffError, ValueError):
     """A checkpoint is missing, unreadable, corrupt or from an incompatible version."""
+
+
+class RunError(TinydiffError, ValueError):
+    """A run folder (``train --out``) cannot be used: it holds another run, another process is training in it, it is
+    not writable, or ``--resume`` asks for settings that contradict the stored run."""
 
 
 class ClassifierError(TinydiffError, ValueError):

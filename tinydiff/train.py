@@ -30,7 +30,7 @@ from tinydiff.config import MNIST_DEFAULTS, TrainConfig  # noqa: F401  (TrainCon
 from tinydiff.data.files import load_points
 from tinydiff.data.toy2d import LABELLED, Standardizer, _normalise, is_dataset_name, make_dataset
 from tinydiff.diffusion import diffusion_loss, q_sample, sample_timesteps, training_target
-from tinydiff.errors import DatasetError, TinydiffError
+from tinydiff.errors import DatasetError, RunError, TinydiffError
 from tinydiff.models import build_model as build_network, model_from_spec, model_spec
 from tinydiff.models.mlp_step import MLPTrainStep
 from tinydiff.nn.optim import EMA, AdamW, clip_grad_norm, warmup_cosine_lr
@@ -38,7 +38,13 @@ from tinydiff.schedules import NoiseSchedule
 
 
 class TrainingDiverged(TinydiffError, FloatingPointError):
-    """The loss or the gradients became NaN or inf."""
+    """The loss, the gradients or the weights became NaN or inf, or the loss rose far above its start."""
+
+
+# Settings a resumed run may change: they do not alter the steps taken so far. (steps also reshapes the cosine
+# learning-rate decay from the resumed step on.) Every other setting of a resumed run is the stored one.
+RESUMABLE = ("steps", "checkpoint_every", "blas_threads", "max_loss_rise")
+LOSS_WINDOW = 20          # steps averaged at the start and at the end of the loss-rise check (max_loss_rise)
 
 
 # ---- data --------------------------------------------------------------------------------------------------------
@@ -153,6 +159,7 @@ class Trainer:
         self.ema = EMA(self.model, config.ema_decay)
         self.log = TrainLog(config.loss_buckets)
         self.step_count = 0
+        self.saved_step: int | None = None    # the step of the last (finite) checkpoint written or resumed from
         self.command = shlex.join(sys.argv)   # what made this run (the CLI puts `python -m tinydiff train ...` here)
 
     # ---- one step ------------------------------------------------------------------------------------------------
@@ -210,7 +217,29 @@ class Trainer:
         return TrainingDiverged(
             f"training diverged at step {k}: {what} became NaN or inf (learning rate {lr:.3g}). Likely cause: the "
             f"learning rate is too high (try --lr {self.config.lr / 10:g}) or gradient clipping is off "
-            f"(grad_clip={self.config.grad_clip}); also check the data for huge values.")
+            f"(grad_clip={self.config.grad_clip}); also check the data for huge values. {self.last_good()}")
+
+    def last_good(self) -> str:
+        """Where the last good checkpoint is, in words (for the divergence errors)."""
+        if self.out_dir is None:
+            return "No checkpoint was written (no out_dir)."
+        if self.saved_step is None:
+            return "No checkpoint was written by this run."
+        return f"The last good checkpoint, {self.checkpoint_path}, is from step {self.saved_step}; it is untouched."
+
+    def check_loss_rise(self) -> None:
+        """TrainingDiverged when the mean loss of the last LOSS_WINDOW steps exceeds max_loss_rise times the mean of
+        the first LOSS_WINDOW (finite, but rising: a learning rate too high, Adam blowing up)."""
+        rise, loss = self.config.max_loss_rise, self.log.loss
+        if not rise > 0 or len(loss) < 2 * LOSS_WINDOW:
+            return
+        start, recent = np.mean(loss[:LOSS_WINDOW]), np.mean(loss[-LOSS_WINDOW:])
+        if recent > rise * start:
+            raise TrainingDiverged(
+                f"training diverged at step {self.step_count}: the loss rose from {start:.3g} (mean of the first "
+                f"{LOSS_WINDOW} steps) to {recent:.3g} (the last {LOSS_WINDOW}), more than max_loss_rise={rise:g} "
+                f"times. Likely cause: the learning rate is too high (try --lr {self.config.lr / 10:g}). "
+                f"{self.last_good()} To train on anyway: --max-loss-rise 0.")
 
     # ---- the loop ------------------------------------------------------------------------------------------------
     def train(self, progress: bool = True, until: int | None = None) -> TrainLog:
@@ -230,6 +259,7 @@ class Trainer:
                 loss = self.step()
                 self.log.seconds += time.perf_counter() - t0
                 running = loss if running is None else 0.98 * running + 0.02 * loss
+                self.check_loss_rise()
                 bar.update(1)
                 if self.step_count % 25 == 0:
                     bar.set_postfix(loss=f"{running:.4f}")
@@ -257,9 +287,28 @@ class Trainer:
         return arrays
 
     def save(self, path=None) -> Path:
-        return ckpt.save_checkpoint(path or self.checkpoint_path, self.state_arrays())
+        """Write the checkpoint atomically, only if every weight, EMA weight and optimiser moment is finite: a
+        diverged run never replaces a good checkpoint (TrainingDiverged names the last good step instead)."""
+        arrays = self.state_arrays()
+        bad = next((k for k, v in arrays.items() if k.split("/")[0] in ("model", "ema", "optim")
+                    and v.dtype.kind in "fc" and not np.all(np.isfinite(v))), None)
+        if bad is not None:
+            raise TrainingDiverged(
+                f"training diverged by step {self.step_count}: '{bad}' holds NaN or inf, so no checkpoint was "
+                f"written. Likely cause: the learning rate is too high (try --lr {self.config.lr / 10:g}). "
+                f"{self.last_good()}")
+        path = ckpt.save_checkpoint(path or self.checkpoint_path, arrays)
+        if path == self.checkpoint_path:
+            self.saved_step = self.step_count
+        return path
 
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        with ckpt.reading(self.out_dir / "model.npz" if self.out_dir else "the checkpoint"):
+            self._load_arrays(arrays)
+        if "meta/command" in arrays:                   # the command that started the run (a resume keeps it)
+            self.command = ckpt.from_json_array(arrays["meta/command"])
+
+    def _load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         try:
             self.model.load_state_dict(ckpt.group(arrays, "model"))
             self.ema.load_state_dict(ckpt.group(arrays, "ema"))
@@ -270,21 +319,31 @@ class Trainer:
         self.standardizer = Standardizer.from_dict(ckpt.group(arrays, "standardizer"))
         self.schedule = NoiseSchedule.from_dict(ckpt.group(arrays, "schedule"))    # the betas it was trained with
         self.rng = ckpt.rng_from_state(arrays["meta/rng"])
-        self.step_count = int(arrays["meta/step"])
-        if "meta/command" in arrays:                   # the command that started the run (a resume keeps it)
-            self.command = ckpt.from_json_array(arrays["meta/command"])
+        self.step_count = self.saved_step = int(arrays["meta/step"])
 
     @classmethod
-    def resume(cls, out_dir, steps: int | None = None) -> "Trainer":
+    def resume(cls, out_dir, steps: int | None = None, **settings) -> "Trainer":
         """Rebuild a run from out_dir/model.npz (its stored config) and continue from its step.
 
         ``steps`` changes the total; the learning-rate schedule then follows the new total, so only resuming with
-        the same total repeats an uninterrupted run exactly."""
+        the same total repeats an uninterrupted run exactly. ``settings``: TrainConfig fields (None = not given).
+        Those in RESUMABLE are applied; any other must equal the stored value, or RunError names the conflict.
+        ``trainer.changed`` lists what was applied: {field: (stored, new)}."""
         arrays = ckpt.load_checkpoint(Path(out_dir) / "model.npz")
-        config = TrainConfig.from_dict(ckpt.from_json_array(arrays["meta/config"]))
-        if steps is not None:
-            config.steps = steps
+        with ckpt.reading(Path(out_dir) / "model.npz"):
+            config = TrainConfig.from_dict(ckpt.from_json_array(arrays["meta/config"]))
+        given = {k: v for k, v in dict(settings, steps=steps).items() if v is not None}
+        conflicts = [f"--{k.replace('_', '-')} {v} (the run has {getattr(config, k)})" for k, v in given.items()
+                     if k not in RESUMABLE and v != getattr(config, k)]
+        if conflicts:
+            raise RunError(f"--resume continues the run stored in {out_dir} with its own settings; these flags "
+                           f"contradict it: {', '.join(conflicts)}. Drop them, or start a new run in another --out "
+                           f"(only {', '.join('--' + k.replace('_', '-') for k in RESUMABLE)} may change on resume)")
+        changed = {k: (getattr(config, k), v) for k, v in given.items() if k in RESUMABLE and v != getattr(config, k)}
+        for k, (_, v) in changed.items():
+            setattr(config, k, v)
         trainer = cls(config, out_dir)
+        trainer.changed = changed
         trainer.load_arrays(arrays)
         return trainer
 

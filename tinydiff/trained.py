@@ -207,6 +207,14 @@ def load_trained(path, use_ema: bool = True) -> TrainedDenoiser:
     from tinydiff.models import model_from_spec
 
     arrays = ckpt.load_checkpoint(path)
+    with ckpt.reading(path):
+        return _from_arrays(arrays, path, use_ema)
+
+
+def _from_arrays(arrays: dict, path, use_ema: bool) -> TrainedDenoiser:
+    from tinydiff import checkpoint as ckpt
+    from tinydiff.models import model_from_spec
+
     stored = ckpt.from_json_array(arrays["meta/config"])
     config = TrainConfig.from_dict(stored)
     process = NoiseSchedule.from_dict(ckpt.group(arrays, "schedule"))

@@ -2,6 +2,8 @@
 
 Writes DIR/model.npz (the latest checkpoint: weights, EMA, optimiser, RNG, config, standardizer, schedule),
 DIR/loss.csv (step, loss), DIR/loss.png and DIR/loss_vs_t.png. ``--resume`` continues DIR/model.npz bit-for-bit.
+DIR is checked, locked and tidied before training starts (:mod:`tinydiff.rundir`): a fresh run never replaces another
+run's model.npz unless ``--overwrite``, and two runs never share a folder.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydiff.commands.common import positive_int, reports_errors
+from tinydiff.commands.common import finite_float, positive_float, positive_int, reports_errors
 
 
 # TrainConfig fields whose flag takes an integer >= 1 (the other ints may be 0 or negative), and fixed choices
 POSITIVE = {"n_train", "T", "steps", "batch_size", "checkpoint_every", "log_every", "loss_buckets", "blas_threads",
             "base_channels", "width", "emb_dim"}
-TYPES = {"int": int, "float": float, "str": str, "float | None": float, "int | None": int}
+TYPES = {"int": int, "float": finite_float, "str": str, "float | None": finite_float, "int | None": int}
+POSITIVE_FLOAT = {"lr"}
 
 
 def schedule_name(text: str) -> str:
@@ -48,7 +51,10 @@ def add_arguments(p):
 
     p.add_argument("--out", required=True, type=Path, help="folder for model.npz, loss.csv and the figures")
     p.add_argument("--resume", action="store_true", help="continue the run in OUT/model.npz (its stored config; only "
-                                                         "--steps may change)")
+                                                         "--steps, --checkpoint-every, --blas-threads and "
+                                                         "--max-loss-rise may change)")
+    p.add_argument("--overwrite", action="store_true", help="start a new run in OUT even if it holds one (its model.npz "
+                                                            "is replaced at the first checkpoint)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     choices = {"prediction_type": PREDICTION_TYPES, "model": MODEL_KINDS}
     helps, d = field_help(), TrainConfig()
@@ -61,7 +67,8 @@ def add_arguments(p):
         if f.type == "bool":
             p.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
-            kind = positive_int if f.name in POSITIVE else schedule_name if f.name == "schedule" else TYPES[f.type]
+            kind = (positive_int if f.name in POSITIVE else positive_float if f.name in POSITIVE_FLOAT
+                    else schedule_name if f.name == "schedule" else TYPES[f.type])
             p.add_argument(flag(f.name), type=kind, default=None, choices=choices.get(f.name), help=text)
 
 
@@ -91,15 +98,28 @@ def write_outputs(trainer, out: Path) -> None:
 
 @reports_errors
 def run(args):
+    from tinydiff.errors import UsageError
+    from tinydiff.rundir import open_run
+
+    if args.resume and args.overwrite:
+        raise UsageError("train: --resume continues the run in --out and --overwrite replaces it: give one of them")
+    if args.data is None and not args.resume:
+        raise UsageError("train: --data is required (a toy set name or a .npy/.csv file), unless --resume")
+    out = Path(args.out)
+    with open_run(out, resume=args.resume, overwrite=args.overwrite):    # checked, locked, tidied (rundir.py)
+        return train_in(args, out)
+
+
+def train_in(args, out: Path):
+    from tinydiff.config import TrainConfig
     from tinydiff.train import Trainer
 
-    out = Path(args.out)
     if args.resume:
-        trainer = Trainer.resume(out, steps=args.steps)
+        trainer = Trainer.resume(out, **{f.name: getattr(args, f.name, None) for f in fields(TrainConfig)})
         print(f"resuming {out / 'model.npz'} at step {trainer.step_count} of {trainer.config.steps}")
+        for name, (stored, new) in trainer.changed.items():
+            print(f"  {flag(name)} {new} (the run had {stored})")
     else:
-        if args.data is None:
-            raise SystemExit("train: --data is required (a toy set name or a .npy/.csv file), unless --resume")
         trainer = Trainer(config_from_args(args), out)
         if getattr(args, "argv", None) is not None:
             trainer.command = shlex.join(["python", "-m", "tinydiff", *args.argv])
