@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from tinydiff import __version__
-from tinydiff.errors import CheckpointError  # noqa: F401  (defined in errors.py, re-exported here)
+from tinydiff.errors import CheckpointError, CheckpointWriteError  # noqa: F401  (defined in errors.py, re-exported)
 
 CHECKPOINT_FORMAT = 1
 
@@ -103,9 +103,14 @@ def save_checkpoint(path, arrays: dict[str, np.ndarray]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)                  # the atomic step: readers see the old file or the new one, never half
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(err, OSError):           # disk full, quota, permissions: say so in one line
+            kept = ("the previous checkpoint there is untouched. Free some space (or fix the permissions) and "
+                    "continue with --resume" if path.exists() else "no checkpoint was written. Free some space (or "
+                    "fix the permissions) and train again")
+            raise CheckpointWriteError(f"could not write {path} ({err.strerror or err}); {kept}") from err
         raise
     return path
 

@@ -41,6 +41,10 @@ class CheckpointError(TinydiffError, ValueError):
     """A checkpoint is missing, unreadable, corrupt or from an incompatible version."""
 
 
+class CheckpointWriteError(CheckpointError, OSError):
+    """A checkpoint could not be written (disk full, no permission); the previous one is untouched."""
+
+
 class RunError(TinydiffError, ValueError):
     """A run folder (``train --out``) cannot be used: it holds another run, another process is training in it, it is
     not writable, or ``--resume`` asks for settings that contradict the stored run."""
