@@ -35,6 +35,12 @@ from tinydiff.schedules import NoiseSchedule
 POINT_DEFAULTS = dict(sampler="ddpm", steps=None, guidance=1.0)
 IMAGE_DEFAULTS = dict(sampler="ddim", steps=50, guidance=2.0)
 
+# Sampling in batches. Each block of RNG_BLOCK samples draws its noise from its own stream, so the samples do not
+# depend on the batch size (batches are whole blocks). BATCH_DEFAULTS: samples per sampler call unless told, lowered
+# to what fits in memory (~8 KB per point for the MLP: 8192 points ~ 100 MB; ~10 MB per image for the U-Net).
+RNG_BLOCK = {"points": 256, "images": 1}
+BATCH_DEFAULTS = {"points": 8192, "images": 32}
+
 
 class LabelError(TinydiffError, ValueError):
     """A label was given to an unconditional model, or is outside 0..num_classes-1."""
@@ -157,35 +163,92 @@ class TrainedDenoiser:
         sampler, steps, guidance: default to :attr:`sampling_defaults`; guidance is the classifier-free scale s
                     (1 = the conditional model), used only with labels
         clip:       None, c (clip each x0 estimate to [-c, c] in standardised units) or "dynamic"
-        rng:        seed (or Generator) of the start noise and of every step. With ``batch_size``, batch k is drawn by
-                    its own call seeded ``rng + k`` (an int seed), so a batch's samples do not depend on n
+        rng:        seed (or Generator) of the start noise and of every step. The same seed gives the same noise
+                    whatever ``batch_size`` (each block of RNG_BLOCK samples has its own stream: rng.BlockGenerator),
+                    so the same samples up to the float32 network's rounding, which differs slightly with the
+                    batch size (~1e-4 of the data's std after a few guided steps)
+        batch_size: samples per sampler call (default BATCH_DEFAULTS, lowered to what fits in memory; rounded up to
+                    a whole number of RNG blocks). Memory is estimated first: MemoryLimitError if it cannot fit
         threads:    BLAS threads while sampling (1: small matrix products are fastest on one; None: leave as is)
         return_trajectory: also return the :class:`tinydiff.samplers.Trajectory` (standardised units; one batch only)
         x_T:        the start noise (n, *data_shape), standardised units (default: drawn from ``rng``; one batch only)
         options:    passed on to :func:`tinydiff.samplers.sample` (eta, timestep_spacing, sigma_max, variance, ...)
         """
+        one_batch = return_trajectory or x_T is not None
+        if one_batch and batch_size is not None and batch_size < n:
+            raise ValueError("return_trajectory and x_T need one batch: leave batch_size at None")
+        size = self.plan_batches(n, n if one_batch else batch_size, self.uses_guidance(label, guidance))
+        x = np.empty((n, *self.data_shape), dtype=np.float32 if self.kind == "images" else np.float64)
+        traj = None
+        for i, part in self.batches(n, label, sampler, steps, guidance, clip, rng, size, progress, threads,
+                                    return_trajectory=return_trajectory, x_T=x_T, **options):
+            part, traj = part if return_trajectory else (part, None)
+            x[i:i + len(part)] = part
+        return (x, traj) if return_trajectory else x
+
+    def batches(self, n: int, label=None, sampler=None, steps=None, guidance=None, clip=None, rng=0,
+                batch_size: int | None = None, progress: bool = False, threads: int | None = 1, **options):
+        """Yield (start, samples start..start+B-1 in data units) batch by batch: :meth:`sample` without holding all n
+        (the ``sample`` command streams them to its file). Same arguments as :meth:`sample`; same samples."""
+        from tinydiff.rng import BlockGenerator, seed_for_blocks
         from tinydiff.samplers import sample
         from tinydiff.threads import blas_threads
 
         how = self.sampling_defaults
         how.update({k: v for k, v in dict(sampler=sampler, steps=steps, guidance=guidance).items() if v is not None})
         y = self._labels(label, n)
-        size = n if batch_size is None else batch_size
-        if (return_trajectory or x_T is not None) and size < n:
-            raise ValueError("return_trajectory and x_T need one batch: leave batch_size at None")
-        parts, traj = [], None
+        block = RNG_BLOCK[self.kind]
+        size = self.plan_batches(n, batch_size, self.uses_guidance(label, guidance)) if batch_size is None else batch_size
+        if n > block:
+            if size % block:
+                raise ValueError(f"batch_size must be a multiple of {block} for {self.kind} (the RNG block), got {size}")
+            seed = seed_for_blocks(rng)
         with blas_threads(threads):
-            for k, i in enumerate(range(0, n, size)):
+            for i in range(0, n, size):
                 b = min(size, n - i)
-                seed = rng + k if isinstance(rng, (int, np.integer)) else rng
                 out = sample(self.network, (b, *self.data_shape), self.process, method=how["sampler"],
-                             steps=how["steps"], rng=seed, y=None if y is None else y[i:i + b],
-                             guidance_scale=how["guidance"], prediction_type=self.prediction_type, clip=clip,
-                             return_trajectory=return_trajectory, progress=progress, x_T=x_T, **options)
-                x, traj = out if return_trajectory else (out, None)
-                parts.append(self.to_data(x))
-        x = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        return (x, traj) if return_trajectory else x
+                             steps=how["steps"], rng=rng if n <= block else BlockGenerator(seed, i, i + b, block),
+                             y=None if y is None else y[i:i + b], guidance_scale=how["guidance"],
+                             prediction_type=self.prediction_type, clip=clip, progress=progress, **options)
+                if options.get("return_trajectory"):
+                    yield i, (self.to_data(out[0]), out[1])
+                else:
+                    yield i, self.to_data(out)
+
+    def uses_guidance(self, label, guidance) -> bool:
+        """Whether sampling calls the network twice per step (classifier-free guidance with s != 1)."""
+        s = self.sampling_defaults["guidance"] if guidance is None else guidance
+        return label is not None and s != 1
+
+    def plan_batches(self, n: int, batch_size: int | None = None, guided: bool = False, in_memory: bool = True) -> int:
+        """The batch size for drawing n samples: ``batch_size`` (or BATCH_DEFAULTS, lowered to what fits) rounded up
+        to whole RNG blocks. Estimates the memory first (the network's bytes per sample, measured, x2 with guidance,
+        x1.5 for the sampler's own arrays, plus the n samples if ``in_memory``): MemoryLimitError if it cannot fit."""
+        from tinydiff.memory import MemoryLimitError, available_bytes, bytes_per_sample, format_bytes
+
+        block = RNG_BLOCK[self.kind]
+        size = min(batch_size or BATCH_DEFAULTS[self.kind], n)
+        size = -(-size // block) * block
+        free = available_bytes()
+        if free is None:
+            return size
+        itemsize = 4 if self.kind == "images" else 8
+        output = n * int(np.prod(self.data_shape)) * itemsize if in_memory else 0
+        per = 1.5 * (2 if guided else 1) * bytes_per_sample(self.network, self.data_shape,
+                                                           0 if self.num_classes else None)
+        if batch_size is None:                            # the default: as large as fits, at least one block
+            size = max(block, min(size, int((free - output) / per) // block * block))
+        need = output + size * per
+        if need > free:
+            kind = self.kind
+            raise MemoryLimitError(
+                f"drawing {n} {kind} needs about {format_bytes(need)} ({format_bytes(output)} for the samples"
+                + (", " if output else "; ") + f"{format_bytes(size * per)} for a batch of {size}, "
+                f"{format_bytes(per)} per {kind[:-1]}{' with guidance' if guided else ''}), but only "
+                f"{format_bytes(free)} is available: "
+                + ("draw fewer, or stream them to a file (`python -m tinydiff sample --out F.npy` does)"
+                   if output > free / 2 else "lower --batch-size"))
+        return size
 
     def to_data(self, x_std):
         """Standardised samples -> data units (images: clipped to [0, 1], float32; the last x0 estimate can

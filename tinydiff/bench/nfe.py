@@ -16,6 +16,7 @@ import argparse
 
 import numpy as np
 
+from tinydiff.errors import TinydiffError
 from tinydiff.metrics.points import mmd2, w2_squared
 from tinydiff.rng import make_rng
 from tinydiff.samplers import sample
@@ -79,10 +80,6 @@ def format_nfe_table(rows, floor: dict | None = None) -> str:
 
 
 def main(argv=None) -> None:
-    from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
-    from tinydiff.data.toy2d import gaussian_mixture_params
-    from tinydiff.schedules import NoiseSchedule
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--schedule", default="cosine", help="schedule name (default cosine)")
     p.add_argument("--T", type=int, default=1000, help="diffusion steps of the schedule (default 1000)")
@@ -95,11 +92,25 @@ def main(argv=None) -> None:
                    "set (8gaussians, 25gaussians) instead of the exact denoiser; its schedule replaces --schedule/--T")
     p.add_argument("--clip", type=float, default=None, help="clamp the x0 estimate to [-clip, clip] (model units)")
     a = p.parse_args(argv)
+    try:
+        run(a)
+    except TinydiffError as err:                 # a bad checkpoint or data set: one line, exit code 2
+        p.exit(2, f"error: {err}\n")
+
+
+def run(a) -> None:
+    from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
+    from tinydiff.data.toy2d import gaussian_mixture_params
+    from tinydiff.schedules import NoiseSchedule
+
     extra, to_data, data, what = {}, None, "8gaussians", "exact denoiser"
     if a.checkpoint is not None:
         from tinydiff.trained import load_trained
 
         trained = load_trained(a.checkpoint)
+        if trained.kind != "points":
+            raise TinydiffError(f"{a.checkpoint} is an image model; the NFE bench compares points with a Gaussian "
+                                "mixture: give a model trained with --data 8gaussians or 25gaussians")
         model, schedule, config = trained.network, trained.schedule, trained.config
         data, to_data = config.data, trained.standardizer.inverse_transform
         extra = {"prediction_type": trained.prediction_type, "clip": a.clip}

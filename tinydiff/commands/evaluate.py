@@ -13,7 +13,9 @@ Sampling dominates the time: about n * steps * (2 with guidance) UNet evaluation
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -25,6 +27,17 @@ from tinydiff.samplers import METHODS
 from tinydiff.trained import IMAGE_DEFAULTS
 
 
+def guidance_list(text: str) -> list[float]:
+    """--guidance: comma-separated finite numbers, checked at parse time (before ~15 s of loading)."""
+    try:
+        scales = [float(s) for s in text.split(",")]
+    except ValueError:
+        scales = []
+    if not scales or not all(math.isfinite(s) for s in scales):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 1,2, got {text!r}")
+    return scales
+
+
 def add_arguments(p):
     p.add_argument("--checkpoint", required=True, type=Path, help="a model.npz trained with --data mnist")
     p.add_argument("--n", type=positive_int, default=2000, help="images per evaluation (default 2000; 10000 as in "
@@ -32,7 +45,7 @@ def add_arguments(p):
     d = IMAGE_DEFAULTS
     p.add_argument("--sampler", default=d["sampler"], choices=METHODS, help=f"sampler (default {d['sampler']}, as `sample`)")
     p.add_argument("--steps", type=positive_int, default=d["steps"], help=f"sampling steps (default {d['steps']})")
-    p.add_argument("--guidance", default=f"1,{d['guidance']:g}",
+    p.add_argument("--guidance", type=guidance_list, default=None,
                    help=f"comma-separated guidance scales for a conditional model (default 1,{d['guidance']:g}: "
                         f"no guidance, and `sample`'s default)")
     p.add_argument("--clip", type=clip_value, default=None,
@@ -51,7 +64,7 @@ def add_arguments(p):
 def generate(model, schedule, standardizer, labels, n: int, guidance: float, sampler: str, steps: int, seed: int,
              batch_size: int, prediction_type: str = "epsilon", clip=None) -> np.ndarray:
     """The older by-hand form of ``TrainedDenoiser.sample(n, label=labels, ..., rng=seed, batch_size=...)`` (kept for
-    callers holding a bare network): n images (n, 1, 28, 28) in [0, 1], batches seeded seed, seed + 1, ..."""
+    callers holding a bare network): n images (n, 1, 28, 28) in [0, 1], the same whatever the batch size."""
     from tinydiff.trained import TrainedDenoiser
 
     return TrainedDenoiser(model, schedule, prediction_type, standardizer).sample(
@@ -62,13 +75,17 @@ def generate(model, schedule, standardizer, labels, n: int, guidance: float, sam
 @reports_errors
 def run(args):
     from tinydiff.data.mnist import load_mnist_float
+    from tinydiff.errors import UsageError
     from tinydiff.metrics.images import format_report, image_report, real_data_floor
     from tinydiff.models.classifier import load_classifier
     from tinydiff.trained import load_trained
 
     m = load_trained(args.checkpoint, use_ema=not args.no_ema)
     if m.kind != "images":
-        raise SystemExit("evaluate: this is a point model; evaluate image models (train --data mnist)")
+        raise UsageError("evaluate: this is a point model; evaluate image models (train --data mnist)")
+    if args.guidance is not None and not m.num_classes:
+        raise UsageError("evaluate: --guidance needs a class-conditional model (trained with --conditional); this one "
+                         "is unconditional")
     classifier = load_classifier(args.classifier)
     train_x, _ = load_mnist_float(split="train")
     test_x, _ = load_mnist_float(split="test")
@@ -81,7 +98,7 @@ def run(args):
     print(f"floor ({args.n} training images vs the test set): FD {floor['fd']:.3f}   "
           f"KID {floor['kid'][0]:.5f} +- {floor['kid'][1]:.5f}")
     labels = np.arange(args.n) % m.num_classes if m.num_classes else None
-    scales = [float(s) for s in args.guidance.split(",")] if m.num_classes else [1.0]
+    scales = (args.guidance or [1.0, IMAGE_DEFAULTS["guidance"]]) if m.num_classes else [1.0]
     for s in scales:
         t0 = time.perf_counter()
         images = m.sample(args.n, label=labels, sampler=args.sampler, steps=args.steps, guidance=s, clip=args.clip,

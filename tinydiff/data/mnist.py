@@ -28,6 +28,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
 import tempfile
 import zlib
@@ -101,6 +102,26 @@ def _read_exactly(stream: BinaryIO, buffer: memoryview) -> int:
     return got
 
 
+def _bytes_left(stream: BinaryIO) -> int | None:
+    """Bytes between the position and the end of a raw file or bytes stream; None for a gzip stream (unknown)."""
+    if isinstance(stream, gzip.GzipFile):
+        return None
+    if isinstance(stream, io.BytesIO):
+        return len(stream.getbuffer()) - stream.tell()
+    return os.fstat(stream.fileno()).st_size - stream.tell()
+
+
+def _read_at_most(stream: BinaryIO, n: int, chunk: int = 1 << 24) -> bytearray:
+    """Up to n bytes, read in chunks (so that memory grows only with what actually arrives)."""
+    buffer = bytearray()
+    while len(buffer) < n:
+        part = stream.read(min(chunk, n - len(buffer)))
+        if not part:
+            break
+        buffer += part
+    return buffer
+
+
 def read_idx_and_digest(source, expected_magic: int | None = None) -> tuple[np.ndarray, str]:
     """Parse an IDX file (path or bytes, gzip or raw). Returns (array in native byte order, SHA-256 hex digest).
 
@@ -129,11 +150,23 @@ def read_idx_and_digest(source, expected_magic: int | None = None) -> tuple[np.n
             if len(dims_bytes) < 4 * ndim:
                 raise IDXFormatError(f"{name}: truncated header (needs {ndim} dimension sizes)")
             shape = tuple(int.from_bytes(dims_bytes[4 * i : 4 * i + 4], "big") for i in range(ndim))
-            data = np.empty(int(np.prod(shape)), dtype=IDX_DTYPES[head[2]])
-            got = _read_exactly(f, memoryview(data).cast("B"))
-            if got < data.nbytes:
+            dtype = np.dtype(IDX_DTYPES[head[2]])
+            nbytes = math.prod(shape) * dtype.itemsize       # Python ints: a lying header cannot overflow this
+            left = _bytes_left(f)
+            if left is not None and nbytes > left:           # checked before allocating (0x7fffffff images: 1.7 TB)
                 raise IDXFormatError(
-                    f"{name}: truncated: the header announces shape {shape} ({data.nbytes} data bytes) but only "
+                    f"{name}: truncated or corrupt: the header announces shape {shape} ({nbytes} data bytes) but the "
+                    f"file holds only {left} after the header. Delete it and download it again."
+                )
+            if left is None:                                 # gzip: the size is unknown until read, so read in parts
+                buffer = _read_at_most(f, nbytes)
+                data, got = np.frombuffer(buffer, dtype=dtype), len(buffer)
+            else:
+                data = np.empty(nbytes // dtype.itemsize, dtype=dtype)
+                got = _read_exactly(f, memoryview(data).cast("B"))
+            if got < nbytes:
+                raise IDXFormatError(
+                    f"{name}: truncated: the header announces shape {shape} ({nbytes} data bytes) but only "
                     f"{got} arrived. The file is incomplete: delete it and download it again."
                 )
             extra = len(f.read())

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -192,8 +193,17 @@ def load_classifier(path=None, sha256: str | None = "default", verify: bool = Tr
                 f"with another judge are not comparable. Restore it (git checkout {path.name}), or retrain with "
                 f"`{RETRAIN}` and pass sha256=<its digest> (or verify=False)."
             )
-    with np.load(path) as f:
-        state = {k: f[k] for k in f.files}
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            state = {k: f[k] for k in f.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise ClassifierError(f"{path} is not readable classifier weights ({type(err).__name__}); it is corrupt or "
+                              f"another kind of file. Retrain with `{RETRAIN}`") from None
+    if "config.channels" not in state or "config.feature_dim" not in state:
+        what = ("a tinydiff model checkpoint (give it as --checkpoint)" if "meta/config" in state
+                else "a .npz without config.channels and config.feature_dim")
+        raise ClassifierError(f"{path} is not MNIST classifier weights: it is {what}. The classifier is "
+                              f"data/classifier/mnist_classifier.npz, or your own from `{RETRAIN}`")
     model = MNISTClassifier(channels=tuple(int(c) for c in state.pop("config.channels")),
                             feature_dim=int(state.pop("config.feature_dim")))
     model.load_state_dict(state)
