@@ -65,8 +65,8 @@ class TrainConfig:
     log_every: int = 100           # steps per row of the loss-vs-t table
     loss_buckets: int = 20         # time-step buckets of the loss-vs-t table
     blas_threads: int = 1          # BLAS threads while training (small matmuls: 1 is fastest; 2 fight other pools)
-    max_loss_rise: float = 10.0    # stop when the loss (mean of the last 20 steps) exceeds this many times its start
-                                   # (mean of the first 20): a learning rate that is too high. 0: never stop
+    max_loss_rise: float = 10.0    # stop when the loss (mean of the last 20 steps) exceeds this many times the
+                                   # first step's: a learning rate that is too high. 0: never stop
     # images (data="mnist"): the UNet of tinydiff.models.unet
     model: str = "mlp"             # mlp (points) | unet (images)
     base_channels: int = 24        # UNet channels at full resolution (levels: 1x, 2x, 2x)

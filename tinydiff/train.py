@@ -44,7 +44,7 @@ class TrainingDiverged(TinydiffError, FloatingPointError):
 # Settings a resumed run may change: they do not alter the steps taken so far. (steps also reshapes the cosine
 # learning-rate decay from the resumed step on.) Every other setting of a resumed run is the stored one.
 RESUMABLE = ("steps", "checkpoint_every", "blas_threads", "max_loss_rise")
-LOSS_WINDOW = 20          # steps averaged at the start and at the end of the loss-rise check (max_loss_rise)
+LOSS_WINDOW = 20          # steps averaged in the loss-rise check (max_loss_rise)
 
 
 # ---- data --------------------------------------------------------------------------------------------------------
@@ -228,17 +228,18 @@ class Trainer:
         return f"The last good checkpoint, {self.checkpoint_path}, is from step {self.saved_step}; it is untouched."
 
     def check_loss_rise(self) -> None:
-        """TrainingDiverged when the mean loss of the last LOSS_WINDOW steps exceeds max_loss_rise times the mean of
-        the first LOSS_WINDOW (finite, but rising: a learning rate too high, Adam blowing up)."""
+        """TrainingDiverged when the mean loss of the last LOSS_WINDOW steps exceeds max_loss_rise times the loss of
+        the first step (the initial weights' loss, ~1 for any prediction type): finite, but exploding (a learning
+        rate too high; Adam may even come back down later, to a model that learned nothing)."""
         rise, loss = self.config.max_loss_rise, self.log.loss
-        if not rise > 0 or len(loss) < 2 * LOSS_WINDOW:
+        if not rise > 0 or len(loss) < LOSS_WINDOW:
             return
-        start, recent = np.mean(loss[:LOSS_WINDOW]), np.mean(loss[-LOSS_WINDOW:])
+        start, recent = loss[0], np.mean(loss[-LOSS_WINDOW:])
         if recent > rise * start:
             raise TrainingDiverged(
-                f"training diverged at step {self.step_count}: the loss rose from {start:.3g} (mean of the first "
-                f"{LOSS_WINDOW} steps) to {recent:.3g} (the last {LOSS_WINDOW}), more than max_loss_rise={rise:g} "
-                f"times. Likely cause: the learning rate is too high (try --lr {self.config.lr / 10:g}). "
+                f"training diverged at step {self.step_count}: the loss rose from {start:.3g} (step 0) to "
+                f"{recent:.3g} (mean of the last {LOSS_WINDOW} steps), more than max_loss_rise={rise:g} times. "
+                f"Likely cause: the learning rate is too high (try --lr {self.config.lr / 10:g}). "
                 f"{self.last_good()} To train on anyway: --max-loss-rise 0.")
 
     # ---- the loop ------------------------------------------------------------------------------------------------
