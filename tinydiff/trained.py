@@ -37,7 +37,7 @@ IMAGE_DEFAULTS = dict(sampler="ddim", steps=50, guidance=2.0)
 
 # Sampling in batches. Each block of RNG_BLOCK samples draws its noise from its own stream, so the samples do not
 # depend on the batch size (batches are whole blocks). BATCH_DEFAULTS: samples per sampler call unless told, lowered
-# to what fits in memory (~8 KB per point for the MLP: 8192 points ~ 100 MB; ~10 MB per image for the U-Net).
+# to what fits in memory (measured: ~2 KB per point for the MLP, ~17 MB per image for the U-Net; tinydiff.memory).
 RNG_BLOCK = {"points": 256, "images": 1}
 BATCH_DEFAULTS = {"points": 8192, "images": 32}
 
@@ -234,8 +234,10 @@ class TrainedDenoiser:
             return size
         itemsize = 4 if self.kind == "images" else 8
         output = n * int(np.prod(self.data_shape)) * itemsize if in_memory else 0
-        per = 1.5 * (2 if guided else 1) * bytes_per_sample(self.network, self.data_shape,
-                                                           0 if self.num_classes else None)
+        if "_bytes_per_sample" not in self.__dict__:     # measured once per object
+            self._bytes_per_sample = bytes_per_sample(self.network, self.data_shape, 0 if self.num_classes else None,
+                                                      probe=1 if self.kind == "images" else 64)
+        per = 1.5 * (2 if guided else 1) * self._bytes_per_sample
         if batch_size is None:                            # the default: as large as fits, at least one block
             size = max(block, min(size, int((free - output) / per) // block * block))
         need = output + size * per
