@@ -194,7 +194,8 @@ def test_sampling_beyond_the_machines_memory_is_refused_up_front(tmp_path, capsy
     from tinydiff import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda: 10**6)                 # 1 MB free
-    args = sample_args(CHECKPOINTS / "8gaussians.npz", tmp_path, "--batch-size", "100000")
+    args = ["sample", "--checkpoint", CHECKPOINTS / "8gaussians.npz", "--n", "100000", "--batch-size", "100000",
+            "--out", tmp_path / "x.npy"]
     line = one_line_error(*run_cli(args, capsys))
     assert "needs about" in line and "lower --batch-size" in line and not (tmp_path / "x.npy").exists()
 
