@@ -86,7 +86,7 @@ def test_a_rising_loss_stops_the_run(tmp_path, capsys):
     assert "the loss rose from" in line and "--max-loss-rise 0" in line
 
 
-@pytest.mark.parametrize("lr", ["0", "-1e-3", "inf", "nan", "fast"])
+@pytest.mark.parametrize("lr", ["0", "-0.001", "inf", "nan"])
 def test_a_bad_learning_rate_is_refused_at_parse_time(tmp_path, capsys, lr):
     line = one_line_error(*run_cli(["train", "--out", tmp_path, *TINY, "--lr", lr], capsys))
     assert "--lr" in line
@@ -210,8 +210,10 @@ def test_sampling_beyond_the_free_disk_is_refused_up_front(tmp_path, capsys, mon
 
 # ---- evaluate, the NFE bench, the classifier -----------------------------------------------------------------------
 @pytest.mark.parametrize("flags", [["--guidance", "a,b"], ["--guidance", "1,nan"], ["--sampler", "foo"]])
-def test_evaluate_checks_its_flags_at_parse_time(tmp_path, capsys, flags):
-    one_line_error(*run_cli(["evaluate", "--checkpoint", tmp_path / "none.npz", *flags], capsys))
+def test_evaluate_checks_its_flags_at_parse_time(capsys, flags):
+    line = one_line_error(*run_cli(["evaluate", "--checkpoint", CHECKPOINTS / "mnist_conditional.npz", *flags],
+                                   capsys))
+    assert f"argument {flags[0]}" in line                                # argparse's, before any loading
 
 
 def test_a_model_checkpoint_given_as_classifier_is_one_line(tmp_path, capsys):
