@@ -105,6 +105,12 @@ def test_resume_applies_steps_and_says_so(run_dir, tmp_path, capsys):
     assert "--steps 4 (the run had 3)" in capsys.readouterr().out
 
 
+def test_bad_settings_fail_before_the_run_folder_is_made(tmp_path, capsys):
+    one_line_error(*run_cli(["train", "--out", tmp_path / "new", *TINY, "--schedule", "linear", "--max-beta", "0.5"],
+                            capsys))
+    assert not (tmp_path / "new").exists()
+
+
 def test_out_pointing_at_a_file_is_refused_before_training(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     assert "is a file, not a folder" in one_line_error(*run_cli(["train", "--out", tmp_path / "f", *TINY], capsys))

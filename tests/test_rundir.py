@@ -129,3 +129,11 @@ def test_resume_accepts_the_stored_value_and_applies_the_settings_that_may_chang
     trainer = Trainer.resume(tmp_path, steps=9, data="moons", lr=0.003, checkpoint_every=3)
     assert (trainer.config.steps, trainer.config.checkpoint_every) == (9, 3)
     assert trainer.changed == {"steps": (6, 9), "checkpoint_every": (1000, 3)}
+
+
+@pytest.mark.parametrize("lr", [0.0, -1e-3, float("inf"), float("nan")])
+def test_the_library_refuses_a_learning_rate_that_cannot_train(lr):
+    from tinydiff.config import ConfigError
+
+    with pytest.raises(ConfigError, match="lr must be a positive finite number"):
+        Trainer(tiny(lr=lr))

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from tinydiff import checkpoint as ckpt
-from tinydiff.config import MNIST_DEFAULTS, TrainConfig  # noqa: F401  (TrainConfig lives in config.py; re-exported)
+from tinydiff.config import MNIST_DEFAULTS, ConfigError, TrainConfig  # noqa: F401  (TrainConfig lives in config.py; re-exported)
 from tinydiff.data.files import load_points
 from tinydiff.data.toy2d import LABELLED, Standardizer, _normalise, is_dataset_name, make_dataset
 from tinydiff.diffusion import diffusion_loss, q_sample, sample_timesteps, training_target
@@ -142,6 +142,8 @@ class Trainer:
     instead of the fused ``MLPTrainStep``: the same computation, for comparison and debugging."""
 
     def __init__(self, config: TrainConfig, out_dir=None, fast: bool = True):
+        if not (math.isfinite(config.lr) and config.lr > 0):
+            raise ConfigError(f"lr must be a positive finite number, got {config.lr}")
         self.config, self.out_dir = config, (Path(out_dir) if out_dir is not None else None)
         data_rng, self.rng = np.random.default_rng(config.seed).spawn(2)
         x, self.labels = load_training_data(config, data_rng)

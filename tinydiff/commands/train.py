@@ -105,12 +105,13 @@ def run(args):
         raise UsageError("train: --resume continues the run in --out and --overwrite replaces it: give one of them")
     if args.data is None and not args.resume:
         raise UsageError("train: --data is required (a toy set name or a .npy/.csv file), unless --resume")
+    config = None if args.resume else config_from_args(args)            # bad settings fail before any folder exists
     out = Path(args.out)
     with open_run(out, resume=args.resume, overwrite=args.overwrite):    # checked, locked, tidied (rundir.py)
-        return train_in(args, out)
+        return train_in(args, out, config)
 
 
-def train_in(args, out: Path):
+def train_in(args, out: Path, config=None):
     from tinydiff.config import TrainConfig
     from tinydiff.train import Trainer
 
@@ -120,7 +121,7 @@ def train_in(args, out: Path):
         for name, (stored, new) in trainer.changed.items():
             print(f"  {flag(name)} {new} (the run had {stored})")
     else:
-        trainer = Trainer(config_from_args(args), out)
+        trainer = Trainer(config, out)
         if getattr(args, "argv", None) is not None:
             trainer.command = shlex.join(["python", "-m", "tinydiff", *args.argv])
     c = trainer.config
