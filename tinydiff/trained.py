@@ -322,6 +322,8 @@ def _infer_missing(stored: dict, config: TrainConfig, process: NoiseSchedule, ne
             inferred[name] = "meta/model"
         elif name in ("beta_start", "beta_end"):
             inferred[name] = "not stored: the schedule's own default (the only choice when the file was written)"
+        elif name == "max_loss_rise":
+            inferred[name] = "not stored: a training safeguard, no effect on the weights"
         elif name in ("max_beta", "base_channels"):
             inferred[name] = "not stored; does not apply to this schedule / model"
         else:
