@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from tinydiff import checkpoint as ckpt
-from tinydiff.config import MNIST_DEFAULTS, ConfigError, TrainConfig  # noqa: F401  (TrainConfig lives in config.py; re-exported)
+from tinydiff.config import MNIST_DEFAULTS, ConfigError, TrainConfig  # noqa: F401  (TrainConfig: re-exported)
 from tinydiff.data.files import load_points
 from tinydiff.data.toy2d import LABELLED, Standardizer, _normalise, is_dataset_name, make_dataset
 from tinydiff.diffusion import diffusion_loss, q_sample, sample_timesteps, training_target
@@ -162,6 +162,7 @@ class Trainer:
         self.log = TrainLog(config.loss_buckets)
         self.step_count = 0
         self.saved_step: int | None = None    # the step of the last (finite) checkpoint written or resumed from
+        self.changed: dict = {}               # settings a resume changed: {field: (stored, new)}
         self.command = shlex.join(sys.argv)   # what made this run (the CLI puts `python -m tinydiff train ...` here)
 
     # ---- one step ------------------------------------------------------------------------------------------------

@@ -198,10 +198,11 @@ class TrainedDenoiser:
         how.update({k: v for k, v in dict(sampler=sampler, steps=steps, guidance=guidance).items() if v is not None})
         y = self._labels(label, n)
         block = RNG_BLOCK[self.kind]
-        size = self.plan_batches(n, batch_size, self.uses_guidance(label, guidance)) if batch_size is None else batch_size
+        size = batch_size or self.plan_batches(n, None, self.uses_guidance(label, guidance))
         if n > block:
             if size % block:
-                raise ValueError(f"batch_size must be a multiple of {block} for {self.kind} (the RNG block), got {size}")
+                raise ValueError(f"batch_size must be a multiple of {block} for {self.kind} (the RNG block), "
+                                 f"got {size}")
             seed = seed_for_blocks(rng)
         with blas_threads(threads):
             for i in range(0, n, size):

@@ -83,7 +83,8 @@ def check_out(out: Path) -> Path:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UsageError(f"sample: cannot create the folder {out.parent} ({err.strerror}): choose another --out") from None
+        raise UsageError(f"sample: cannot create the folder {out.parent} ({err.strerror}): choose another "
+                         "--out") from None
     if not os.access(out.parent, os.W_OK):
         raise UsageError(f"sample: cannot write in {out.parent}: choose another --out")
     return out

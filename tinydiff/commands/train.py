@@ -53,8 +53,8 @@ def add_arguments(p):
     p.add_argument("--resume", action="store_true", help="continue the run in OUT/model.npz (its stored config; only "
                                                          "--steps, --checkpoint-every, --blas-threads and "
                                                          "--max-loss-rise may change)")
-    p.add_argument("--overwrite", action="store_true", help="start a new run in OUT even if it holds one (its model.npz "
-                                                            "is replaced at the first checkpoint)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in OUT even if it holds one (its model.npz is replaced at the first checkpoint)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     choices = {"prediction_type": PREDICTION_TYPES, "model": MODEL_KINDS}
     helps, d = field_help(), TrainConfig()
