@@ -52,11 +52,20 @@ def test_shipped_conditional_checkpoints_know_their_labels(conditional, digits):
     assert digits.config.model == "unet" and digits.config.schedule == "linear"
 
 
-def test_a_stored_config_reports_the_cap_its_betas_were_made_with(gaussians, digits):
-    # the shipped 8gaussians runs predate max_beta and used the uncapped cosine: their last beta is 0.999
+def test_a_stored_config_reports_the_cap_its_betas_were_made_with(gaussians, digits, tmp_path):
+    # the 8gaussians runs use the uncapped cosine: their last beta is the cap 0.999, and the file stores it
     assert gaussians.config.max_beta == pytest.approx(0.999) == gaussians.schedule.betas.max()
-    assert "max_beta" in gaussians.inferred
+    assert "max_beta" not in gaussians.inferred
     assert digits.config.max_beta == 0.1 and "max_beta" not in digits.inferred    # stored: reported as stored
+    # a checkpoint written before max_beta existed: the cap is read off its betas and marked as inferred
+    from tinydiff import checkpoint as ckpt
+
+    arrays = ckpt.load_checkpoint(gaussians.path)
+    config = ckpt.from_json_array(arrays["meta/config"])
+    del config["max_beta"]
+    arrays["meta/config"] = ckpt.json_array(config)
+    old = load_trained(ckpt.save_checkpoint(tmp_path / "old.npz", arrays))
+    assert old.config.max_beta == pytest.approx(0.999) and "max_beta" in old.inferred
 
 
 def test_raw_weights_are_the_trainers_and_the_default_is_the_ema(tmp_path):
