@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tinydiff.models.inputs import check_labels, check_timesteps
+from tinydiff.models.unet_p import backward_p, fast_path_ok, forward_p
 from tinydiff.nn.activations import SiLU
 from tinydiff.nn.attention import SelfAttention2d
 from tinydiff.nn.blocks import ResBlock
@@ -85,9 +86,15 @@ class UNet(Module):
     gradient checks. Inputs of another float dtype (the samplers pass float64 noise) are cast to ``dtype``, and backward
     returns dL/dx in their dtype. ``num_timesteps``: T of the schedule it is trained on, if known (steps t >= T are then
     refused; ``models.inputs``).
+
+    Two implementations of the same function: ``forward_reference`` / ``backward_reference`` below, layer by layer in
+    NCHW (the readable one), and a fast path (models/unet_p.py: padded-plane layout, register-blocked convolutions,
+    fused GroupNorm + SiLU) that ``forward`` takes by itself for float32 models when Numba's compiler is on and no
+    dropout is active. ``use_fast_path = False`` (on the class or one model) forces the reference.
     """
 
     kind = "unet"             # the key of tinydiff.models.MODELS (stored in checkpoints beside the config)
+    use_fast_path = True      # take models/unet_p.py's path when fast_path_ok (False: always the reference)
 
     def __init__(self, config: UNetConfig | None = None, rng=0, dtype=np.float32, num_timesteps: int | None = None,
                  **fields):
@@ -152,9 +159,27 @@ class UNet(Module):
     def forward(self, x, t, y=None):
         in_dtype = np.asarray(x).dtype
         x, t, y = self._check(x, t, y)
+        self._in_dtype = in_dtype
+        e = self._embed(t, y)                                                                        # (B, E)
+        self._fast = fast_path_ok(self, x)
+        if self._fast:                       # the same network with P-layout kernels (models/unet_p.py)
+            return forward_p(self, x, e)
+        return self.forward_reference(x, e)
+
+    def _embed(self, t, y):
+        """e = Linear(SiLU(Linear(sin_emb(t)))) [+ label_table[y]], (B, E)."""
         e = self.t_lin2.forward(self.t_act.forward(self.t_lin1.forward(self.t_embed.forward(t))))  # (B, E)
         if self.num_classes:
             e = e + self.y_embed.forward(y)                                                          # (B, E)
+        return e
+
+    def _embed_backward(self, de):
+        if self.num_classes:
+            self.y_embed.backward(de)                                        # fills the label table's gradient
+        self.t_lin1.backward(self.t_act.backward(self.t_lin2.backward(de)), input_grad=False)  # t: no dL/dt
+
+    def forward_reference(self, x, e):
+        """The layer-by-layer forward in NCHW (x checked, e the embedding): the reference for the fast path."""
         R, n_levels = self.cfg.num_res_blocks, len(self.cfg.channel_mults)
         h = self.conv_in.forward(x)                                          # (B, C_0, H, W)
         skips, blocks = [], iter(self.down_blocks)
@@ -177,7 +202,6 @@ class UNet(Module):
                 h = next(blocks).forward(h, e)                               # (B, C_i, H_i, W_i)
             if i > 0:
                 h = self.ups[k].forward(self.upsamples[k].forward(h))        # (B, C_{i-1}, 2 H_i, 2 W_i)
-        self._in_dtype = in_dtype
         return self.conv_out.forward(self.out_act.forward(self.out_norm.forward(h)))   # (B, C, H, W)
 
     def __call__(self, x, t, y=None):
@@ -187,6 +211,17 @@ class UNet(Module):
     def backward(self, grad_output, input_grad: bool = True):
         """dL/d out (B, C, H, W) -> dL/dx (B, C, H, W); fills every parameter gradient (embeddings included).
         ``input_grad=False`` (a training step) returns None and skips the first convolution's dL/dx."""
+        if getattr(self, "_fast", False):
+            dx, de = backward_p(self, grad_output, input_grad)
+        else:
+            dx, de = self.backward_reference(grad_output, input_grad)
+        self._embed_backward(de)
+        if dx is None:
+            return None
+        return dx.astype(self._in_dtype if self._in_dtype.kind == "f" else self.dtype, copy=False)
+
+    def backward_reference(self, grad_output, input_grad: bool = True):
+        """The layer-by-layer backward in NCHW -> (dL/dx or None, dL/de)."""
         R, n_levels = self.cfg.num_res_blocks, len(self.cfg.channel_mults)
         dh = self.out_norm.backward(self.out_act.backward(self.conv_out.backward(grad_output)))
         de = 0
@@ -213,13 +248,7 @@ class UNet(Module):
             for _ in range(R):
                 dh, d = next(blocks).backward(dh)
                 de = de + d
-        dx = self.conv_in.backward(dh, input_grad=input_grad)
-        if self.num_classes:
-            self.y_embed.backward(de)                                        # fills the label table's gradient
-        self.t_lin1.backward(self.t_act.backward(self.t_lin2.backward(de)), input_grad=False)  # t: no dL/dt
-        if dx is None:
-            return None
-        return dx.astype(self._in_dtype if self._in_dtype.kind == "f" else self.dtype, copy=False)
+        return self.conv_in.backward(dh, input_grad=input_grad), de
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config.items())
