@@ -56,9 +56,12 @@ The mean(g) term is the path through mu; the xhat mean(g xhat) term is the path 
 
 Figures written (to `chapters/out/05/` unless `--out` says otherwise):
 `conv_filters.png`, `im2col_columns.png`, `groupnorm_statistics.png`, `conv_speed.png`.
+The last section times the padded-plane, register-blocked kernel the U-Net uses against the machine's GEMM peak.
 """
 
 # %%
+import time
+
 import numba
 import numpy as np
 
@@ -238,6 +241,107 @@ gn_ms = bench_groupnorm(B=BENCH_BATCH, C=BENCH_CHANNELS, H=BENCH_SIZE, W=BENCH_S
 print(f"GroupNorm({gn_groups}, {BENCH_CHANNELS}) on ({BENCH_BATCH}, {BENCH_CHANNELS}, {BENCH_SIZE}, {BENCH_SIZE}), "
       "forward / backward ms: "
       f"numba {gn_ms['numba'][0]:.2f} / {gn_ms['numba'][1]:.2f}, numpy {gn_ms['numpy'][0]:.2f} / {gn_ms['numpy'][1]:.2f}")
+
+# %% [markdown]
+# ## Why the obvious convolution is slow, and what the fast one does
+#
+# **Arithmetic intensity.** A 3x3 convolution from C to O channels does 2 * 9 C O flops per output pixel but only
+# needs to read C input values and write O outputs per pixel, plus the 9 C O weights once. Its arithmetic
+# intensity (flops per byte that must come from memory) is therefore high, dozens of flops per byte for 32 channels
+# (the cell below computes it), far more than the machine's balance (peak flops / memory bandwidth, of order 5-10
+# flops per byte on today's CPUs). So a convolution *can* run at the CPU's peak: the data fits the caches and the
+# limit is how many multiply-adds per cycle the code issues.
+#
+# **Why the direct loops do not.** The seven nested loops of eq. 1 update one output sum per multiply-add. Compiled,
+# the innermost loop loads an input, loads the partial sum, adds, and stores it again: two loads and a store for one
+# fused multiply-add, so the loop is bound by the load/store ports at a small fraction of the peak. im2col + BLAS
+# does better because BLAS's micro-kernel keeps a tile of partial sums in registers, but on the U-Net's thin
+# matrices (24-96 rows) BLAS runs well below its peak, and building the columns costs memory traffic of its own.
+#
+# **What the fast kernel does** (`tinydiff/nn/kernels/pconv.py`, used by the U-Net's fast path):
+#
+# 1. *Layout.* Each channel of all images is one long "plane", image rows stored with one shared zero column after
+#    them and one zero row after each image (`kernels/playout.py` draws it). A 3x3 tap (i, j) is then the constant
+#    offset (i - 1) Wp + (j - 1) from the output position, padding included, so no im2col copy is needed: the
+#    convolution is nine shifted multiply-adds of whole planes.
+# 2. *Register blocking.* A generated kernel keeps 4 output channels x 64 positions of partial sums in 16 vector
+#    registers (an explicit 16 x float32 vector type, `kernels/simd.py`). For every input channel and tap it loads
+#    4 vectors of inputs and broadcasts 4 weights, then does 16 vector multiply-adds: every load feeds 4 FMAs
+#    instead of one.
+# 3. *Backward.* The input gradient is the same kernel reading the tap list backwards (weights transposed, offsets
+#    negated); the weight gradient has its own generated kernel (4 x 6 accumulators over chunks of 512 positions).
+#
+# The cell below measures the machine's float32 GEMM peak on one thread in this run (BLAS on a 384^3 product), then times the three passes of
+# the P-layout kernel, im2col + BLAS and the direct loops on the benchmark's convolution, the same way (best of
+# repeated calls: on a shared machine the minimum is the least disturbed by other jobs). The P kernel's time leaves
+# out the layout conversion: the U-Net keeps its activations in this layout from the first layer to the last.
+
+# %%
+from tinydiff.nn.kernels.pconv import PConv, conv_source  # noqa: E402
+from tinydiff.nn.kernels.playout import PLayout  # noqa: E402
+from tinydiff.threads import blas_threads  # noqa: E402
+
+C_, O_ = BENCH_CHANNELS, BENCH_CHANNELS
+flops = 2.0 * BENCH_BATCH * BENCH_SIZE**2 * O_ * C_ * 9                 # one pass
+min_bytes = 4.0 * (BENCH_BATCH * BENCH_SIZE**2 * (C_ + O_) + 9 * C_ * O_)
+print(f"arithmetic intensity of the {C_} -> {O_} 3x3 convolution: {flops / min_bytes:.0f} flops per byte of "
+      "compulsory memory traffic")
+src = conv_source(4)
+n_fma, n_load = src.count("vfma("), src.count("vload(x,")
+print(f"generated kernel (4 output channels): {n_fma} vector FMAs per {n_load} vector loads of inputs in its inner "
+      f"loop, {n_fma // n_load} FMAs per load")
+
+
+def best_ms(fn, min_seconds=0.3 if args.quick else 1.0):
+    """The fastest of repeated calls over at least min_seconds (the minimum is the least disturbed by other jobs)."""
+    fn()                                                              # the first call compiles
+    times, t_end = [], time.perf_counter() + min_seconds
+    while len(times) < 3 or time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * min(times)
+
+
+n_gemm = 128 if numba.config.DISABLE_JIT else 384     # ~1 ms per product, like the kernels timed below
+a_gemm = rng.standard_normal((n_gemm, n_gemm)).astype(np.float32)
+with blas_threads(1):
+    peak = 2.0 * n_gemm**3 / best_ms(lambda: a_gemm @ a_gemm) / 1e6      # GFLOP/s
+lay = PLayout(BENCH_BATCH, BENCH_SIZE, BENCH_SIZE)
+pconv = PConv(O_, C_, 3, 1, lay, lay)
+w_p = (rng.standard_normal((O_, C_, 3, 3)) / np.sqrt(9 * C_)).astype(np.float32)
+b_p = np.zeros(O_, np.float32)
+X_p = lay.to_p(rng.standard_normal((BENCH_BATCH, C_, BENCH_SIZE, BENCH_SIZE)))
+Y_p, dX_p = lay.zeros(O_), lay.zeros(C_)
+dw_p, db_p = np.zeros_like(w_p), np.zeros_like(b_p)
+x_n = lay.from_p(X_p)                                                    # the same data in NCHW for the others
+y_n, dy_n, dx_n = np.empty((BENCH_BATCH, O_, BENCH_SIZE, BENCH_SIZE), np.float32), lay.from_p(Y_p), np.empty_like(x_n)
+cols = np.empty((BENCH_BATCH, 9 * C_, BENCH_SIZE**2), np.float32)
+dcols = np.empty_like(cols)
+K.conv2d_forward_im2col(x_n, w_p, b_p, 1, 1, y_n, cols)
+strategies = {   # name -> {pass: callable}, each on the same (B, 32, 28, 28) problem
+    "P-layout kernel": {"forward": lambda: pconv.forward(X_p, w_p, b_p, Y_p),
+                        "backward-input": lambda: pconv.backward_input(Y_p, w_p, dX_p),
+                        "backward-weight": lambda: pconv.backward_weight(Y_p, X_p, dw_p, db_p)},
+    "im2col+BLAS NCHW": {"forward": lambda: K.conv2d_forward_im2col(x_n, w_p, b_p, 1, 1, y_n, cols),
+                         "backward-input": lambda: K.conv2d_backward_input_im2col(dy_n, w_p, 1, 1, dx_n, dcols),
+                         "backward-weight": lambda: K.conv2d_backward_weight_im2col(dy_n, cols, dw_p, db_p)},
+    "direct NCHW": {"forward": lambda: K.conv2d_forward_direct(x_n, w_p, b_p, 1, 1, y_n),
+                    "backward-input": lambda: K.conv2d_backward_input_direct(dy_n, w_p, 1, 1, dx_n),
+                    "backward-weight": lambda: K.conv2d_backward_weight_direct(dy_n, x_n, 1, 1, dw_p, db_p)},
+}
+with blas_threads(1):
+    best = {(name, p): best_ms(fn) for name, fns in strategies.items() for p, fn in fns.items()}
+
+print(f"float32 GEMM peak on one thread, measured now ({n_gemm}^3): {peak:.0f} GFLOP/s")
+print(f"{'pass':16s} " + " ".join(f"{name:>22s}" for name in strategies) + "   (best of repeated calls)")
+gflops = {k: flops / ms / 1e6 for k, ms in best.items()}
+for p in passes:
+    print(f"{p:16s} " + " ".join(f"{best[name, p]:7.2f} ms {gflops[name, p]:5.0f} GF/s" for name in strategies))
+for p in passes:
+    ratio = gflops["P-layout kernel", p] / gflops["im2col+BLAS NCHW", p]
+    print(f"{p}: the P-layout kernel runs at {100 * gflops['P-layout kernel', p] / peak:.0f}% of the GEMM peak, "
+          f"{ratio:.1f}x the speed of im2col + BLAS ({'faster' if ratio > 1 else 'NOT faster'} in this run)")
 
 # %%
 fast = {r["pass"]: r["ms"] for r in rows if r["strategy"] == "im2col+BLAS NCHW"}

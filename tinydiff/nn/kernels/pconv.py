@@ -301,6 +301,11 @@ class PConv:
     def backward(self, dY, X, w, dX, dw, db):
         """From dY (O, L_out): dw (O, C, k, k) and db (O,) overwritten; dX (C, L_in) written unless None.
         X is forward's input (stride 2 uses the phases forward kept instead)."""
+        self.backward_weight(dY, X, dw, db)
+        return None if dX is None else self.backward_input(dY, w, dX)
+
+    def backward_weight(self, dY, X, dw, db):
+        """dw (O, C, k, k) and db (O,) from dY (O, L_out) and forward's input X, overwritten."""
         lo = self.lay_out
         Xin = X if self.stride == 1 else self.Xph
         self.dw3[...] = 0
@@ -308,8 +313,11 @@ class PConv:
                    self.toff)
         dw[...] = self.dw3.reshape(dw.shape)
         bias_grad_p(dY.reshape(-1), lo.L, lo.start, lo.end, db)
-        if dX is None:
-            return None
+        return dw, db
+
+    def backward_input(self, dY, w, dX):
+        """dX (C, L_in) from dY (O, L_out), written (pads stay 0)."""
+        lo = self.lay_out
         wt = w.reshape(self.O, self.C, -1).transpose(1, 0, 2)                 # (C, O, T): outputs are inputs now
         if self.stride == 1:                                                  # read the tap list backwards
             self.dx(dY.reshape(-1), pack_weights(wt, self.ob_dx), self.zero_c, lo.mask, dX.reshape(-1), lo.L,
