@@ -137,10 +137,17 @@ class _State:
         self.dYout, self.dXout = lays[0].zeros(cfg.in_channels), lays[0].zeros(chans[0])
 
 
+KEEP_STATES = 2      # input sizes whose buffers stay allocated (a sampler's batch and its last, smaller one)
+
+
 def _state(model, B, H, W) -> _State:
-    st = getattr(model, "_p_state", None)
-    if st is None or st.key != (B, H, W):
-        st = model._p_state = _State(model, B, H, W)
+    """The buffers for this input size, built on first use; the least recently used size beyond KEEP_STATES goes."""
+    states = model.__dict__.setdefault("_p_states", {})
+    st = states.pop((B, H, W), None) or _State(model, B, H, W)
+    states[B, H, W] = st                                       # dicts keep insertion order: most recent last
+    while len(states) > KEEP_STATES:
+        states.pop(next(iter(states)))
+    model._p_state = st
     return st
 
 
