@@ -147,3 +147,25 @@ def test_generated_forward_kernel_holds_ob_x_4_accumulators():
 def test_generated_weight_gradient_kernel_holds_ob_x_cb_accumulators():
     src = wgrad_source(4, 6)
     assert src.count("vfma(") == 4 * 6 and src.count("vhsum(") == 4 * 6
+
+
+# ---- portability: the vector type is LLVM's, not AVX-512's ------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("cpu", ["haswell", "x86-64"])          # AVX2, and baseline x86-64 (SSE2 only)
+def test_kernels_compiled_for_a_cpu_without_avx512_give_the_same_results(cpu, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    if os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"):
+        pytest.skip("compiles kernels")
+    code = ("from tests.test_kernels_pconv import run_p, rel\n"
+            "for case in [(2, 3, 5, 5, 7, 3, 1), (2, 8, 4, 6, 4, 3, 2)]:\n"
+            "    r = run_p(*case)\n"
+            "    assert max(rel(*r[n]) for n in ('y', 'dx', 'dw', 'db')) < 2e-6, case\n")
+    env = {**os.environ, "NUMBA_CPU_NAME": cpu, "NUMBA_CACHE_DIR": str(tmp_path / "numba"),
+           "TINYDIFF_KERNEL_DIR": str(tmp_path / "kernels")}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -14,4 +14,9 @@ Compilation: ``jit.py`` holds the one set of floating-point liberties every kern
 detected), and ``@njit(**STRICT)`` for the exact float64 loops. Kernels are cached on disk and serial: BLAS already
 uses the cores, and two thread pools on two cores fight (docs/performance.md, "Threads"). To step through a
 kernel in a debugger, run with ``NUMBA_DISABLE_JIT=1``: the same code then runs as plain Python.
+
+The U-Net's fast path has kernels on another layout, so their reference is the NCHW layers themselves (tested in
+tests/test_kernels_pconv.py and test_kernels_pnorm.py): ``simd.py`` (a 16 x float32 vector type), ``playout.py``
+(the padded-plane layout and its conversions), ``pconv.py`` (register-blocked convolutions generated from one
+template), ``pnorm.py`` (fused GroupNorm + AdaGN + SiLU). Used by models/unet_p.py.
 """

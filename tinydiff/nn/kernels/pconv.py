@@ -267,12 +267,14 @@ class PConv:
         lo = lay_out
         if stride == 1:
             self.tplane, self.toff = same_taps(k, lo.Wp)
+            taps = [np.arange(k * k)]                       # dX: all taps, read backwards, into one output
         else:
             self.tplane, self.toff = stride2_taps(C, lo.Wp)
             self.Xph = lo.zeros(4 * C)                      # the input's 4 phases, kept for the weight gradient
             self.dXph = lo.zeros(4 * C)
-            phase_of_tap = self.tplane // C
-            self.phase_taps = [np.flatnonzero(phase_of_tap == ph) for ph in range(4)]
+            taps = [np.flatnonzero(self.tplane // C == ph) for ph in range(4)]   # dX: one pass per phase
+        # dX tap lists: (taps, input planes (all dY's, plane 0), negated offsets)
+        self.dx_taps = [(t, np.zeros(len(t), np.int64), -self.toff[t]) for t in taps]
         self.ob_fwd, self.ob_dx = block_size(O), block_size(C)
         self.ob_w, self.cb_w = block_size(O, (4, 3, 2)), block_size(C, (6, 4, 3, 2))
         self.fwd = conv_kernel(self.ob_fwd)
@@ -320,13 +322,14 @@ class PConv:
         lo = self.lay_out
         wt = w.reshape(self.O, self.C, -1).transpose(1, 0, 2)                 # (C, O, T): outputs are inputs now
         if self.stride == 1:                                                  # read the tap list backwards
+            taps, tplane, toff = self.dx_taps[0]
             self.dx(dY.reshape(-1), pack_weights(wt, self.ob_dx), self.zero_c, lo.mask, dX.reshape(-1), lo.L,
-                    lo.start, lo.end, self.O, self.C, np.zeros_like(self.tplane), -self.toff)
+                    lo.start, lo.end, self.O, self.C, tplane, toff)
             return dX
-        for ph, taps in enumerate(self.phase_taps):                          # each phase gets its own taps
+        for ph, (taps, tplane, toff) in enumerate(self.dx_taps):             # each phase gets its own taps
             out = self.dXph[ph * self.C:(ph + 1) * self.C]
             self.dx(dY.reshape(-1), pack_weights(wt[:, :, taps], self.ob_dx), self.zero_c, lo.mask, out.reshape(-1),
-                    lo.L, lo.start, lo.end, self.O, self.C, np.zeros(len(taps), np.int64), -self.toff[taps])
+                    lo.L, lo.start, lo.end, self.O, self.C, tplane, toff)
         hi = self.lay_in
         merge_phases(self.dXph, dX, lo.B, lo.H, lo.W, hi.M0, hi.S, hi.Wp, lo.M0, lo.S, lo.Wp)
         return dX
