@@ -18,6 +18,8 @@ compiled_only = pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT", "0") not 
 
 SHIPPED = UNetConfig(num_classes=10)                     # the shipped MNIST model's configuration
 TINY = UNetConfig(base_channels=8, channel_mults=(1, 2), num_groups=4, emb_dim=16, image_size=6)
+DEEP = UNetConfig(base_channels=8, channel_mults=(1, 2, 3), num_res_blocks=2, attention=False, num_groups=4,
+                  emb_dim=16, image_size=12, in_channels=3, num_classes=3)     # 12 -> 6 -> 3, 2 blocks a level
 
 
 def batch(cfg, B, seed=1):
@@ -45,7 +47,8 @@ def worst_gradient_error(ga, gb):
 
 
 @compiled_only
-@pytest.mark.parametrize("cfg", [SHIPPED, UNetConfig(), TINY], ids=["shipped", "unconditional", "tiny-6x6"])
+@pytest.mark.parametrize("cfg", [SHIPPED, UNetConfig(), TINY, DEEP], ids=["shipped", "unconditional", "tiny-6x6",
+                                                                        "rgb-12x12-2-blocks"])
 def test_fast_path_gives_the_reference_output_loss_and_gradients(cfg):
     ref, fast = one_step(cfg, False), one_step(cfg, True)
     assert abs(ref[1] - fast[1]) <= 1e-6 * ref[1]
