@@ -59,6 +59,7 @@ import numpy as np
 from numba import config, njit
 
 from tinydiff.nn.kernels.playout import BLK, PLayout, merge_phases, split_phases
+from tinydiff.nn.kernels import simd
 from tinydiff.nn.kernels.simd import VL, vadd, vhsum, vload, vzero
 
 VB = BLK // VL                  # vectors of positions per block (4)
@@ -179,7 +180,9 @@ def _compile(name: str, source_fn):
         ns = {}
         exec(compile(src, f"<generated {name}>", "exec"), ns)
         return ns[name]
-    path = d / f"{name}_{hashlib.sha1(src.encode()).hexdigest()[:10]}.py"
+    # the name hashes simd.py too: Numba's cache checks only the generated file, not the intrinsics it inlines
+    simd_src = Path(simd.__file__).read_bytes()
+    path = d / f"{name}_{hashlib.sha1(src.encode() + simd_src).hexdigest()[:10]}.py"
     if not path.exists():
         fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
         with os.fdopen(fd, "w") as f:
