@@ -113,3 +113,13 @@ def test_shipped_checkpoint_samples_the_same_digits_on_both_paths():
     assert np.abs(images[0] - images[1]).max() < 1e-3, "the two paths drew different images"
     classify = load_classifier().predict
     np.testing.assert_array_equal(classify(images[1]), classify(images[0]))
+
+
+@compiled_only
+def test_a_nan_in_the_input_comes_out_as_nan_on_the_fast_path():
+    """The kernels' floating-point liberties exclude nnan/ninf, so a diverged run still shows up as NaN."""
+    model = UNet(TINY, rng=0)
+    x, t, _, _ = batch(TINY, 2)
+    x[0, 0, 1, 2] = np.nan
+    out = model.forward(x, t)
+    assert model._fast and np.isnan(out[0]).all() and np.isfinite(out[1]).all()

@@ -20,6 +20,8 @@ A convolution is then a "tap list": taps t = 0..T-1, each reading input plane tp
 
     Y[o, p] = mask[p] (bias[o] + sum_{c, t} w[o, c, t] X[tplane[t] + c, p + toff[t]])             (forward)
 
+(the mask is applied as a select, not a product, so a NaN in one image never reaches the shared pads of the next)
+
 for every position p of the computed range (pads included, then zeroed by the mask). The same template covers:
 
     3 x 3, padding 1   T = 9, tplane = 0, toff = (i - 1) Wp + (j - 1)
@@ -64,12 +66,13 @@ from tinydiff.nn.kernels.simd import VL, vadd, vhsum, vload, vzero
 
 VB = BLK // VL                  # vectors of positions per block (4)
 PB = 512                        # positions per chunk of the weight-gradient reduction (fits L1 with OB + CB planes)
-JIT = dict(cache=True, fastmath=True, boundscheck=False)
+FASTMATH = {"reassoc", "contract", "nsz", "arcp", "afn"}   # no nnan/ninf: a NaN in stays a NaN out
+JIT = dict(cache=True, fastmath=FASTMATH, boundscheck=False)
 
 
 # ---- the templates -------------------------------------------------------------------------------------------------
 CONV_TEMPLATE = '''
-@njit(cache={cache}, fastmath=True, boundscheck=False)
+@njit(cache={cache}, fastmath=FASTMATH, boundscheck=False)
 def {name}(x, w, bias, mask, y, L, start, end, C, O, tplane, toff):
     """y[o, p] = mask[p] (bias[o] + sum_(c, t) w[o, c, t] x[tplane[t] + c, p + toff[t]]), p in [start, end).
     x, y, mask: flat P arrays; w: packed (O / {OB}, C, T, {OB}); blocks of {OB} outputs x {VB} vectors of {VL}."""
@@ -90,7 +93,7 @@ def {name}(x, w, bias, mask, y, L, start, end, C, O, tplane, toff):
 '''
 
 WGRAD_TEMPLATE = '''
-@njit(cache={cache}, fastmath=True, boundscheck=False)
+@njit(cache={cache}, fastmath=FASTMATH, boundscheck=False)
 def {name}(dy, x, dw, L, start, end, C, O, tplane, toff):
     """dw[o, c, t] += sum_(p in [start, end)) dy[o, p] x[tplane[t] + c, p + toff[t]]; dw: (O, C, T).
     Blocks of {OB} outputs x {CB} inputs, positions in chunks of {PB}."""
@@ -132,7 +135,7 @@ def conv_source(OB: int, cache: bool = True) -> str:
                     _lines(20, f"a{i}_{{v}} = vfma(w{i}, x{{v}}, a{i}_{{v}})", v=v) for i in o)
     store = "\n".join(_lines(12, f"bo = vbcast(bias[ob * {OB} + {i}])") + "\n" +
                       _lines(12, f"yb = (ob * {OB} + {i}) * L + p0") + "\n" +
-                      _lines(12, f"vstore(y, yb + {{v}} * {VL}, vmul(vadd(a{i}_{{v}}, bo), m{{v}}))", v=v) for i in o)
+                      _lines(12, f"vstore(y, yb + {{v}} * {VL}, vmask(vadd(a{i}_{{v}}, bo), m{{v}}))", v=v) for i in o)
     return CONV_TEMPLATE.format(
         name=f"conv_p_o{OB}", cache=cache, OB=OB, VB=VB, VL=VL, BLK=BLK,
         load_mask=_lines(8, f"m{{v}} = vload(mask, p0 + {{v}} * {VL})", v=v),
@@ -153,7 +156,8 @@ def wgrad_source(OB: int, CB: int, cache: bool = True) -> str:
 
 
 HEADER = ("from numba import njit\n"
-          "from tinydiff.nn.kernels.simd import vzero, vload, vstore, vbcast, vfma, vadd, vmul, vhsum\n")
+          "from tinydiff.nn.kernels.pconv import FASTMATH\n"
+          "from tinydiff.nn.kernels.simd import vzero, vload, vstore, vbcast, vfma, vadd, vmask, vhsum\n")
 
 
 def _kernel_dir() -> Path | None:

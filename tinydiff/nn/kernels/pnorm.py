@@ -27,7 +27,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-FAST = dict(cache=True, fastmath=True, error_model="numpy", boundscheck=False)
+# the liberties vectorising needs, without nnan/ninf (a NaN in stays a NaN out: a diverged run is still detected)
+FASTMATH = {"reassoc", "contract", "nsz", "arcp", "afn"}
+FAST = dict(cache=True, fastmath=FASTMATH, error_model="numpy", boundscheck=False)
 f32 = np.float32
 LOG2E = f32(1.4426950408889634)
 LN2 = f32(0.6931471805599453)
@@ -88,7 +90,7 @@ def gn_adagn_silu_p(Y, gamma, beta, st, eps, mean, rstd, X, mask, B, H, W, M0, S
                 y = Y[c, lo:lo + m]
                 a = f32(0.0)
                 for q in range(m):
-                    d = (y[q] - mu32) * mk[q]
+                    d = y[q] - mu32 if mk[q] != 0 else f32(0.0)
                     a += d * d
                 s2 += a
             r = 1.0 / np.sqrt(s2 / n + eps)
@@ -103,7 +105,7 @@ def gn_adagn_silu_p(Y, gamma, beta, st, eps, mean, rstd, X, mask, B, H, W, M0, S
                 x = X[c, lo:lo + m]
                 for q in range(m):
                     h = y[q] * k2 + off2
-                    x[q] = h * sigmoid32(h) * mk[q]
+                    x[q] = h * sigmoid32(h) if mk[q] != 0 else f32(0.0)     # a select: pads stay 0 even for NaN
     return X
 
 
@@ -157,5 +159,5 @@ def gn_adagn_silu_p_backward(dX, Y, gamma, beta, st, mean, rstd, dY, dst, dgamma
                 dy = dY[c, lo:lo + m]
                 for q in range(m):
                     xh = (y[q] - mu32) * r32
-                    dy[q] = r32 * (dy[q] - m1 - xh * m2) * mk[q]
+                    dy[q] = r32 * (dy[q] - m1 - xh * m2) if mk[q] != 0 else f32(0.0)
     return dY

@@ -13,6 +13,7 @@ kernel written as ``acc = vfma(w, x, acc)`` compiles to broadcast + fused multip
     vbcast(x)        -> vec16 filled with the scalar x (cast to float32)
     vfma(a, b, c)    -> a * b + c            (llvm.fma: one rounding)
     vadd(a, b), vmul(a, b)
+    vmask(v, m)      -> v where m != 0, else 0 (a select: unlike v * m, a NaN or inf in v becomes 0 where m is 0)
     vhsum(v)         -> float32, the sum of the 16 lanes
 
 Portability. The vector is an LLVM vector type, not an AVX-512 instruction: on a CPU with AVX-512 one vec16 is one
@@ -55,6 +56,9 @@ if config.DISABLE_JIT:                   # the portable fallback: the same opera
 
     def vmul(a, b):
         return a * b
+
+    def vmask(v, m):
+        return np.where(m != 0, v, np.float32(0.0)).astype(np.float32)
 
     def vhsum(v):
         return np.float32(v.sum())
@@ -140,6 +144,13 @@ else:
         def codegen(context, builder, sig, args):
             return builder.fmul(args[0], args[1])
         return vec16(a, b), codegen
+
+    @intrinsic
+    def vmask(typingctx, v, m):
+        def codegen(context, builder, sig, args):
+            zero = ir.Constant(_v16, [0.0] * VL)
+            return builder.select(builder.fcmp_ordered("!=", args[1], zero), args[0], zero)
+        return vec16(v, m), codegen
 
     @intrinsic
     def vhsum(typingctx, v):
