@@ -326,9 +326,9 @@ strategies = {   # name -> {pass: callable}, each on the same (B, 32, 28, 28) pr
     "im2col+BLAS NCHW": {"forward": lambda: K.conv2d_forward_im2col(x_n, w_p, b_p, 1, 1, y_n, cols),
                          "backward-input": lambda: K.conv2d_backward_input_im2col(dy_n, w_p, 1, 1, dx_n, dcols),
                          "backward-weight": lambda: K.conv2d_backward_weight_im2col(dy_n, cols, dw_p, db_p)},
-    "direct NCHW": {"forward": lambda: K.conv2d_forward_direct(x_n, w_p, b_p, 1, 1, y_n),
-                    "backward-input": lambda: K.conv2d_backward_input_direct(dy_n, w_p, 1, 1, dx_n),
-                    "backward-weight": lambda: K.conv2d_backward_weight_direct(dy_n, x_n, 1, 1, dw_p, db_p)},
+    "direct NCHW": {"forward": lambda: K.conv2d_forward_numba(x_n, w_p, b_p, 1, 1, y_n),
+                    "backward-input": lambda: K.conv2d_backward_input_numba(dy_n, w_p, 1, 1, dx_n),
+                    "backward-weight": lambda: K.conv2d_backward_weight_numba(dy_n, x_n, 1, 1, dw_p, db_p)},
 }
 with blas_threads(1):
     best = {(name, p): best_ms(fn) for name, fns in strategies.items() for p, fn in fns.items()}

@@ -69,5 +69,7 @@ def test_each_row_has_its_own_target_and_cpu_ratio():
     from tinydiff.bench.timing import Samples
 
     assert (target_for("mlp", 256), target_for("mlp", 1024), target_for("mlp (layers)", 32)) == (0.5, 0.6, None)
+    assert (target_for("unet (NCHW)", 64), target_for("unet (channels_last)", 64), target_for("sample unet", 64)) == \
+        (0.8, 1.0, 0.8)
     row = bench.Row("mlp", 32, ours=Samples([1.0], cpu=[2.0]), torch=Samples([2.0], cpu=[2.0]))
     assert row.cpu_ratio() == 1.0 and "| 0.50 ok | 1.00 |" in bench.format_table([row])

@@ -62,12 +62,12 @@ from numba import config, njit
 
 from tinydiff.nn.kernels.playout import BLK, PLayout, merge_phases, split_phases
 from tinydiff.nn.kernels import simd
+from tinydiff.nn.kernels.jit import FAST
 from tinydiff.nn.kernels.simd import VL, vadd, vhsum, vload, vzero
 
 VB = BLK // VL                  # vectors of positions per block (4)
 PB = 512                        # positions per chunk of the weight-gradient reduction (fits L1 with OB + CB planes)
-FASTMATH = {"reassoc", "contract", "nsz", "arcp", "afn"}   # no nnan/ninf: a NaN in stays a NaN out
-JIT = dict(cache=True, fastmath=FASTMATH, boundscheck=False)
+
 
 
 # ---- the templates -------------------------------------------------------------------------------------------------
@@ -156,7 +156,7 @@ def wgrad_source(OB: int, CB: int, cache: bool = True) -> str:
 
 
 HEADER = ("from numba import njit\n"
-          "from tinydiff.nn.kernels.pconv import FASTMATH\n"
+          "from tinydiff.nn.kernels.jit import FASTMATH\n"
           "from tinydiff.nn.kernels.simd import vzero, vload, vstore, vbcast, vfma, vadd, vmask, vhsum\n")
 
 
@@ -216,7 +216,7 @@ def wgrad_kernel(OB: int, CB: int):
     return _kernels["wgrad", OB, CB]
 
 
-@njit(**JIT)
+@njit(**FAST)
 def bias_grad_p(dy, L, start, end, db):
     """db[o] = sum_{p in [start, end)} dy[o, p]; dy: flat P array with zero pads."""
     for o in range(db.shape[0]):

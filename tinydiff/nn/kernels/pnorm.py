@@ -27,9 +27,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# the liberties vectorising needs, without nnan/ninf (a NaN in stays a NaN out: a diverged run is still detected)
-FASTMATH = {"reassoc", "contract", "nsz", "arcp", "afn"}
-FAST = dict(cache=True, fastmath=FASTMATH, error_model="numpy", boundscheck=False)
+from tinydiff.nn.kernels.jit import FAST          # the library's one set of floating-point liberties
+
 f32 = np.float32
 LOG2E = f32(1.4426950408889634)
 LN2 = f32(0.6931471805599453)
