@@ -284,12 +284,14 @@ from tinydiff.threads import blas_threads  # noqa: E402
 C_, O_ = BENCH_CHANNELS, BENCH_CHANNELS
 flops = 2.0 * BENCH_BATCH * BENCH_SIZE**2 * O_ * C_ * 9                 # one pass
 min_bytes = 4.0 * (BENCH_BATCH * BENCH_SIZE**2 * (C_ + O_) + 9 * C_ * O_)
-print(f"arithmetic intensity of the {C_} -> {O_} 3x3 convolution: {flops / min_bytes:.0f} flops per byte of "
-      "compulsory memory traffic")
+claims.claim(flops / min_bytes > 20 or C_ < 32,
+             "arithmetic intensity of the {C}-channel 3x3 convolution: {ai:.0f} flops per byte of compulsory memory "
+             "traffic (dozens, far above a CPU's balance of peak flops to bandwidth)", C=C_, ai=flops / min_bytes)
 src = conv_source(4)
 n_fma, n_load = src.count("vfma("), src.count("vload(x,")
-print(f"generated kernel (4 output channels): {n_fma} vector FMAs per {n_load} vector loads of inputs in its inner "
-      f"loop, {n_fma // n_load} FMAs per load")
+claims.claim(n_fma == 16 and n_fma // n_load == 4,
+             "the generated kernel (4 output channels x 4 vectors) does {n_fma} vector FMAs per {n_load} vector loads "
+             "of inputs: every load feeds 4 FMAs", n_fma=n_fma, n_load=n_load)
 
 
 def best_ms(fn, min_seconds=0.3 if args.quick else 1.0):
@@ -339,9 +341,14 @@ gflops = {k: flops / ms / 1e6 for k, ms in best.items()}
 for p in passes:
     print(f"{p:16s} " + " ".join(f"{best[name, p]:7.2f} ms {gflops[name, p]:5.0f} GF/s" for name in strategies))
 for p in passes:
-    ratio = gflops["P-layout kernel", p] / gflops["im2col+BLAS NCHW", p]
     print(f"{p}: the P-layout kernel runs at {100 * gflops['P-layout kernel', p] / peak:.0f}% of the GEMM peak, "
-          f"{ratio:.1f}x the speed of im2col + BLAS ({'faster' if ratio > 1 else 'NOT faster'} in this run)")
+          f"{gflops['P-layout kernel', p] / gflops['im2col+BLAS NCHW', p]:.1f}x the speed of im2col + BLAS")
+speedup = min(gflops["P-layout kernel", p] / gflops["im2col+BLAS NCHW", p] for p in passes)
+claims.claim(speedup > 1.0, "the P-layout kernel beats im2col + BLAS on all three passes (at least {s:.1f}x)",
+             s=speedup, quick=False)   # quick mode's batch of 4 is too small a problem to time fairly
+claims.claim(max(gflops["direct NCHW", p] for p in passes) < 0.2 * peak,
+             "the direct loops stay far below the GEMM peak (at most {d:.0f} of {peak:.0f} GFLOP/s)",
+             d=max(gflops["direct NCHW", p] for p in passes), peak=peak, quick=False)
 
 # %%
 fast = {r["pass"]: r["ms"] for r in rows if r["strategy"] == "im2col+BLAS NCHW"}
