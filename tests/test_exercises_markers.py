@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tinydiff.exercises.grade import ExerciseResult, format_table, gradescope_json
+from tinydiff.exercises.grade import ExerciseResult, PartResult, format_table, gradescope_json
 from tinydiff.exercises.markers import MarkerError, project_root, scan_project, scan_text
 from tinydiff.exercises.student import make_student, student_text, verify_student_file
 
@@ -137,11 +137,87 @@ def test_the_project_has_at_least_twelve_exercises_across_the_chapters():
     assert all(ex.points > 0 and ex.task for ex in exercises.values())
 
 
-def test_grade_report_scores_the_fraction_of_passing_tests_in_gradescope_format(tmp_path):
+def _result(exercise, outcomes):
+    """An ExerciseResult from {(part, weight): [passed?, ...]} (what grade() builds from the plugin's report)."""
+    r = ExerciseResult(exercise)
+    for (name, weight), oks in outcomes.items():
+        part = r.parts.setdefault(name, PartResult(name, weight))
+        for ok in oks:
+            r.total += 1
+            part.total += 1
+            r.passed += ok
+            part.passed += ok
+            if not ok:
+                part.messages.append("test_x: AssertionError: wrong")
+                r.messages.append("test_x: AssertionError: wrong")
+    return r
+
+
+def test_a_part_scores_only_when_every_one_of_its_tests_passes(tmp_path):
+    # (behaviour changed by issue 17: the score was the fraction of passing tests, so an answer passing only the easy
+    # tests of a part, e.g. DDIM with eta = 0, earned points for it)
     exercises, _ = scan_project(_project(tmp_path, GOOD))
-    results = [ExerciseResult(exercises["ex1_1"], passed=1, total=2, messages=["test_x: AssertionError: wrong"])]
+    r = _result(exercises["ex1_1"], {("sigma", 1.0): [True], ("step", 3.0): [True, False]})
+    assert r.score == 0.5                                               # 2 points * 1 / (1 + 3)
+    assert _result(exercises["ex1_1"], {("", 1.0): [True, True, False]}).score == 0   # no parts: all or nothing
+    assert _result(exercises["ex1_1"], {("", 1.0): [True, True]}).score == 2
+
+
+def test_grade_report_has_one_gradescope_entry_per_part_with_the_messages(tmp_path):
+    exercises, _ = scan_project(_project(tmp_path, GOOD))
+    results = [_result(exercises["ex1_1"], {("sigma", 1.0): [True], ("step", 1.0): [False]})]
     report = gradescope_json(results)
-    assert report == {"score": 1.0, "tests": [{"name": "Exercise 1.1: add (ex1_1)", "score": 1.0, "max_score": 2.0,
-                                               "output": "test_x: AssertionError: wrong"}]}
+    assert report == {"score": 1.0, "tests": [
+        {"name": "Exercise 1.1: add (ex1_1), sigma", "score": 1.0, "max_score": 1.0,
+         "output": "all 1 tests passed", "visibility": "visible"},
+        {"name": "Exercise 1.1: add (ex1_1), step", "score": 0.0, "max_score": 1.0,
+         "output": "test_x: AssertionError: wrong", "visibility": "visible"}]}
     json.dumps(report)
     assert "1 / 2" in format_table(results)
+
+
+def test_contract_lines_stay_in_the_stub_and_its_message(tmp_path):
+    module = GOOD.replace(HEADER + "\n", HEADER + "\n    # returns: total, the shape of a\n")
+    root = _project(tmp_path, module)
+    exercises, _ = scan_project(root)
+    assert exercises["ex1_1"].regions[0].contract == ["# returns: total, the shape of a"]
+    make_student(tmp_path / "out", root=root)
+    text = (tmp_path / "out" / "tinydiff" / "mod.py").read_text()
+    assert "    # returns: total, the shape of a\n" in text
+    assert "Your code returns: total, the shape of a." in text
+    assert "total = a + b" not in text
+
+
+def test_a_region_holding_only_its_contract_is_refused():
+    body = "def f():\n    @@ BEGIN SOLUTION ex1_1: f — g (chapter 1, 1 point)\n    # returns: 1\n    @@ END SOLUTION\n"
+    with pytest.raises(MarkerError, match="only its contract"):
+        scan_text(src(body), "bad.py")
+
+
+def test_every_region_of_the_project_states_its_contract():
+    exercises, _ = scan_project(project_root())
+    missing = [f"{r.path}:{r.begin}" for ex in exercises.values() for r in ex.regions if not r.contract]
+    assert missing == [], "every solution region starts with '# returns: / defines: / fills:' lines (with shapes)"
+
+
+def test_every_region_contract_names_what_the_code_after_it_reads(tmp_path):
+    """The names a region assigns that its function reads after it are the region's outputs: the contract names them."""
+    import ast
+
+    exercises, _ = scan_project(project_root())
+    problems = []
+    for ex in exercises.values():
+        for r in ex.regions:
+            text = (project_root() / r.path).read_text()
+            fn = next(n for n in ast.walk(ast.parse(text)) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                      and n.lineno <= r.begin <= n.end_lineno and not any(
+                          isinstance(m, ast.FunctionDef) and m is not n and n.lineno < m.lineno <= r.begin <= m.end_lineno
+                          for m in ast.walk(n)))
+            stored = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+                      and r.begin < n.lineno < r.end}
+            read_after = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+                          and n.lineno > r.end}
+            contract = " ".join(r.contract)
+            problems += [f"{r.path}:{r.begin} {name}" for name in sorted(stored & read_after)
+                         if not __import__("re").search(rf"\b{name}\b", contract)]
+    assert problems == []

@@ -99,6 +99,7 @@ def q_sample(schedule: NoiseSchedule, x0, t, noise) -> np.ndarray:
     _check_same_shape("x0", x0, "noise", noise)
     t = check_timesteps(schedule, t, x0.shape[0])
     ### BEGIN SOLUTION ex1_1: q_sample — return x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, one t per sample (chapter 1, 2 points)
+    # returns: x_t (B, ...), the shape and dtype of x0
     sqrt_ab = _coef(np.sqrt(schedule.alphas_cumprod), t, x0)           # (B, 1, ..., 1)
     sqrt_1m_ab = _coef(np.sqrt(1.0 - schedule.alphas_cumprod), t, x0)  # (B, 1, ..., 1)
     return sqrt_ab * x0 + sqrt_1m_ab * noise
@@ -152,6 +153,7 @@ def q_posterior(schedule: NoiseSchedule, x0, x_t, t) -> tuple[np.ndarray, np.nda
     t = check_timesteps(schedule, t, x0.shape[0])
     ab, ab_prev, beta = schedule.alphas_cumprod[t], schedule.alphas_cumprod_prev[t], schedule.betas[t]  # (B,) float64
     ### BEGIN SOLUTION ex3_1: posterior mean and variance — the coefficients of x0 and x_t in the mean, and the variance, of q(x_{t-1} | x_t, x0) (chapter 3, 3 points)
+    # defines: coef_x0, coef_xt, variance, each (B,) float64 (one value per t)
     coef_x0 = np.sqrt(ab_prev) * beta / (1.0 - ab)                   # (B,)
     coef_xt = np.sqrt(1.0 - beta) * (1.0 - ab_prev) / (1.0 - ab)     # (B,)   alpha_t = 1 - beta_t
     variance = beta * (1.0 - ab_prev) / (1.0 - ab)                   # (B,)
@@ -227,6 +229,7 @@ def training_target(schedule: NoiseSchedule, x0, t, noise, prediction_type: str 
     _check_same_shape("x0", x0, "noise", noise)
     t = check_timesteps(schedule, t, x0.shape[0])
     ### BEGIN SOLUTION ex3_2: training targets — return the target of each prediction type: eps, x0, or v = sqrt(ab) eps - sqrt(1 - ab) x0 (chapter 3, 2 points)
+    # returns: the target (B, ...), the shape of x0
     if prediction_type == "epsilon":
         return noise
     if prediction_type == "sample":

@@ -138,6 +138,7 @@ def ddim_sigma(ab_t: float, ab_prev: float, eta: float) -> float:
     eta = 1 gives the DDPM posterior variance of the same pair of steps; eta = 0 a deterministic sampler.
     """
     ### BEGIN SOLUTION ex8_1: DDIM step — sigma of eq. 16 here, and x_prev of eq. 12 in ddim_step below (chapter 8, 3 points)
+    # returns: sigma, a float (0 when eta = 0)
     return eta * np.sqrt((1.0 - ab_prev) / (1.0 - ab_t) * (1.0 - ab_t / ab_prev))
     ### END SOLUTION
 
@@ -145,6 +146,7 @@ def ddim_sigma(ab_t: float, ab_prev: float, eta: float) -> float:
 def ddim_step(x0, eps, ab_prev: float, sigma: float, noise):
     """Song et al. (2021), eq. 12: x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) eps + sigma z."""
     ### BEGIN SOLUTION ex8_1
+    # returns: x_prev, the shape of x0
     x_prev = np.sqrt(ab_prev) * x0 + np.sqrt(max(1.0 - ab_prev - sigma**2, 0.0)) * eps
     return x_prev + sigma * noise if sigma > 0 else x_prev
     ### END SOLUTION
@@ -245,6 +247,7 @@ class _Denoiser:
         both = self._call(np.concatenate([x, x]), np.concatenate([tt, tt]), np.concatenate([self.y, self.null]))
         cond, uncond = both[: x.shape[0]], both[x.shape[0]:]
         ### BEGIN SOLUTION ex10_1: classifier-free guidance — combine the conditional and unconditional outputs with scale self.s (chapter 10, 1 point)
+        # defines: out, the shape of cond and uncond (B, ...)
         out = uncond + self.s * (cond - uncond)
         ### END SOLUTION
         return out

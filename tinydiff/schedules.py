@@ -181,6 +181,7 @@ class NoiseSchedule:
             raise ValueError(f"cosine: the offset s must be a finite number >= 0 (Nichol & Dhariwal use 0.008), got {s!r}")
         _check_open_unit("cosine", max_beta=max_beta)
         ### BEGIN SOLUTION ex2_1: cosine schedule — return the schedule whose alpha_bar(u) = f(u) / f(0) (Nichol & Dhariwal eq. 17), using _betas_from_alpha_bar (chapter 2, 2 points)
+        # returns: a NoiseSchedule with T betas, shape (T,)
         f = lambda u: np.cos((u + s) / (1.0 + s) * np.pi / 2) ** 2  # noqa: E731
         return cls(_betas_from_alpha_bar(lambda u: f(u) / f(0.0), T, max_beta))
         ### END SOLUTION
@@ -213,6 +214,7 @@ class NoiseSchedule:
         t = T-1 an epsilon-prediction model says nothing about x0.
         """
         ### BEGIN SOLUTION ex2_2: zero terminal SNR — compute the new betas (shape (T,), betas[-1] = 1) from the shifted and scaled sqrt(alpha_bar) (chapter 2, 2 points)
+        # defines: betas (T,) float64, with betas[-1] = 1
         sab = np.sqrt(self.alphas_cumprod)
         sab0, sabT = sab[0], sab[-1]
         sab = (sab - sabT) * sab0 / (sab0 - sabT)

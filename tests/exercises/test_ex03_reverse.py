@@ -22,7 +22,7 @@ def _eq7(schedule, t, prev):
     return (np.sqrt(prev) * b / (1 - ab), np.sqrt(1 - b) * (1 - prev) / (1 - ab), b * (1 - prev) / (1 - ab))
 
 
-@pytest.mark.ex3_1
+@pytest.mark.ex3_1(part="the variance", points=1)
 def test_posterior_variance_is_eq7_and_below_beta():
     schedule = NoiseSchedule.linear(T)
     x0, xt = _data()
@@ -37,7 +37,7 @@ def test_posterior_variance_is_eq7_and_below_beta():
                  hint="beta_tilde_t = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)")
 
 
-@pytest.mark.ex3_1
+@pytest.mark.ex3_1(part="the mean coefficients", points=2)
 def test_posterior_mean_is_eq7():
     schedule = NoiseSchedule.linear(T)
     x0, xt = _data()
@@ -50,7 +50,7 @@ def test_posterior_mean_is_eq7():
     ], hint="mean = sqrt(ab_{t-1}) beta_t / (1 - ab_t) x0 + sqrt(alpha_t) (1 - ab_{t-1}) / (1 - ab_t) x_t")
 
 
-@pytest.mark.ex3_1
+@pytest.mark.ex3_1(part="the mean coefficients", points=2)
 def test_posterior_at_step_0_is_the_data():
     schedule = NoiseSchedule.linear(T)
     x0, xt = _data((2, 3))
@@ -61,7 +61,7 @@ def test_posterior_at_step_0_is_the_data():
 
 
 ### BEGIN HIDDEN TESTS
-@pytest.mark.ex3_1
+@pytest.mark.ex3_1(part="the mean coefficients", points=2)
 def test_posterior_is_the_product_of_the_two_gaussians():
     # q(x_{t-1} | x_t, x0) is proportional to q(x_t | x_{t-1}) q(x_{t-1} | x0): add the precisions (Bayes)
     schedule = NoiseSchedule.cosine(50)
@@ -76,7 +76,7 @@ def test_posterior_is_the_product_of_the_two_gaussians():
 ### END HIDDEN TESTS
 
 
-@pytest.mark.ex3_2
+@pytest.mark.ex3_2(part="epsilon and sample targets")
 def test_epsilon_and_sample_targets_are_the_noise_and_the_data():
     schedule = NoiseSchedule.linear(T)
     x0, eps = _data()
@@ -86,7 +86,7 @@ def test_epsilon_and_sample_targets_are_the_noise_and_the_data():
                  hint="a sample-prediction model learns the clean data x0")
 
 
-@pytest.mark.ex3_2
+@pytest.mark.ex3_2(part="the v target")
 def test_v_target_is_salimans_and_ho():
     schedule = NoiseSchedule.linear(T)
     x0, eps = _data()

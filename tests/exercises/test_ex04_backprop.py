@@ -64,12 +64,12 @@ def _phi(x):
     return 0.5 * (1 + erf(x / np.sqrt(2))), np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
 
 
-@pytest.mark.ex4_2
+@pytest.mark.ex4_2(part="the two Numba loops", points=2)
 def test_gelu_backward_passes_the_gradient_check():
     expect_gradients_ok("ex4_2", GELU(), X)
 
 
-@pytest.mark.ex4_2
+@pytest.mark.ex4_2(part="the NumPy reference", points=1)
 def test_gelu_backward_reference_passes_the_gradient_check():
     cdf, pdf = _phi(X)
     try:
@@ -83,7 +83,7 @@ def test_gelu_backward_reference_passes_the_gradient_check():
         raise AssertionError(f"{e}\n(gelu_backward_ref){' Likely cause: ' + cause if cause else ''}") from None
 
 
-@pytest.mark.ex4_2
+@pytest.mark.ex4_2(part="the two Numba loops", points=2)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gelu_backward_numba_kernels_agree_with_the_reference(dtype):
     x, dy = X.astype(dtype), DY.astype(dtype)
@@ -92,12 +92,12 @@ def test_gelu_backward_numba_kernels_agree_with_the_reference(dtype):
                  hint="float64 runs _gelu_bwd_exact, float32 runs _gelu_bwd_fast: both loops need the formula")
 
 
-@pytest.mark.ex4_3
+@pytest.mark.ex4_3(part="the two Numba loops")
 def test_silu_backward_passes_the_gradient_check():
     expect_gradients_ok("ex4_3", SiLU(), X)
 
 
-@pytest.mark.ex4_3
+@pytest.mark.ex4_3(part="the NumPy reference")
 def test_silu_backward_reference_passes_the_gradient_check():
     s = 1 / (1 + np.exp(-X))
     try:
@@ -110,7 +110,7 @@ def test_silu_backward_reference_passes_the_gradient_check():
         raise AssertionError(f"{e}\n(silu_backward_ref){' Likely cause: ' + cause if cause else ''}") from None
 
 
-@pytest.mark.ex4_3
+@pytest.mark.ex4_3(part="the two Numba loops")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_silu_backward_numba_kernels_agree_with_the_reference(dtype):
     x, dy = X.astype(dtype), DY.astype(dtype)

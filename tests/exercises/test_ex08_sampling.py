@@ -12,7 +12,7 @@ AB = SCHEDULE.alphas_cumprod
 
 
 # ---- 8.1 DDIM ------------------------------------------------------------------------------------------------
-@pytest.mark.ex8_1
+@pytest.mark.ex8_1(part="sigma (eq. 16)", points=1)
 def test_ddim_sigma_with_eta_1_is_the_ddpm_posterior_std_and_0_with_eta_0():
     t = np.array([1, 10, 50, 99])
     got = np.array([ddim_sigma(AB[k], AB[k - 1], 1.0) for k in t])
@@ -23,7 +23,7 @@ def test_ddim_sigma_with_eta_1_is_the_ddpm_posterior_std_and_0_with_eta_0():
                  hint="eta scales sigma: eta = 0 is the deterministic DDIM sampler")
 
 
-@pytest.mark.ex8_1
+@pytest.mark.ex8_1(part="the step (eq. 12), eta = 0 and eta > 0", points=2)
 def test_ddim_step_is_eq12():
     rng = np.random.default_rng(0)
     x0, eps, z = rng.standard_normal((3, 2, 4))
@@ -36,7 +36,7 @@ def test_ddim_step_is_eq12():
     ], hint="x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) eps + sigma z  (Song et al. 2021, eq. 12)")
 
 
-@pytest.mark.ex8_1
+@pytest.mark.ex8_1(part="the step (eq. 12), eta = 0 and eta > 0", points=2)
 def test_deterministic_ddim_step_lands_on_the_forward_process():
     rng = np.random.default_rng(1)
     x0, eps = rng.standard_normal((2, 3, 4))

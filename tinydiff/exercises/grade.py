@@ -1,8 +1,14 @@
 """Grade a project copy: run each exercise's tests in a pytest subprocess and turn the results into points.
 
-An exercise's tests are the tests carrying its marker (``@pytest.mark.ex2_1``). Its score is its points times the
-fraction of its tests that pass (all pass: full points). The table goes to stdout; ``results.json`` follows
-Gradescope's autograder format: ``{"score": total, "tests": [{"name", "score", "max_score", "output"}, ...]}``.
+An exercise's tests are the tests carrying its marker (``@pytest.mark.ex2_1``). Partial credit comes in *parts*, never
+per test: a test names its part in the marker, ``@pytest.mark.ex8_1(part="stochastic step (eta > 0)", points=2)``, and
+a part earns its share of the exercise's points only when *every* test of that part passes. So an answer that passes
+the easy tests of a part (DDIM with eta = 0) but not the ones that catch the typical mistakes (eta > 0) earns nothing
+for that part. Tests without a part form one part together: an exercise without parts is all or nothing. A part's
+share is its ``points`` (default 1) over the sum over the exercise's parts, times the exercise's points.
+
+The table goes to stdout; ``results.json`` follows Gradescope's autograder format:
+``{"score": total, "tests": [{"name", "score", "max_score", "output"}, ...]}``, one entry per part.
 """
 
 from __future__ import annotations
@@ -19,15 +25,34 @@ from tinydiff.exercises.markers import Exercise, scan_project
 
 
 @dataclass
-class ExerciseResult:
-    exercise: Exercise
+class PartResult:
+    name: str                  # "" for the tests that name no part
+    weight: float = 1.0
     passed: int = 0
     total: int = 0
     messages: list[str] = field(default_factory=list)
 
     @property
+    def ok(self) -> bool:
+        return self.total > 0 and self.passed == self.total
+
+
+@dataclass
+class ExerciseResult:
+    exercise: Exercise
+    passed: int = 0
+    total: int = 0
+    messages: list[str] = field(default_factory=list)
+    parts: dict[str, PartResult] = field(default_factory=dict)
+    seconds: float = 0.0       # the time its tests took (setup, call, teardown)
+
+    def part_points(self, part: PartResult) -> float:
+        """The points a part is worth: its weight's share of the exercise's points."""
+        return self.exercise.points * part.weight / sum(p.weight for p in self.parts.values())
+
+    @property
     def score(self) -> float:
-        return round(self.exercise.points * self.passed / self.total, 2) if self.total else 0.0
+        return round(sum(self.part_points(p) for p in self.parts.values() if p.ok), 2)
 
 
 def run_tests(target: Path, exercise_ids: list[str], tests: Path | None = None,
@@ -69,11 +94,19 @@ def grade(target: Path, only: list[str] | None = None, tests: Path | None = None
             if k not in results or t["outcome"] == "skipped":
                 continue
             r = results[k]
+            name, weight = t.get("parts", {}).get(k, ["", 1])
+            part = r.parts.setdefault(name, PartResult(name, float(weight)))
+            part.weight = max(part.weight, float(weight))
+            r.seconds += t.get("seconds", 0.0)
             r.total += 1
+            part.total += 1
             if t["outcome"] == "passed":
                 r.passed += 1
+                part.passed += 1
             else:
-                r.messages.append(f"{t['nodeid']}:\n{t['message']}")
+                message = f"{t['nodeid']}:\n{t['message']}"
+                r.messages.append(message)
+                part.messages.append(message)
     for r in results.values():
         if r.total == 0:
             why = "; ".join(e["nodeid"] for e in data["collect_errors"]) or "no test carries this marker"
@@ -82,14 +115,15 @@ def grade(target: Path, only: list[str] | None = None, tests: Path | None = None
 
 
 def format_table(results: list[ExerciseResult]) -> str:
-    rows = [("id", "exercise", "chapter", "tests", "score")]
+    rows = [("id", "exercise", "chapter", "tests", "parts", "score", "seconds")]
     for r in results:
-        rows.append((r.exercise.id, r.exercise.title, str(r.exercise.chapter), f"{r.passed}/{r.total}",
-                     f"{r.score:g} / {r.exercise.points:g}"))
+        parts = f"{sum(p.ok for p in r.parts.values())}/{len(r.parts)}" if r.parts else "0/0"
+        rows.append((r.exercise.id, r.exercise.title, str(r.exercise.chapter), f"{r.passed}/{r.total}", parts,
+                     f"{r.score:g} / {r.exercise.points:g}", f"{r.seconds:.1f}"))
     total = sum(r.score for r in results)
     most = sum(r.exercise.points for r in results)
-    rows.append(("", "total", "", "", f"{total:g} / {most:g}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    rows.append(("", "total", "", "", "", f"{total:g} / {most:g}", f"{sum(r.seconds for r in results):.1f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "-" * len(lines[0]))
     lines.insert(len(lines) - 1, "-" * len(lines[0]))
@@ -97,11 +131,19 @@ def format_table(results: list[ExerciseResult]) -> str:
 
 
 def gradescope_json(results: list[ExerciseResult]) -> dict:
-    """Gradescope's results.json: the total score and one entry per exercise with its messages as output."""
-    return {
-        "score": round(sum(r.score for r in results), 2),
-        "tests": [{"name": f"Exercise {r.exercise.number}: {r.exercise.title} ({r.exercise.id})",
-                   "score": r.score, "max_score": r.exercise.points,
-                   "output": "\n\n".join(r.messages) if r.messages else f"all {r.total} tests passed"}
-                  for r in results],
-    }
+    """Gradescope's results.json: the total score and one entry per part of each exercise, its messages as output.
+
+    Gradescope shows ``name``, ``score`` / ``max_score`` and ``output`` of every entry to the student; ``visibility``
+    "visible" shows them at once (https://gradescope-autograders.readthedocs.io/en/latest/specs/).
+    """
+    tests = []
+    for r in results:
+        parts = list(r.parts.values()) or [PartResult("")]
+        for p in parts:
+            name = f"Exercise {r.exercise.number}: {r.exercise.title} ({r.exercise.id})" + (f", {p.name}" if p.name else "")
+            points = r.part_points(p) if r.parts else r.exercise.points
+            output = ("\n\n".join(p.messages) if p.messages else
+                      f"all {p.total} tests passed" if p.ok else "\n\n".join(r.messages) or "no test ran")
+            tests.append({"name": name, "score": round(points, 2) if p.ok else 0.0, "max_score": round(points, 2),
+                          "output": output, "visibility": "visible"})
+    return {"score": round(sum(r.score for r in results), 2), "tests": tests}

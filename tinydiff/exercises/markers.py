@@ -40,6 +40,12 @@ _HEADER = re.compile(
 )
 _ANY_MARKER = re.compile(r"^\s*###\s*(BEGIN|END)\s", re.MULTILINE)
 _CONTINUED = re.compile(rf"^(?P<id>{_ID})\b")
+# The contract of a region: comment lines right after its BEGIN line that say what the region must leave behind,
+# with shapes. They stay in the student's stub (and in its error message).
+#     # returns: x_t (B, ...), same shape and dtype as x0
+#     # defines: coef_x0, coef_xt, variance, each (B,)
+#     # fills: dx (B, C, H, W) in place
+_CONTRACT = re.compile(r"^\s*#\s*(returns|defines|fills)\s*:\s*\S")
 
 # Folders that are never part of a project copy (and never scanned).
 SKIP_DIRS = {".git", "__pycache__", ".pytest_cache", ".hypothesis", "venv", ".venv", "build", "dist", "out", "runs",
@@ -58,6 +64,12 @@ class Region:
     indent: str
     function: str          # qualified name of the enclosing function ("NoiseSchedule.cosine"), or "<module>"
     header: str            # the BEGIN line as written
+    contract: list[str] = field(default_factory=list)   # the "# returns: / defines: / fills:" lines, stripped
+
+    @property
+    def contract_end(self) -> int:
+        """The last line of the contract (the BEGIN line when there is none): the body starts after it."""
+        return self.begin + len(self.contract)
 
 
 @dataclass
@@ -137,7 +149,15 @@ def scan_text(text: str, path: Path) -> tuple[list[Region], list[HiddenBlock], d
                 ex_id, indent, header = open_info
                 if n == open_line + 1:
                     raise MarkerError(f"{path}:{open_line}: the solution region of {ex_id} is empty.")
-                regions.append(Region(path, ex_id, open_line, n, indent, "<module>", header))
+                contract = []
+                for k in range(open_line, n - 1):             # lines[k] is line k + 1
+                    if not _CONTRACT.match(lines[k]):
+                        break
+                    contract.append(lines[k].strip())
+                if open_line + len(contract) == n - 1:
+                    raise MarkerError(f"{path}:{open_line}: the solution region of {ex_id} holds only its contract "
+                                      "comments; the solution goes after them.")
+                regions.append(Region(path, ex_id, open_line, n, indent, "<module>", header, contract))
             else:
                 hidden.append(HiddenBlock(path, open_line, n))
             open_kind = None

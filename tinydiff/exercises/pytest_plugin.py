@@ -24,9 +24,14 @@ def pytest_runtest_makereport(item, call):
     entry = _results.setdefault(item.nodeid, {
         "nodeid": item.nodeid,
         "exercises": sorted({m.name for m in item.iter_markers() if _EX.fullmatch(m.name)}),
+        # ex_id -> [part, weight]: @pytest.mark.ex8_1(part="stochastic step (eta > 0)", points=2)
+        "parts": {m.name: [m.kwargs.get("part", ""), m.kwargs.get("points", 1)]
+                  for m in item.iter_markers() if _EX.fullmatch(m.name)},
         "outcome": "passed",
         "message": "",
+        "seconds": 0.0,
     })
+    entry["seconds"] += rep.duration
     if rep.failed:
         entry["outcome"] = "failed" if rep.when == "call" else "error"
         entry["message"] = call.excinfo.exconly() if call.excinfo is not None else str(rep.longrepr)

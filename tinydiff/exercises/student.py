@@ -25,8 +25,9 @@ from tinydiff.exercises.markers import (
 
 def stub_message(ex: Exercise, root: Path, numba: bool = False) -> str:
     """The NotImplementedError text of an exercise's stub: what to do, where to read, how to test."""
-    msg = (f"Exercise {ex.number} ({ex.title}): {ex.task}. Read {chapter_file(root, ex.chapter)}; "
-           f"check your code with: pytest -m {ex.id}")
+    contract = "; ".join(c.lstrip("# ") for r in ex.regions for c in r.contract)
+    msg = (f"Exercise {ex.number} ({ex.title}): {ex.task}." + (f" Your code {contract}." if contract else "")
+           + f" Read {chapter_file(root, ex.chapter)}; check your code with: pytest -m {ex.id}")
     if numba:
         msg += " (this is a Numba kernel: run with NUMBA_DISABLE_JIT=1 to debug it with print or pdb)"
     return msg
@@ -37,8 +38,9 @@ def stub_lines(region: Region, ex: Exercise, root: Path, numba: bool) -> list[st
     i = region.indent
     return [
         i + region.header,
+        *(i + c for c in region.contract),
         f"{i}# Exercise {ex.number} ({ex.title}): {ex.task}",
-        f"{i}# Replace the next line with your code (and keep the two marker lines).",
+        f"{i}# Replace the next line with your code (keep the marker and contract lines).",
         f"{i}raise NotImplementedError({stub_message(ex, root, numba)!r})",
         i + END_SOLUTION,
     ]
@@ -76,7 +78,7 @@ def _removed_lines(text: str, path: Path, selected: set[str]) -> tuple[Counter, 
     gone = set()
     for r in regions:
         if r.exercise_id in selected:
-            gone.update(range(r.begin + 1, r.end))           # the body; the marker lines stay
+            gone.update(range(r.contract_end + 1, r.end))    # the body; the marker and contract lines stay
     for h in hidden:
         gone.update(range(h.begin, h.end + 1))
     removed = Counter(lines[n - 1].strip() for n in gone if lines[n - 1].strip())

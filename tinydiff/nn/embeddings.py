@@ -90,6 +90,7 @@ class SinusoidalEmbedding(Module):
             t = self.check_dtype(t, "t")                                  # float steps: in the layer's dtype
         self._t = t
         ### BEGIN SOLUTION ex6_1: sinusoidal embedding — set self._args = t f_j (B, half) and emb = [sin(args), cos(args)] (B, 2 half) (chapter 6, 2 points)
+        # defines: self._args (B, half) float64 and emb (B, 2 half)
         self._args = t.astype(np.float64)[:, None] * self.freqs[None, :]          # (B, half)
         emb = np.concatenate([np.sin(self._args), np.cos(self._args)], axis=1)     # (B, 2 half)
         ### END SOLUTION

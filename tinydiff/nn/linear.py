@@ -65,6 +65,7 @@ class Linear(Module):
             )
         dy = dy.reshape(-1, self.out_features)                                         # (N, out)
         ### BEGIN SOLUTION ex4_1: Linear backward — fill self.grads["weight"] and self.grads["bias"] in place and compute dx (N, in) (chapter 4, 2 points)
+        # fills: self.grads["weight"] (out, in) and, if self.use_bias, self.grads["bias"] (out,) in place
         self.grads["weight"][...] = dy.T @ self._x                       # (out, in)
         if self.use_bias:
             self.grads["bias"][...] = dy.sum(axis=0)                     # (out,)
@@ -72,6 +73,7 @@ class Linear(Module):
         if not input_grad:
             return None
         ### BEGIN SOLUTION ex4_1
+        # defines: dx (N, in), the gradient of the flattened input
         dx = dy @ self.params["weight"]                                  # (N, in)
         ### END SOLUTION
         return dx.reshape(*self._lead, self.in_features)                 # (..., in)

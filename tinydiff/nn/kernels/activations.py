@@ -126,6 +126,7 @@ def gelu_forward_ref(x):
 def gelu_backward_ref(x, dy):
     x = _check(x, "gelu_backward_ref")
     ### BEGIN SOLUTION ex4_2: GELU backward — dL/dx = dy * (Phi(x) + x phi(x)), in NumPy here and in the two Numba loops below (chapter 4, 3 points)
+    # returns: dL/dx, the shape and dtype of x
     cdf = 0.5 * (1.0 + _erf_scipy(x * SQRT_HALF))
     pdf = INV_SQRT_2PI * np.exp(-0.5 * x * x)
     return (dy * (cdf + x * pdf)).astype(x.dtype)
@@ -149,6 +150,7 @@ def _gelu_fwd_fast(x, out):
 def _gelu_bwd_exact(x, dy, out):
     for i in range(x.size):
         ### BEGIN SOLUTION ex4_2
+        # fills: out[i] (flat, like x) for this i
         xi = x[i]
         cdf = 0.5 * (1.0 + math.erf(xi * SQRT_HALF))
         out[i] = dy[i] * (cdf + xi * INV_SQRT_2PI * math.exp(-0.5 * xi * xi))
@@ -159,6 +161,7 @@ def _gelu_bwd_exact(x, dy, out):
 def _gelu_bwd_fast(x, dy, out):
     for i in range(x.size):
         ### BEGIN SOLUTION ex4_2
+        # fills: out[i] (flat, like x) for this i
         xi = np.float64(x[i])
         cdf = 0.5 * (1.0 + _erf_fast(xi * SQRT_HALF))
         out[i] = dy[i] * (cdf + xi * INV_SQRT_2PI * _exp_nonpos_fast(-0.5 * xi * xi))
@@ -237,6 +240,7 @@ def silu_forward_ref(x):
 def silu_backward_ref(x, dy):
     x = _check(x, "silu_backward_ref")
     ### BEGIN SOLUTION ex4_3: SiLU backward — dL/dx = dy * sigma(x) (1 + x (1 - sigma(x))), in NumPy here and in the two Numba loops below (chapter 4, 2 points)
+    # returns: dL/dx, the shape and dtype of x
     s = 1.0 / (1.0 + np.exp(-x))
     return (dy * s * (1.0 + x * (1.0 - s))).astype(x.dtype)
     ### END SOLUTION
@@ -259,6 +263,7 @@ def _silu_fwd_fast(x, out):
 def _silu_bwd_exact(x, dy, out):
     for i in range(x.size):
         ### BEGIN SOLUTION ex4_3
+        # fills: out[i] (flat, like x) for this i
         s = _sigmoid_exact(x[i])
         out[i] = dy[i] * s * (1.0 + x[i] * (1.0 - s))
         ### END SOLUTION
@@ -268,6 +273,7 @@ def _silu_bwd_exact(x, dy, out):
 def _silu_bwd_fast(x, dy, out):
     for i in range(x.size):
         ### BEGIN SOLUTION ex4_3
+        # fills: out[i] (flat, like x) for this i
         xi = np.float64(x[i])
         s = _sigmoid_fast(xi)
         out[i] = dy[i] * s * (1.0 + xi * (1.0 - s))

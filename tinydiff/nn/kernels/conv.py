@@ -178,6 +178,7 @@ def conv2d_backward_weight_numba(dy, x, stride, padding, dw, dbias):
     O, _, kh, kw = dw.shape
     Ho, Wo = dy.shape[2], dy.shape[3]
     ### BEGIN SOLUTION ex5_3: conv2d backward — the loops of dw, dbias (equations 2-3) and of dx (equation 4) in the two Numba kernels (chapter 5, 4 points)
+    # fills: dw (O, C, kh, kw) and dbias (O,) in place (overwrite, do not add to old values)
     dw[...] = 0.0
     dbias[...] = 0.0
     for b in range(B):
@@ -209,6 +210,7 @@ def conv2d_backward_input_numba(dy, w, stride, padding, dx):
     O, _, kh, kw = w.shape
     Ho, Wo = dy.shape[2], dy.shape[3]
     ### BEGIN SOLUTION ex5_3
+    # fills: dx (B, C, H, W) in place (overwrite, do not add to old values)
     dx[...] = 0.0
     for b in range(B):
         for o in range(O):

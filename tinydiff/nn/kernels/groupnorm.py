@@ -73,6 +73,7 @@ def groupnorm_backward_numba(dy, xhat, rstd, gamma, num_groups, dx, dgamma, dbet
     cg = C // num_groups
     n = cg * H * W
     ### BEGIN SOLUTION ex5_2: GroupNorm backward — fill dgamma, dbeta (C,) and dx (B, C, H, W) from dy, xhat and rstd, in this Numba kernel and in the NumPy reference below (chapter 5, 3 points)
+    # fills: dgamma, dbeta (C,) and dx (B, C, H, W) in place
     dgamma[...] = 0.0
     dbeta[...] = 0.0
     for b in range(B):
@@ -107,6 +108,7 @@ def groupnorm_backward_ref(dy, xhat, rstd, gamma, num_groups, dx, dgamma, dbeta)
     """NumPy reference for ``groupnorm_backward_numba``. Same signature and result."""
     B, C, H, W = dy.shape
     ### BEGIN SOLUTION ex5_2
+    # fills: dgamma, dbeta (C,) and dx (B, C, H, W) in place
     dxhat = (dy * gamma[:, None, None]).reshape(B, num_groups, -1).astype(np.float64)  # (B, G, C/G*H*W)
     xh = xhat.reshape(B, num_groups, -1)
     dxg = rstd[:, :, None] * (dxhat - dxhat.mean(axis=2, keepdims=True)

@@ -25,6 +25,7 @@ from tinydiff.nn.kernels.jit import FAST
 
 def adam_update_ref(p, g, m, v, lr, beta1, beta2, eps, l2, wd, step):
     ### BEGIN SOLUTION ex4_4: Adam update — update m, v and p in place (bias-corrected moments, decoupled decay wd), in NumPy here and in the Numba loop below (chapter 4, 3 points)
+    # fills: m, v and p (all the shape of p) in place
     g = g + l2 * p
     m[...] = beta1 * m + (1.0 - beta1) * g
     v[...] = beta2 * v + (1.0 - beta2) * g * g
@@ -37,6 +38,7 @@ def adam_update_ref(p, g, m, v, lr, beta1, beta2, eps, l2, wd, step):
 @njit(**FAST)
 def _adam_flat(p, g, m, v, lr, beta1, beta2, eps, l2, wd, step):
     ### BEGIN SOLUTION ex4_4
+    # fills: m[i], v[i] and p[i] for every i in range(p.size) (flat arrays)
     bc1 = 1.0 - beta1**step
     bc2 = 1.0 - beta2**step
     for i in range(p.size):
