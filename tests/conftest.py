@@ -10,7 +10,9 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 # ==== exercises (tinydiff.exercises): markers and messages for the graded exercise tests ====================
 # Every exercise id found in the solution-region headers (``ex2_1`` ...) becomes a pytest marker, registered here
 # because setup.cfg runs with --strict-markers. In a student copy, a test that is *not* an exercise test but reaches
-# an unfinished exercise's stub is reported as skipped ("needs Exercise 2.1"), so only the exercise tests fail.
+# an unfinished exercise's stub is reported as skipped ("needs Exercise 2.1"), so only the exercise tests fail. An
+# exercise test that meets *another* exercise's stub (7.1's step calls 3.1's posterior) is skipped the same way; the
+# grader counts that as not passed, with the reason.
 import re as _re
 
 import pytest as _pytest
@@ -31,14 +33,17 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     exc = call.excinfo
-    if not rep.failed or exc is None or any(_EXERCISE_MARK.fullmatch(m.name) for m in item.iter_markers()):
+    if not rep.failed or exc is None:
         return
+    own = {"Exercise " + m.name[2:].replace("_", ".") + " " for m in item.iter_markers() if _EXERCISE_MARK.fullmatch(m.name)}
     text = str(exc.value)
     if exc.errisinstance(NotImplementedError) and text.startswith("Exercise "):
         needs = text.split(":")[0]
+        if any(needs.startswith(o) for o in own):     # an exercise test meeting its own stub: a plain failure
+            return
     else:   # e.g. a chapter run in a subprocess: the stub's message is in the captured output
         found = _STUB.search(text)
-        if not found:
+        if not found or own:
             return
         needs = found.group(1)
     rep.outcome = "skipped"

@@ -38,11 +38,20 @@ def put_solution_back(student_root, exercise_id):
 
 
 def assert_fail_with_own_stub(report, ids):
+    """Every test of a blanked exercise fails with that exercise's stub message, or is skipped because it needs
+    another blanked exercise (7.1 calls 3.1); a debugging exercise (planted bug, no stub) fails at least one test."""
     assert report["collect_errors"] == []
+    debugging = {k for k, ex in scan_project(project_root())[0].items() if any(r.buggy for r in ex.regions)}
     by_exercise = {k: [t for t in report["tests"] if k in t["exercises"]] for k in ids}
     for k, tests in by_exercise.items():
         assert tests, f"no test ran for {k}"
+        if k in debugging:
+            assert any(t["outcome"] == "failed" and t["message"].startswith("AssertionError: Exercise") for t in tests), k
+            continue
         for t in tests:
+            if t["outcome"] == "skipped":
+                assert re.search(r"needs Exercise [\d.]+ \(", t["message"]), t
+                continue
             assert t["outcome"] == "failed", t
             assert re.match(rf"NotImplementedError: Exercise {re.escape(_number(k))} \(", t["message"]), t
 
@@ -83,12 +92,44 @@ def test_each_exercise_test_fails_with_its_stub_message_and_one_solution_restore
 def test_full_student_copy_generates_and_its_modules_import(tmp_path):
     out = tmp_path / "student"
     done = make_student(out)
-    assert len(done) >= 12
+    assert len(done) >= 30
     modules = sorted({".".join(r.path.with_suffix("").parts) for ex in done.values() for r in ex.regions})
     code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\nprint('ok')"
     env = dict(os.environ, PYTHONPATH=str(out), PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run([sys.executable, "-c", code, *modules], cwd=out, env=env, capture_output=True, text=True)
     assert proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+def test_a_wrong_ddim_step_that_passes_the_eta_0_tests_earns_only_the_sigma_part(quick_copy):
+    """Issue 17: the step forgets sigma^2 in the eps coefficient, so with eta = 0 it is right; it used to score 2/3."""
+    from tinydiff.exercises.grade import grade
+
+    path = quick_copy / "tinydiff" / "samplers.py"
+    text = path.read_text()
+    right = "x_prev = np.sqrt(ab_prev) * x0 + np.sqrt(max(1.0 - ab_prev - sigma**2, 0.0)) * eps"
+    assert right in text
+    path.write_text(text.replace(right, "x_prev = np.sqrt(ab_prev) * x0 + np.sqrt(1.0 - ab_prev) * eps"))
+    try:
+        (result,) = grade(quick_copy, ["ex8_1"])
+    finally:
+        path.write_text(text)
+    assert (result.passed, result.total) == (2, 3)                     # the eta = 0 test and sigma's test pass
+    assert result.score == 1.0                                          # but only the sigma part scores
+
+
+def test_an_exercise_test_needing_another_blanked_exercise_is_skipped_with_the_reason(quick_copy):
+    """7.1's tests call 3.1's q_posterior: with 3.1 blanked they say so instead of failing with 3.1's message."""
+    path = quick_copy / "tinydiff" / "diffusion.py"
+    text = path.read_text()
+    path.write_text(text.replace("    coef_x0 = np.sqrt(ab_prev) * beta / (1.0 - ab)", "    raise NotImplementedError("
+                                 "'Exercise 3.1 (posterior mean and variance): a stand-in stub')\n"
+                                 "    coef_x0 = np.sqrt(ab_prev) * beta / (1.0 - ab)"))
+    try:
+        report = run_tests(quick_copy, ["ex7_1"], quick_copy / "tests" / "exercises" / "test_ex07_ddpm.py")
+    finally:
+        path.write_text(text)
+    assert {t["outcome"] for t in report["tests"]} == {"skipped"}
+    assert all("needs Exercise 3.1 (posterior mean and variance)" in t["message"] for t in report["tests"])
 
 
 @pytest.mark.slow

@@ -117,7 +117,11 @@ def q_step(schedule: NoiseSchedule, x_prev, t, noise) -> np.ndarray:
     noise = _check_x("noise", noise)
     _check_same_shape("x_prev", x_prev, "noise", noise)
     t = check_timesteps(schedule, t, x_prev.shape[0])
+    ### BEGIN SOLUTION ex1_2: debugging one step of the chain — q_step has a planted bug; the tests show what it breaks (chapter 1, 1 point)
+    # returns: x_t (B, ...), the shape of x_prev
+    #! return _coef(np.sqrt(schedule.alphas), t, x_prev) * x_prev + _coef(schedule.betas, t, x_prev) * noise
     return _coef(np.sqrt(schedule.alphas), t, x_prev) * x_prev + _coef(np.sqrt(schedule.betas), t, x_prev) * noise
+    ### END SOLUTION
 
 
 def q_chain(schedule: NoiseSchedule, x0, rng: np.random.Generator, t_end: int | None = None) -> np.ndarray:
@@ -280,11 +284,14 @@ def diffusion_loss(schedule: NoiseSchedule, model_output, x0, t, noise, predicti
     B = model_output.shape[0]
     per_sample = int(np.prod(model_output.shape[1:], dtype=np.int64))
     w = np.ones(B) if min_snr_gamma is None else min_snr_weights(schedule, t, min_snr_gamma, prediction_type)
+    ### BEGIN SOLUTION ex6_2: the training loss and its gradient — L = 1/B sum_b w_b mean_i (out - target)^2 and dL/d out, in the dtype of the output (chapter 6, 2 points)
+    # defines: loss (a Python float) and grad (B, ...), the shape and dtype of model_output
     diff = model_output - target                                                    # (B, ...)
     sq = np.square(diff, dtype=np.float64).reshape(B, -1).mean(axis=1)             # (B,) per-sample MSE
     loss = float(np.mean(w * sq))
     scale = (2.0 * w / (B * per_sample)).reshape((B,) + (1,) * (diff.ndim - 1))    # (B, 1, ..., 1)
     grad = diff * scale.astype(diff.dtype)                                          # dL/d output
+    ### END SOLUTION
     return loss, grad
 
 

@@ -102,8 +102,12 @@ def respace(schedule: NoiseSchedule, ts) -> NoiseSchedule:
 
     ``s`` is ``ts`` ascending; step j of the new schedule is step s_j of the old one, and alpha_bar'_j = ab[s_j].
     """
+    ### BEGIN SOLUTION ex8_3: debugging the respaced chain — respace has a planted bug; the tests show what it breaks (chapter 8, 1 point)
+    # returns: a NoiseSchedule with len(ts) steps whose alphas_cumprod[j] = schedule.alphas_cumprod[s_j], s ascending
+    #! return _chain_through(schedule.alphas_cumprod[np.asarray(ts)])
     s = np.sort(np.asarray(ts))
     return _chain_through(schedule.alphas_cumprod[s])
+    ### END SOLUTION
 
 
 def _chain_through(ab: np.ndarray) -> NoiseSchedule:
@@ -125,11 +129,14 @@ def ddpm_step(respaced: NoiseSchedule, j: int, x_t, x0, noise, variance: str = "
     ("fixed_small", the posterior's) or beta'_j ("fixed_large"); Ho et al. found both work (Sec. 3.2). The last step
     (j = 0) adds no noise and returns x0_hat.
     """
+    ### BEGIN SOLUTION ex7_1: DDPM ancestral step — the posterior at x0_hat, then add sqrt(variance) * noise, except at j = 0 (chapter 7, 2 points)
+    # returns: x_{t'} (B, ...), the shape of x_t (the mean alone at j = 0)
     mean, var_small = q_posterior(respaced, x0, x_t, np.full(x_t.shape[0], j))
     if j == 0:
         return mean
     var = var_small if variance == "fixed_small" else respaced.betas[j]
     return mean + np.sqrt(var) * noise
+    ### END SOLUTION
 
 
 def ddim_sigma(ab_t: float, ab_prev: float, eta: float) -> float:
@@ -158,9 +165,12 @@ def euler_step(x_t, eps, ab_t: float, ab_prev: float):
     Karras et al. (2022), eq. 4 with sigma(t) = t:  dz/dsigma = (z - D(z; sigma)) / sigma = eps,  so
     z' = z + (sigma' - sigma) eps, and back to x_{t'} = sqrt(ab') z'. It equals DDIM with eta = 0.
     """
+    ### BEGIN SOLUTION ex9_1: Euler step of the probability-flow ODE — in the frame z = x / sqrt(ab): z' = z + (sigma' - sigma) eps, then x' = sqrt(ab') z' (chapter 9, 2 points)
+    # returns: x_{t'} (B, ...), the shape of x_t
     z = x_t / np.sqrt(ab_t)
     z_prev = z + (_sigma(ab_prev) - _sigma(ab_t)) * eps
     return np.sqrt(ab_prev) * z_prev
+    ### END SOLUTION
 
 
 def heun_step(x_t, eps, eps_next, ab_t: float, ab_prev: float):
@@ -182,6 +192,8 @@ def dpmpp_2m_step(x_t, x0, x0_last, ab_t: float, ab_prev: float, ab_last: float 
     e^{-h} = alpha_t sigma_prev / (sigma_t alpha_prev) is computed without logs, so ab_t = 0 and ab_prev = 1 work.
     """
     a_t, s_t, a_p, s_p = np.sqrt(ab_t), np.sqrt(1.0 - ab_t), np.sqrt(ab_prev), np.sqrt(1.0 - ab_prev)
+    ### BEGIN SOLUTION ex8_2: DPM-Solver++(2M) step — D = x0 (first step) or the 2nd-order mix of x0 and x0_last, then x_prev = (sigma_prev / sigma_t) x_t + (alpha_prev - alpha_t sigma_prev / sigma_t) D (chapter 8, 3 points)
+    # returns: x_prev (B, ...), the shape of x_t; a_t, s_t, a_p, s_p above are alpha_t, sigma_t, alpha_prev, sigma_prev
     D = x0
     if x0_last is not None:
         with np.errstate(divide="ignore"):
@@ -190,6 +202,7 @@ def dpmpp_2m_step(x_t, x0, x0_last, ab_t: float, ab_prev: float, ab_last: float 
         half_inv_r = h / (2.0 * h_last)  # 1 / (2r); 0 when the last step started from pure noise (h_last = inf)
         D = (1.0 + half_inv_r) * x0 - half_inv_r * x0_last
     return (s_p / s_t) * x_t + (a_p - a_t * s_p / s_t) * D  # -alpha_prev (e^{-h} - 1) = alpha_prev - alpha_t s_p / s_t
+    ### END SOLUTION
 
 
 def threshold_x0(x0, clip):
@@ -198,9 +211,12 @@ def threshold_x0(x0, clip):
     if clip is None:
         return x0
     if clip == "dynamic":
+        ### BEGIN SOLUTION ex10_2: dynamic thresholding — per sample s = max(1, 99.5th percentile of |x0|), return clip(x0, -s, s) / s (chapter 10, 2 points)
+        # returns: the thresholded x0 (B, ...), the shape of x0; s is one number per sample, (B, 1, ..., 1)
         s = np.quantile(np.abs(x0).reshape(x0.shape[0], -1), 0.995, axis=1)  # (B,)
         s = np.maximum(s, 1.0).reshape((-1,) + (1,) * (x0.ndim - 1))        # (B, 1, ..., 1)
         return np.clip(x0, -s, s) / s
+        ### END SOLUTION
     if isinstance(clip, str) or not clip > 0:
         raise ValueError(f"clip must be None, a positive number or 'dynamic', got {clip!r}")
     return np.clip(x0, -clip, clip)
@@ -377,10 +393,13 @@ class Heun(Stepper):
     """Heun's method (Karras et al. 2022, Alg. 1): an Euler guess, then the average slope; the last step is Euler."""
 
     def step(self, x, s, x0, eps, noise):
+        ### BEGIN SOLUTION ex9_2: Heun step — an Euler guess, the model's eps at the guess (self.denoise(x, t)[1]), then the step with the average eps; Euler alone on the last step (chapter 9, 2 points)
+        # returns: x at s.t_prev (B, ...); self.denoise(x_next, s.t_prev) returns (x0, eps), each (B, ...)
         x_next = euler_step(x, eps, s.ab_t, s.ab_prev)
         if s.last:
             return x_next
         return heun_step(x, eps, self.denoise(x_next, s.t_prev)[1], s.ab_t, s.ab_prev)
+        ### END SOLUTION
 
 
 # name -> stepper class: the one table of sampling methods. ``sample(method=name)`` looks here.

@@ -135,6 +135,18 @@ class TrainLog:
 
 
 # ---- the trainer -------------------------------------------------------------------------------------------------
+def drop_labels(labels, p: float, null_label: int, rng: np.random.Generator) -> np.ndarray:
+    """Classifier-free guidance training (Ho & Salimans 2022, Alg. 1): each label becomes ``null_label`` with
+    probability p, independently, so that one network learns both eps(x_t, y) and eps(x_t, null).
+
+    labels: (B,) ints. Returns (B,) ints. Draws exactly one uniform number per label from ``rng`` (rng.random(B)).
+    """
+    ### BEGIN SOLUTION ex12_1: label dropout — replace each label by null_label with probability p, one rng.random draw per label (chapter 12, 1 point)
+    # returns: y (B,) ints, the labels with about a fraction p of them set to null_label
+    return np.where(rng.random(len(labels)) < p, null_label, labels)
+    ### END SOLUTION
+
+
 class Trainer:
     """Holds the data, model, optimiser, EMA, Generator and log of one run; ``train()`` runs it to config.steps.
 
@@ -174,7 +186,7 @@ class Trainer:
         noise = rng.standard_normal(x0.shape, dtype=np.float32)                  # (B, D)
         y = None
         if self.num_classes:
-            y = np.where(rng.random(c.batch_size) < c.label_dropout, self.model.null_label, self.labels[idx])
+            y = drop_labels(self.labels[idx], c.label_dropout, self.model.null_label, rng)
         x_t = q_sample(self.schedule, x0, t, noise)
         if self.fast_step is not None:
             return self._fast_step(k, x0, t, noise, x_t)

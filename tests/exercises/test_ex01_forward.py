@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tinydiff.diffusion import q_sample
+from tinydiff.diffusion import q_sample, q_step
 from tinydiff.exercises.checks import expect_close, expect_true
 from tinydiff.schedules import NoiseSchedule
 
@@ -60,3 +60,28 @@ def test_q_sample_has_the_marginal_mean_and_variance():
     expect_close("ex1_1", "the mean of x_t over 20000 samples", xt.mean(), 2.0 * np.sqrt(ab), atol=0.03, rtol=0)
     expect_close("ex1_1", "the variance of x_t over 20000 samples", xt.var(), 1 - ab, atol=0.03, rtol=0)
 ### END HIDDEN TESTS
+
+
+# ---- 1.2 debugging q_step ------------------------------------------------------------------------------------
+@pytest.mark.ex1_2
+def test_q_step_is_eq2():
+    schedule, x_prev, noise, t = _setup()
+    a = schedule.alphas[t][:, None]                                            # (B, 1)
+    b = schedule.betas[t][:, None]
+    expect_close("ex1_2", "x_t from one step", q_step(schedule, x_prev, t, noise),
+                 np.sqrt(a) * x_prev + np.sqrt(b) * noise, likely=[
+                     (np.sqrt(a) * x_prev + b * noise, "the noise is scaled by beta_t; eq. 2 adds noise of *variance* "
+                                                       "beta_t, so its scale is sqrt(beta_t)"),
+                 ], hint="x_t = sqrt(1 - beta_t) x_{t-1} + sqrt(beta_t) eps (Ho et al. 2020, eq. 2)")
+
+
+@pytest.mark.ex1_2
+def test_q_step_keeps_unit_variance_data_at_unit_variance():
+    schedule = NoiseSchedule.linear(100)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((20000, 1))
+    for t in range(0, 100, 5):
+        x = q_step(schedule, x, np.full(len(x), t), rng.standard_normal(x.shape))
+    expect_true("ex1_2", abs(x.var() - 1.0) < 0.05,
+                f"after 20 steps the variance of unit-variance data is {x.var():.3f}, expected 1 (the chain is "
+                "variance preserving: (1 - beta) * 1 + beta = 1). Which term shrinks the variance?")

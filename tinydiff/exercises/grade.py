@@ -91,7 +91,7 @@ def grade(target: Path, only: list[str] | None = None, tests: Path | None = None
     results = {k: ExerciseResult(exercises[k]) for k in ids}
     for t in data["tests"]:
         for k in t["exercises"]:
-            if k not in results or t["outcome"] == "skipped":
+            if k not in results:
                 continue
             r = results[k]
             name, weight = t.get("parts", {}).get(k, ["", 1])
@@ -104,7 +104,7 @@ def grade(target: Path, only: list[str] | None = None, tests: Path | None = None
                 r.passed += 1
                 part.passed += 1
             else:
-                message = f"{t['nodeid']}:\n{t['message']}"
+                message = f"{t['nodeid']}:\n{t['message']}"       # a skip counts as a failure ("needs Exercise 3.1")
                 r.messages.append(message)
                 part.messages.append(message)
     for r in results.values():

@@ -46,6 +46,9 @@ _CONTINUED = re.compile(rf"^(?P<id>{_ID})\b")
 #     # defines: coef_x0, coef_xt, variance, each (B,)
 #     # fills: dx (B, C, H, W) in place
 _CONTRACT = re.compile(r"^\s*#\s*(returns|defines|fills)\s*:\s*\S")
+# A debugging exercise: the region also holds the student's version, with a planted bug, as "#! " lines right after
+# the contract. The student copy shows that code (uncommented) instead of a NotImplementedError; the tests find the bug.
+_BUGGY = re.compile(r"^(\s*)#!( |$)")
 
 # Folders that are never part of a project copy (and never scanned).
 SKIP_DIRS = {".git", "__pycache__", ".pytest_cache", ".hypothesis", "venv", ".venv", "build", "dist", "out", "runs",
@@ -65,6 +68,7 @@ class Region:
     function: str          # qualified name of the enclosing function ("NoiseSchedule.cosine"), or "<module>"
     header: str            # the BEGIN line as written
     contract: list[str] = field(default_factory=list)   # the "# returns: / defines: / fills:" lines, stripped
+    buggy: list[str] = field(default_factory=list)      # a debugging exercise's planted-bug code (the "#! " lines)
 
     @property
     def contract_end(self) -> int:
@@ -154,10 +158,16 @@ def scan_text(text: str, path: Path) -> tuple[list[Region], list[HiddenBlock], d
                     if not _CONTRACT.match(lines[k]):
                         break
                     contract.append(lines[k].strip())
-                if open_line + len(contract) == n - 1:
+                buggy = []
+                for k in range(open_line + len(contract), n - 1):
+                    m_bug = _BUGGY.match(lines[k])
+                    if not m_bug:
+                        break
+                    buggy.append(m_bug.group(1) + lines[k][m_bug.end():])
+                if open_line + len(contract) + len(buggy) == n - 1:
                     raise MarkerError(f"{path}:{open_line}: the solution region of {ex_id} holds only its contract "
-                                      "comments; the solution goes after them.")
-                regions.append(Region(path, ex_id, open_line, n, indent, "<module>", header, contract))
+                                      "comments (and planted-bug lines); the solution goes after them.")
+                regions.append(Region(path, ex_id, open_line, n, indent, "<module>", header, contract, buggy))
             else:
                 hidden.append(HiddenBlock(path, open_line, n))
             open_kind = None

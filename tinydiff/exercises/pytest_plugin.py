@@ -17,7 +17,7 @@ _results: dict[str, dict] = {}
 _collect_errors: list[dict] = []
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)   # outermost: it reads the report after conftest hooks changed it
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
@@ -37,6 +37,7 @@ def pytest_runtest_makereport(item, call):
         entry["message"] = call.excinfo.exconly() if call.excinfo is not None else str(rep.longrepr)
     elif rep.skipped and entry["outcome"] == "passed":
         entry["outcome"] = "skipped"
+        entry["message"] = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
 
 
 def pytest_collectreport(report):

@@ -36,6 +36,11 @@ def stub_message(ex: Exercise, root: Path, numba: bool = False) -> str:
 def stub_lines(region: Region, ex: Exercise, root: Path, numba: bool) -> list[str]:
     """The lines that replace a region (markers included), indented like its BEGIN marker."""
     i = region.indent
+    if region.buggy:                                          # a debugging exercise: the code with its planted bug
+        return [i + region.header, *(i + c for c in region.contract),
+                f"{i}# Exercise {ex.number} ({ex.title}): {ex.task}",
+                f"{i}# This code has a bug. Find it with: pytest -m {ex.id}, and fix it here.",
+                *region.buggy, i + END_SOLUTION]
     return [
         i + region.header,
         *(i + c for c in region.contract),
@@ -81,7 +86,9 @@ def _removed_lines(text: str, path: Path, selected: set[str]) -> tuple[Counter, 
             gone.update(range(r.contract_end + 1, r.end))    # the body; the marker and contract lines stay
     for h in hidden:
         gone.update(range(h.begin, h.end + 1))
-    removed = Counter(lines[n - 1].strip() for n in gone if lines[n - 1].strip())
+    shown = {b.strip() for r in regions if r.exercise_id in selected for b in r.buggy}   # debugging exercises' code
+    removed = Counter(lines[n - 1].strip() for n in gone if lines[n - 1].strip() and lines[n - 1].strip() not in shown
+                      and not lines[n - 1].lstrip().startswith("#!"))
     kept = Counter(line.strip() for n, line in enumerate(lines, 1) if n not in gone and line.strip())
     return removed, kept
 
@@ -99,8 +106,9 @@ def verify_student_file(original: str, student: str, path: Path, exercises: dict
         raise MarkerError(f"{path}:{hidden[0].begin}: a hidden-test block survived into the student copy")
     lines = student.splitlines()
     numba = "numba" in original
-    for r in regions:
-        if r.exercise_id in selected and lines[r.begin - 1: r.end] != stub_lines(r, exercises[r.exercise_id], root, numba):
+    originals = scan_text(original, path)[0]                  # the same regions, in order, with their "#!" lines
+    for r, o in zip(regions, originals):
+        if r.exercise_id in selected and lines[r.begin - 1: r.end] != stub_lines(o, exercises[r.exercise_id], root, numba):
             raise MarkerError(f"{path}:{r.begin}: the region of {r.exercise_id} is not exactly its stub")
     removed, kept = _removed_lines(original, path, selected)
     have = Counter(line.strip() for line in lines if line.strip())

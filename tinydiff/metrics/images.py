@@ -67,16 +67,22 @@ def frechet_distance(features_a, features_b) -> float:
 # ---- KID ---------------------------------------------------------------------------------------------------------
 def polynomial_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Eq. (2): k(a_i, b_j) = (a_i . b_j / d + 1)^3, (N_a, N_b)."""
+    ### BEGIN SOLUTION ex13_2
+    # returns: the kernel matrix (N_a, N_b) for a (N_a, D) and b (N_b, D)
     return (a @ b.T / a.shape[1] + 1.0) ** 3
+    ### END SOLUTION
 
 
 def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     """Eq. (3) with the cubic polynomial kernel for x (m, D) and y (n, D) (the diagonals k(x_i, x_i) left out)."""
     m, n = len(x), len(y)
+    ### BEGIN SOLUTION ex13_2: KID's unbiased MMD^2 — the cubic kernel (a . b / d + 1)^3 and eq. (3) without the diagonal terms k(x_i, x_i) (chapter 13, 3 points)
+    # returns: a Python float (it can be slightly negative); x is (m, D), y is (n, D); use polynomial_kernel(a, b) -> (N_a, N_b)
     k_xx, k_yy, k_xy = polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y)
     s_xx = (k_xx.sum() - np.trace(k_xx)) / (m * (m - 1))
     s_yy = (k_yy.sum() - np.trace(k_yy)) / (n * (n - 1))
     return float(s_xx + s_yy - 2.0 * k_xy.mean())
+    ### END SOLUTION
 
 
 def kernel_distance(features_a, features_b, subset_size: int = 1000, n_subsets: int = 100,

@@ -224,11 +224,14 @@ def gaussian_w2_squared(mu1, cov1, mu2, cov2) -> float:
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, float)), np.atleast_1d(np.asarray(mu2, float))
     cov1, cov2 = np.atleast_2d(np.asarray(cov1, float)), np.atleast_2d(np.asarray(cov2, float))
+    ### BEGIN SOLUTION ex13_1: Frechet distance — |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S2^1/2 S1 S2^1/2)^1/2), with the matrix square roots from np.linalg.eigh (symmetric, stable) (chapter 13, 3 points)
+    # returns: a Python float >= 0; mu1, mu2 are (D,), cov1, cov2 are (D, D)
     w, v = np.linalg.eigh(cov2)
     s2_half = (v * np.sqrt(np.clip(w, 0, None))) @ v.T  # S2^1/2
     cross = np.linalg.eigvalsh(s2_half @ cov1 @ s2_half)  # eigenvalues of S2^1/2 S1 S2^1/2
     trace_term = np.trace(cov1) + np.trace(cov2) - 2.0 * np.sum(np.sqrt(np.clip(cross, 0, None)))
     return float(np.sum((mu1 - mu2) ** 2) + trace_term)
+    ### END SOLUTION
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -70,11 +70,14 @@ class SelfAttention2d(Module):
         nh, d, N = self.num_heads, C // self.num_heads, H * W
         q, k, v, P = self._q, self._k, self._v, self._P
         do = self.proj.backward(grad_output).reshape(B, nh, d, N)             # (B, heads, d, N)
+        ### BEGIN SOLUTION ex11_2: attention backward — dv, dP, the softmax backward dS, then dq and dk (module docstring), batched over (B, heads) (chapter 11, 3 points)
+        # defines: dq, dk, dv, each (B, heads, d, N) like q, k, v; P is (B, heads, N, N) with rows summing to 1
         dv = do @ P                                                           # (B, heads, d, N)
         dP = do.transpose(0, 1, 3, 2) @ v                                     # (B, heads, N, N)
         dS = P * (dP - (dP * P).sum(axis=-1, keepdims=True))                  # softmax backward
         dq = (k @ dS.transpose(0, 1, 3, 2)) * self._scale                     # (B, heads, d, N)
         dk = (q @ dS) * self._scale                                           # (B, heads, d, N)
+        ### END SOLUTION
         dqkv = np.stack([dq, dk, dv], axis=1).reshape(B, 3 * C, H, W)         # (B, 3C, H, W)
         return grad_output + self.norm.backward(self.qkv.backward(dqkv))
 

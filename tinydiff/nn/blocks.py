@@ -66,10 +66,13 @@ class ResBlock(Module):
 
     def backward(self, grad_output):
         g = self.act2.backward(self.dropout.backward(self.conv2.backward(grad_output)))  # dL/dh', (B, C_out, H, W)
+        ### BEGIN SOLUTION ex11_1: ResBlock backward through the scale-shift (AdaGN) — from g = dL/dh' with h' = n (1 + s) + t: ds, dt, then demb through emb_proj and emb_act, and dh through norm2 (chapter 11, 3 points)
+        # defines: demb (B, E) and dh (B, C_out, H, W), the gradient at the conv1 output; self._n (B, C_out, H, W) and self._s (B, C_out, 1, 1) are cached
         ds = (g * self._n).sum(axis=(2, 3))                                 # (B, C_out)
         dt = g.sum(axis=(2, 3))                                             # (B, C_out)
         demb = self.emb_act.backward(self.emb_proj.backward(np.concatenate([ds, dt], axis=1)))  # (B, E)
         dh = self.norm2.backward(g * (1 + self._s))
+        ### END SOLUTION
         dx = self.norm1.backward(self.act1.backward(self.conv1.backward(dh)))
         dx += self.skip.backward(grad_output) if self.skip else grad_output
         return dx, demb

@@ -124,12 +124,21 @@ def clip_grad_norm(grads, max_norm: float) -> float:
         total = sqrt(sum_k ||g_k||^2);   if total > max_norm:  g_k <- g_k * max_norm / total
     """
     arrays = list(grads.values()) if isinstance(grads, dict) else list(grads)
+    ### BEGIN SOLUTION ex6_3: debugging gradient clipping — this clip_grad_norm has a planted bug; the tests show what it breaks (chapter 6, 2 points)
+    # returns: the global norm before clipping (a float); the arrays of grads are scaled in place
+    #! total = math.sqrt(sum(float(np.dot(g.reshape(-1), g.reshape(-1))) for g in arrays))
+    #! if total > max_norm:
+    #!     scale = max_norm / (total + 1e-12)
+    #!     for g in arrays:
+    #!         g = g * g.dtype.type(scale)
+    #! return total
     total = math.sqrt(sum(float(np.dot(g.reshape(-1), g.reshape(-1))) for g in arrays))
     if total > max_norm:
         scale = max_norm / (total + 1e-12)
         for g in arrays:
             g *= g.dtype.type(scale)
     return total
+    ### END SOLUTION
 
 
 def warmup_cosine_lr(step: int, base_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> float:
