@@ -3,6 +3,7 @@
     python -m tinydiff.exercises list                               every exercise: id, file, function, chapter, points
     python -m tinydiff.exercises make-student --out ../hw1 [--only ex2_1,ex4_3]
     python -m tinydiff.exercises grade [DIR] [--only ...] [--tests DIR/tests] [--json results.json]
+    python -m tinydiff.exercises gradescope --out autograder.zip [--only ...]   a Gradescope autograder bundle
 """
 
 from __future__ import annotations
@@ -63,6 +64,24 @@ def cmd_grade(args) -> int:
     return 0
 
 
+def cmd_gradescope(args) -> int:
+    from tinydiff.exercises.gradescope import build_bundle
+
+    ids = build_bundle(Path(args.out), _ids(args.only), Path(args.root) if args.root else None)
+    print(f"wrote {args.out}: Gradescope autograder for {len(ids)} exercises ({', '.join(ids)})")
+    print("upload it as the assignment's autograder (Configure Autograder > Zip file upload); students submit their "
+          "project folder (or just the files they changed)")
+    return 0
+
+
+def cmd_autograde(args) -> int:
+    from tinydiff.exercises.gradescope import autograde
+
+    report = autograde(Path(args.source), Path(args.submission), Path(args.work), Path(args.results), _ids(args.only))
+    print(report["output"])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tinydiff.exercises", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -81,6 +100,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", help="also write Gradescope's results.json here")
     s.add_argument("-v", "--verbose", action="store_true", help="print every failing test's message")
     s.set_defaults(run=cmd_grade)
+    s = sub.add_parser("gradescope", help="write a Gradescope autograder zip (setup.sh, run_autograder, the grader)")
+    s.add_argument("--out", required=True, help="the zip to write, e.g. autograder.zip")
+    s.add_argument("--only", help="comma-separated exercise ids to grade (default: all)")
+    s.add_argument("--root", help="project folder (default: this source tree)")
+    s.set_defaults(run=cmd_gradescope)
+    s = sub.add_parser("autograde", help="what run_autograder calls: splice a submission's regions into the "
+                                         "instructor's tree, grade, write results.json")
+    s.add_argument("--source", required=True, help="the instructor's tree (the unpacked bundle)")
+    s.add_argument("--submission", required=True, help="the student's files")
+    s.add_argument("--work", required=True, help="a scratch folder for the spliced tree (replaced)")
+    s.add_argument("--results", required=True, help="where to write results.json")
+    s.add_argument("--only", required=True, help="comma-separated exercise ids")
+    s.set_defaults(run=cmd_autograde)
     return p
 
 
