@@ -44,6 +44,11 @@ def cmd_make_student(args) -> int:
     root = Path(args.root) if args.root else project_root()
     done = make_student(Path(args.out), _ids(args.only), root)
     print(f"wrote the student copy to {args.out}: {len(done)} exercises blanked ({', '.join(done)}), hidden tests removed")
+    if args.notebooks:
+        from tinydiff.exercises.notebooks import write_notebooks
+
+        written = write_notebooks(Path(args.out))
+        print(f"wrote {len(written)} chapter notebooks to {Path(args.out) / 'chapters'} (open them in Jupyter or Colab)")
     print(f"students run one exercise's tests with:  cd {args.out} && pytest -m {next(iter(done))}")
     return 0
 
@@ -92,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="new folder for the student copy (must not exist or be empty)")
     s.add_argument("--only", help="comma-separated exercise ids to blank (default: all)")
     s.add_argument("--root", help="project folder to copy (default: this source tree)")
+    s.add_argument("--notebooks", action="store_true", help="also write each chapter as a Jupyter notebook "
+                                                             "(chapters/NN_topic.ipynb, from its # %%%% cells)")
     s.set_defaults(run=cmd_make_student)
     s = sub.add_parser("grade", help="run the exercise tests of a project copy and print the score table")
     s.add_argument("dir", nargs="?", help="project copy to grade (default: the current folder)")
