@@ -33,8 +33,8 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     exc = call.excinfo
-    if not rep.failed or exc is None:
-        return
+    if not rep.failed or exc is None or item.path.name.startswith("test_exercises_"):
+        return                      # the exercise tools' own tests handle stubs on purpose: their failures are real
     own = {"Exercise " + m.name[2:].replace("_", ".") + " " for m in item.iter_markers() if _EXERCISE_MARK.fullmatch(m.name)}
     text = str(exc.value)
     if exc.errisinstance(NotImplementedError) and text.startswith("Exercise "):

@@ -40,7 +40,8 @@ def test_gradient_matches_finite_differences_and_keeps_the_dtype():
     for i in np.ndindex(out.shape):
         e = np.zeros_like(out)
         e[i] = h
-        fd[i] = (diffusion_loss(SCHEDULE, out + e, x0, t, noise)[0] - diffusion_loss(SCHEDULE, out - e, x0, t, noise)[0]) / (2 * h)
+        up, down = diffusion_loss(SCHEDULE, out + e, x0, t, noise)[0], diffusion_loss(SCHEDULE, out - e, x0, t, noise)[0]
+        fd[i] = (up - down) / (2 * h)
     expect_close("ex6_2", "dL/d output", grad, fd, rtol=1e-5, atol=1e-9, likely=[
         (fd / 2, "a factor 2 is missing: d/du u^2 = 2u"),
         (fd * 12, "the gradient of the *mean* over B * D = 12 entries divides by 12"),

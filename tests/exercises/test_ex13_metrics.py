@@ -86,21 +86,21 @@ def test_mmd2_unbiased_is_zero_on_average_for_one_distribution():
 
 
 # ---- 13.3 lab: the FD floor ----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def curve():
+def _curve():
     features = np.random.default_rng(1).standard_normal((800, 16)) @ np.random.default_rng(2).standard_normal((16, 16))
     return fd_floor_curve(features, sizes=(50, 100, 200, 400), repeats=5, rng=0)
 
 
 @pytest.mark.ex13_3(part="the curve")
-def test_lab_fd_floor_is_positive_and_falls_with_n(curve):
+def test_lab_fd_floor_is_positive_and_falls_with_n():
+    curve = _curve()
     expect_true("ex13_3", np.shape(curve) == (4,), f"the curve has shape {np.shape(curve)}; expected one value per size")
     expect_true("ex13_3", bool(np.all(curve > 0) and np.all(np.diff(curve) < 0)),
                 f"the FD floor at n = 50, 100, 200, 400 is {np.round(curve, 2)}: it should be positive and fall with n")
 
 
 @pytest.mark.ex13_3(part="the rate")
-def test_lab_fd_floor_falls_like_one_over_n(curve):
-    slope = np.polyfit(np.log([50, 100, 200, 400]), np.log(curve), 1)[0]
+def test_lab_fd_floor_falls_like_one_over_n():
+    slope = np.polyfit(np.log([50, 100, 200, 400]), np.log(_curve()), 1)[0]
     expect_true("ex13_3", -1.3 < slope < -0.7, f"log FD against log n has slope {slope:.3g}; expected about -1 (the "
                 "floor falls like 1/n). Are the two subsets disjoint and both of size n?")

@@ -83,7 +83,8 @@ def run_tests(target: Path, exercise_ids: list[str], tests: Path | None = None,
         report = Path(tmp) / "report.json"
         env = dict(os.environ, TINYDIFF_GRADE_REPORT=str(report), PYTHONDONTWRITEBYTECODE="1",
                    PYTHONPATH=os.pathsep.join([str(target)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-        cmd = [sys.executable, "-m", "pytest", *map(str, paths), "-m", " or ".join(exercise_ids), "-q", "-p", "no:cacheprovider",
+        cmd = [sys.executable, "-m", "pytest", *map(str, paths), "-m", " or ".join(exercise_ids), "-q",
+               "-p", "no:cacheprovider",
                "-p", "tinydiff.exercises.pytest_plugin", "--continue-on-collection-errors", "--tb=no", "-o",
                "console_output_style=classic"] + list(extra_args or [])
         proc = subprocess.run(cmd, cwd=target, env=env, capture_output=True, text=True, timeout=timeout)

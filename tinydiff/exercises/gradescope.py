@@ -26,7 +26,7 @@ import zipfile
 from pathlib import Path
 
 from tinydiff.exercises.grade import format_table, grade, gradescope_json
-from tinydiff.exercises.markers import END_SOLUTION, SKIP_DIRS, Exercise, project_root, scan_project, scan_text
+from tinydiff.exercises.markers import END_SOLUTION, SKIP_DIRS, Exercise, MarkerError, project_root, scan_project, scan_text
 from tinydiff.exercises.student import replace_regions
 
 BUNDLE_PATHS = ("tinydiff", "tests/conftest.py", "tests/exercises", "chapters")   # what the grader needs
@@ -141,7 +141,7 @@ def splice(source: Path, submission: Path, work: Path, ids: list[str]) -> list[s
         mine = scan_text("\n".join(original), path)[0]
         try:
             submitted = scan_text("\n".join(theirs), path)[0] if theirs is not None else []
-        except Exception as e:                                   # noqa: BLE001  (unbalanced markers and the like)
+        except MarkerError as e:                                 # unbalanced markers and the like
             notes.append(f"{path}: its exercise markers cannot be read ({e}); its regions are graded as missing")
             submitted = []
         replacements = {}
@@ -152,7 +152,8 @@ def splice(source: Path, submission: Path, work: Path, ids: list[str]) -> list[s
             for n, r in enumerate(ours):
                 if n < len(their_regions):
                     t = their_regions[n]
-                    replacements[(r.begin, r.end)] = [original[r.begin - 1]] + theirs[t.begin: t.end - 1] + [original[r.end - 1]]
+                    body = theirs[t.begin: t.end - 1]                          # between their two marker lines
+                    replacements[(r.begin, r.end)] = [original[r.begin - 1], *body, original[r.end - 1]]
                 else:
                     why = (f"the submission has no file {path}" if theirs is None else
                            f"the submission's {path} lacks region {n + 1} of {k} (keep the marker lines)")
