@@ -64,6 +64,7 @@ def test_optimiser_rejects_mismatched_dicts():
         Adam({"a": np.zeros(2)}, {"b": np.zeros(2)})
 
 
+@pytest.mark.ex6_3   # a debugging exercise's planted bug fails this test in a student copy
 def test_clip_grad_norm_scales_to_max_norm_and_returns_the_norm_before():
     grads = {"a": np.array([3.0]), "b": np.array([[4.0]])}
     total = clip_grad_norm(grads, 1.0)

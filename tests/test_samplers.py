@@ -65,11 +65,13 @@ def test_spaced_steps_are_distinct_and_descending(spacing):
             assert len(ts) == steps and np.all(np.diff(ts) < 0) and ts.min() >= 0 and ts.max() < T
 
 
+@pytest.mark.ex8_3   # a debugging exercise's planted bug fails this test in a student copy
 def test_respacing_all_steps_keeps_the_schedule():
     s = SCHEDULES["cosine"]
     np.testing.assert_allclose(respace(s, np.arange(s.T)).betas, s.betas, rtol=1e-10)
 
 
+@pytest.mark.ex8_3   # a debugging exercise's planted bug fails this test in a student copy
 def test_respaced_chain_has_the_alpha_bars_of_the_visited_steps():
     s, ts = SCHEDULES["linear"], timesteps(SCHEDULES["linear"], 7, "trailing")
     np.testing.assert_allclose(respace(s, ts).alphas_cumprod, s.alphas_cumprod[np.sort(ts)], rtol=1e-12)

@@ -287,6 +287,21 @@ def scan_project(root: Path | None = None) -> tuple[dict[str, Exercise], list[Hi
     return exercises, hidden
 
 
+def blanked_exercises(root: Path | None = None) -> set[str]:
+    """The exercises whose regions are stubs or planted bugs in the project at ``root``: empty in the solution tree,
+    the blanked set in a student copy (found by the lines the generator writes into every stub)."""
+    exercises, _ = scan_project(root)
+    root = Path(root) if root is not None else project_root()
+    found = set()
+    for ex in exercises.values():
+        for r in ex.regions:
+            body = (root / r.path).read_text(encoding="utf-8").splitlines()[r.begin: r.end - 1]
+            if any(line.strip().startswith(("raise NotImplementedError('Exercise", 'raise NotImplementedError("Exercise',
+                                            "# This code has a bug.")) for line in body):
+                found.add(ex.id)
+    return found
+
+
 def chapter_file(root: Path, chapter: int) -> str:
     """``chapters/02_noise_schedules.py`` if it exists under ``root``, else a pattern a student can still follow."""
     found = sorted((Path(root) / "chapters").glob(f"{chapter:02d}_*.py"))
