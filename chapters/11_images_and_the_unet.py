@@ -69,7 +69,7 @@ import numpy as np
 
 from tinydiff import checkpoint as ckpt
 from tinydiff import claims, viz
-from tinydiff.data.mnist import load_mnist_float
+from tinydiff.data.mnist import load_mnist_float, require_mnist
 from tinydiff.diffusion import q_sample
 from tinydiff.models.unet import UNet
 from tinydiff.samplers import sample
@@ -79,6 +79,7 @@ from tinydiff.train import TrainConfig, TrainLog, Trainer, make_standardizer
 from tinydiff.trained import load_trained
 
 args = viz.chapter_args(11, "Chapter 11: images and the U-Net")
+require_mnist("chapter 11")                      # downloads MNIST if missing, else one line and exit 1
 
 # ---- constants -------------------------------------------------------------------------------------------------
 T = 1000                                           # diffusion steps, linear schedule (DDPM's, and the shipped model's)

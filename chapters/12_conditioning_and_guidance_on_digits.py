@@ -61,7 +61,7 @@ from pathlib import Path
 import numpy as np
 
 from tinydiff import claims, viz
-from tinydiff.data.mnist import load_mnist_float
+from tinydiff.data.mnist import load_mnist_float, require_mnist
 from tinydiff.diffusion import q_sample
 from tinydiff.metrics.images import class_accuracy, gaussian_stats
 from tinydiff.models.classifier import load_classifier
@@ -71,6 +71,7 @@ from tinydiff.train import Trainer
 from tinydiff.trained import load_trained
 
 args = viz.chapter_args(12, "Chapter 12: conditioning and guidance on digits")
+require_mnist("chapter 12")                      # downloads MNIST if missing, else one line and exit 1
 
 # ---- constants -------------------------------------------------------------------------------------------------
 CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "mnist_conditional.npz"

@@ -48,7 +48,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from tinydiff import claims, viz
-from tinydiff.data.mnist import load_mnist_float
+from tinydiff.data.mnist import load_mnist_float, require_mnist
 from tinydiff.metrics.images import (class_accuracy, format_report, frechet_distance, frechet_distance_from_stats,
                                      image_report, kernel_distance, memorization, mmd2_unbiased, nearest_distances,
                                      real_data_floor)
@@ -56,6 +56,7 @@ from tinydiff.models.classifier import load_classifier
 from tinydiff.trained import load_trained
 
 args = viz.chapter_args(13, "Chapter 13: evaluating generative models")
+require_mnist("chapter 13")                      # downloads MNIST if missing, else one line and exit 1
 
 # ---- constants -------------------------------------------------------------------------------------------------
 TEST_N = 4000 if args.quick else 10000           # test images used: half A is the reference, half B the "new digits"

@@ -16,6 +16,14 @@ import pytest
 CHAPTERS = sorted((Path(__file__).resolve().parents[1] / "chapters").glob("[0-9][0-9]_*.py"))
 
 
+def needs_mnist(path: Path) -> bool:
+    """Chapters that read MNIST call require_mnist: their tests skip (marked `mnist`) when the files are absent."""
+    return "require_mnist(" in path.read_text()
+
+
+PARAMS = [pytest.param(p, id=p.stem, marks=[pytest.mark.mnist] if needs_mnist(p) else []) for p in CHAPTERS]
+
+
 def promised_figures(path: Path) -> set[str]:
     """The figure files named in backticks in the chapter's text, e.g. `forward_points.png`."""
     return set(re.findall(r"`([\w\-]+\.(?:png|gif))`", path.read_text()))
@@ -38,7 +46,7 @@ def run_chapter(chapter: Path, out: Path, quick: bool, timeout: float) -> subpro
     return result
 
 
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+@pytest.mark.parametrize("chapter", PARAMS)
 def test_chapter_runs_quickly_and_writes_its_figures(chapter, tmp_path):
     run_chapter(chapter, tmp_path, quick=True, timeout=300)
     figures = promised_figures(chapter)
@@ -48,7 +56,18 @@ def test_chapter_runs_quickly_and_writes_its_figures(chapter, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+@pytest.mark.parametrize("chapter", PARAMS)
 def test_chapter_in_full_mode_holds_every_claim(chapter, tmp_path):
     result = run_chapter(chapter, tmp_path, quick=False, timeout=3600)
     assert "claim [not judged" not in result.stdout, "full mode judges every claim"
+
+
+def test_mnist_chapters_without_the_data_print_one_line_and_exit_nonzero(tmp_path):
+    chapter = next(p for p in CHAPTERS if needs_mnist(p))
+    env = {**os.environ, "TINYDIFF_DATA": str(tmp_path), "TINYDIFF_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    result = subprocess.run([sys.executable, str(chapter), "--quick", "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1 and "needs the MNIST files" in message and "TINYDIFF_DATA" in message, message

@@ -1,7 +1,5 @@
 """Specification of the MNIST classifier (the judge of the image metrics): gradients, loss, loading and its digest."""
 
-import os
-
 import numpy as np
 import pytest
 
@@ -95,7 +93,7 @@ def test_shipped_weights_match_the_recorded_digest():
     assert CLASSIFIER_PATH.stat().st_size < 2_000_000
 
 
-@pytest.mark.skipif(not os.environ.get("TINYDIFF_DATA"), reason="needs the MNIST files ($TINYDIFF_DATA unset)")
+@pytest.mark.mnist
 def test_shipped_classifier_is_accurate_on_test_digits():
     from tinydiff.data.mnist import load_mnist_float
 

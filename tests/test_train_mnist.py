@@ -1,6 +1,6 @@
 """MNIST training, sampling and evaluation through the same Trainer and commands as the 2D points (tiny sizes).
 
-Tests that read the real MNIST files skip when $TINYDIFF_DATA is unset."""
+Tests that read the real MNIST files (marked `mnist`) skip when the files are not on disk."""
 
 import os
 
@@ -13,8 +13,7 @@ from tinydiff.train import TrainConfig, Trainer, load_model, make_model
 compiled_only = pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"),
                                    reason="hundreds of UNet evaluations: hours as plain Python (the kernels are "
                                           "tested without the JIT in tests/test_kernels_*.py)")
-needs_mnist = pytest.mark.skipif(not os.environ.get("TINYDIFF_DATA"),
-                                 reason="needs the MNIST files ($TINYDIFF_DATA unset)")
+needs_mnist = pytest.mark.mnist   # skipped when the files are not on disk (tests/conftest.py)
 
 
 def tiny_mnist(**kw):

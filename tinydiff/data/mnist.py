@@ -13,6 +13,9 @@ Where the files are looked for (the first rule that applies):
 Each file may be gzip-compressed (``train-images-idx3-ubyte.gz``, as the mirrors serve it) or raw
 (``train-images-idx3-ubyte``). Missing files are downloaded from ``MIRRORS`` into that folder (written to a temporary
 file, verified, then moved into place with ``os.replace``, so a half-finished download never looks like a file).
+``TINYDIFF_OFFLINE=1`` makes every download fail at once, as on a machine without network (CI uses it to prove that
+the test suite passes there). ``mnist_on_disk()`` tells, without reading or downloading anything, whether the files
+are there; ``require_mnist(what)`` is the chapters' front door: it downloads what is missing, or exits with one line.
 
 Verification. MNIST: the SHA-256 of the DECOMPRESSED bytes must equal ``SHA256`` below (the digests of the original
 distribution, so they hold for any gzip copy). Fashion-MNIST: no digest of the decompressed files could be checked
@@ -216,9 +219,17 @@ def _where_to_put_them(directory: Path, kind: str) -> str:
     )
 
 
+def offline() -> bool:
+    """True when ``TINYDIFF_OFFLINE`` is set to anything but "" or "0": downloads then fail as if there were no network."""
+    return os.environ.get("TINYDIFF_OFFLINE", "0") not in ("", "0")
+
+
 def download_url(url: str, dest: Path, timeout: float = 60.0) -> None:
     """Stream ``url`` into the file ``dest`` with a tqdm progress bar. Raises URLError/OSError when offline."""
     from tqdm.auto import tqdm
+
+    if offline() and not url.startswith("file:"):
+        raise ConnectionError("TINYDIFF_OFFLINE is set: no downloads")
 
     with urlopen(url, timeout=timeout) as response, open(dest, "wb") as f:
         total = int(response.headers.get("Content-Length") or 0) or None
@@ -292,6 +303,37 @@ def _load_one(directory: Path, name: str, kind: str, download: bool, downloader:
             + _where_to_put_them(directory, kind)
         )
     return _download(directory, name, kind, downloader)
+
+
+def mnist_on_disk(root=None, kind: str = "mnist") -> bool:
+    """True if all four files (gzip or raw) are in ``mnist_dir(root, kind)``. Reads nothing, downloads nothing."""
+    directory = mnist_dir(root, kind)
+    return all((directory / f"{n}.gz").is_file() or (directory / n).is_file() for pair in FILES.values() for n in pair)
+
+
+def require_mnist(what: str, root=None, kind: str = "mnist") -> Path:
+    """Make sure the four files are on disk (downloading the missing ones), or exit with ONE line saying what to do.
+
+    For scripts (the chapters): ``require_mnist("chapter 11")`` before anything else runs. Returns the folder.
+    Raises SystemExit (status 1, the message on stderr) instead of MNISTNotFoundError's traceback.
+    """
+    directory = mnist_dir(root, kind)
+    if mnist_on_disk(root, kind):
+        return directory
+    try:
+        for pair in FILES.values():
+            for name in pair:
+                if not ((directory / f"{name}.gz").is_file() or (directory / name).is_file()):
+                    _download(directory, name, kind, download_url)
+    except MNISTNotFoundError as err:
+        lines = str(err).splitlines()
+        first_failure = lines[1].strip() if len(lines) > 1 and lines[1].startswith("    ") else lines[0]
+        cause = "TINYDIFF_OFFLINE is set" if offline() else f"the download failed: {first_failure}"
+        raise SystemExit(
+            f"{what} needs the {'MNIST' if kind == 'mnist' else kind} files, which are not in {directory.resolve()} ({cause}). Put the four .gz files "
+            f"there, or set TINYDIFF_DATA=PARENT with the files in PARENT/{kind}/ (docs/mnist.md)."
+        ) from None
+    return directory
 
 
 # ---------------------------------------------------------------------------------------------------------------
