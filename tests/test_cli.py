@@ -78,8 +78,10 @@ def test_bad_n_is_a_usage_error(tmp_path, capsys, bad):
     assert exc.value.code == 2 and "positive integer" in capsys.readouterr().err
 
 
-def test_quick_demo_writes_every_figure(tmp_path):
+def test_quick_demo_writes_every_figure(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "passes=False is expected" in out and "BLAS thread(s)" in out   # says why quick mode cannot pass
     for name in ("data_vs_samples.png", "forward_chain.png", "reverse_chain.png", "reverse_chain.gif", "loss.png",
                  "loss_vs_t.png", "vector_field.png", "model.npz"):
         assert (tmp_path / name).exists(), name

@@ -506,7 +506,8 @@ def sample(model, shape, schedule: NoiseSchedule, *, method="ddpm", steps=None, 
         sigma_max: start at the largest step with sigma_t <= sigma_max; default 80 for euler/heun (a cosine schedule
             ends at sigma ~ 2e4, zero terminal SNR at infinity) and no limit for the others.
         final_step: "denoise" (jump to the clean data, returning E[x0 | x_{t_last}]) or "none" (stop at x_{t_last}).
-        progress: show a tqdm progress bar.
+        progress: True shows a tqdm progress bar (stderr); a tqdm bar (anything with ``update``) is advanced by one
+            per step instead, so a caller can show one bar over many calls.
     Returns:
         samples (B, ...), and a :class:`Trajectory` if ``return_trajectory``.
     """
@@ -527,10 +528,13 @@ def sample(model, shape, schedule: NoiseSchedule, *, method="ddpm", steps=None, 
     frame = (lambda v, k: v) if r is None else (lambda v, k: v * r[k])      # VP frame -> the process's frame
     xs, x0s, t_list = [frame(x, 0)], [], [ts[0]]
     loop = range(len(ts))
-    if progress:
+    advance = getattr(progress, "update", None)   # a caller's bar (e.g. over several batches): one tick per step
+    if progress and advance is None:
         from tqdm.auto import tqdm
-        loop = tqdm(loop, desc=f"sampling ({method})")
+        loop = tqdm(loop, desc=f"sampling ({method}, {len(ts)} steps)", leave=False)
     for i in loop:
+        if advance is not None:
+            advance(1)
         last = i + 1 == len(ts)
         if last and final_step == "none":
             break

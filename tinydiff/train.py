@@ -261,27 +261,37 @@ class Trainer:
     def train(self, progress: bool = True, until: int | None = None) -> TrainLog:
         """Run from the current step to config.steps (or to ``until``, an early stop that leaves the schedule of a
         config.steps run intact), checkpointing to out_dir/model.npz. Returns the log."""
-        from tinydiff.threads import blas_threads
+        from tinydiff.threads import blas_thread_count, blas_threads
         from tqdm.auto import tqdm
 
         c = self.config
         stop = c.steps if until is None else min(until, c.steps)
-        bar = tqdm(total=c.steps, initial=self.step_count, desc=f"training on {c.data}", disable=not progress,
-                   dynamic_ncols=True)
         running = None
-        with blas_threads(c.blas_threads), bar:
-            while self.step_count < stop:
-                t0 = time.perf_counter()
-                loss = self.step()
-                self.log.seconds += time.perf_counter() - t0
-                running = loss if running is None else 0.98 * running + 0.02 * loss
-                self.check_loss_rise()
-                bar.update(1)
-                if self.step_count % 25 == 0:
-                    bar.set_postfix(loss=f"{running:.4f}")
-                if self.out_dir is not None and (self.step_count % c.checkpoint_every == 0
-                                                 or self.step_count == stop):
-                    self.save()
+
+        def one_step():
+            nonlocal running
+            t0 = time.perf_counter()
+            loss = self.step()
+            self.log.seconds += time.perf_counter() - t0
+            running = loss if running is None else 0.98 * running + 0.02 * loss
+            self.check_loss_rise()
+            if self.out_dir is not None and (self.step_count % c.checkpoint_every == 0 or self.step_count == stop):
+                self.save()
+
+        with blas_threads(c.blas_threads):
+            if self.step_count < stop:   # the first step compiles the kernels: taken before the ETA clock starts
+                if progress:
+                    print("compiling kernels (first run only; later runs load them from the cache) and taking the "
+                          "first step ...", file=sys.stderr, flush=True)
+                one_step()
+            bar = tqdm(total=c.steps, initial=self.step_count, disable=not progress, dynamic_ncols=True,
+                       desc=f"training on {c.data} (BLAS threads {blas_thread_count() or '?'})")
+            with bar:
+                while self.step_count < stop:
+                    one_step()
+                    bar.update(1)
+                    if self.step_count % 25 == 0:
+                        bar.set_postfix(loss=f"{running:.4f}")
         return self.log
 
     # ---- checkpoints ---------------------------------------------------------------------------------------------

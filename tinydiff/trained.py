@@ -170,6 +170,7 @@ class TrainedDenoiser:
         batch_size: samples per sampler call (default BATCH_DEFAULTS, lowered to what fits in memory; rounded up to
                     a whole number of RNG blocks). Memory is estimated first: MemoryLimitError if it cannot fit
         threads:    BLAS threads while sampling (1: small matrix products are fastest on one; None: leave as is)
+        progress:   a progress bar on stderr over the sampling steps (one bar over all batches)
         return_trajectory: also return the :class:`tinydiff.samplers.Trajectory` (standardised units; one batch only)
         x_T:        the start noise (n, *data_shape), standardised units (default: drawn from ``rng``; one batch only)
         options:    passed on to :func:`tinydiff.samplers.sample` (eta, timestep_spacing, sigma_max, variance, ...)
@@ -204,17 +205,28 @@ class TrainedDenoiser:
                 raise ValueError(f"batch_size must be a multiple of {block} for {self.kind} (the RNG block), "
                                  f"got {size}")
             seed = seed_for_blocks(rng)
-        with blas_threads(threads):
-            for i in range(0, n, size):
-                b = min(size, n - i)
-                out = sample(self.network, (b, *self.data_shape), self.process, method=how["sampler"],
-                             steps=how["steps"], rng=rng if n <= block else BlockGenerator(seed, i, i + b, block),
-                             y=None if y is None else y[i:i + b], guidance_scale=how["guidance"],
-                             prediction_type=self.prediction_type, clip=clip, progress=progress, **options)
-                if options.get("return_trajectory"):
-                    yield i, (self.to_data(out[0]), out[1])
-                else:
-                    yield i, self.to_data(out)
+        bar = progress
+        if progress and n > size:                       # one bar (stderr) over every step of every batch
+            from tqdm.auto import tqdm
+
+            per, batches = how["steps"] or getattr(self.process, "T", None), -(-n // size)
+            bar = tqdm(total=None if per is None else per * batches, unit="step", leave=False,
+                       desc=f"sampling {n} in {batches} batches ({how['sampler']}, {per} steps each)")
+        try:
+            with blas_threads(threads):
+                for i in range(0, n, size):
+                    b = min(size, n - i)
+                    out = sample(self.network, (b, *self.data_shape), self.process, method=how["sampler"],
+                                 steps=how["steps"], rng=rng if n <= block else BlockGenerator(seed, i, i + b, block),
+                                 y=None if y is None else y[i:i + b], guidance_scale=how["guidance"],
+                                 prediction_type=self.prediction_type, clip=clip, progress=bar, **options)
+                    if options.get("return_trajectory"):
+                        yield i, (self.to_data(out[0]), out[1])
+                    else:
+                        yield i, self.to_data(out)
+        finally:
+            if bar is not progress:
+                bar.close()
 
     def uses_guidance(self, label, guidance) -> bool:
         """Whether sampling calls the network twice per step (classifier-free guidance with s != 1)."""

@@ -22,7 +22,7 @@ The two sides are timed alternately (tinydiff, PyTorch, tinydiff, ...) after a w
 load; each sample is the mean over enough steps to last ~50 ms, and the table gives the median and min-max of the
 samples and the ratio of medians, of wall time and of CPU time.
 
-Threads: ``--threads N`` gives BLAS N threads (threadpoolctl, if installed) and PyTorch N threads. tinydiff's Numba
+Threads: ``--threads N`` gives BLAS N threads (threadpoolctl) and PyTorch N threads. tinydiff's Numba
 kernels are serial, so the two pools never fight (docs/performance.md, "Threads"). OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE are printed if set, never changed.
 """
@@ -33,7 +33,7 @@ from tinydiff.bench.machine import machine_report
 from tinydiff.bench.steps import GRAD_TOLERANCE, TrainStep, forward_flops, make_batch, make_mlp, make_unet
 from tinydiff.bench.table import TARGETS, Row, format_table
 from tinydiff.bench.timing import Samples, gemm_peak, time_alternating
-from tinydiff.threads import blas_threads
+from tinydiff.threads import blas_thread_count, blas_threads
 
 __all__ = ["run", "BENCHMARKS", "TARGETS", "GRAD_TOLERANCE", "TrainStep", "Row", "Samples", "format_table",
            "forward_flops", "gemm_peak", "machine_report", "make_batch", "make_mlp", "make_unet", "time_alternating"]
@@ -65,6 +65,7 @@ def run(benchmarks=("mlp",), threads: int | None = None, repeats: int = 7, vs_to
                                formats=("NCHW", "channels_last") if vs_torch else ("NCHW",), tiny=tiny)
         if "sample" in benchmarks:
             rows += sample_rows((batches or small or [64])[0], repeats, vs_torch, tiny)
+        out(f"BLAS threads in use while timing: {blas_thread_count() or 'unknown'}")
         out(format_table(rows, peak))
         if "conv" in benchmarks:
             from tinydiff.bench.conv import bench_conv

@@ -30,7 +30,7 @@ from tinydiff.bench.machine import machine_report
 from tinydiff.bench.timing import median_ms
 from tinydiff.nn.kernels import conv as K
 from tinydiff.nn.kernels.jit import FAST
-from tinydiff.threads import blas_threads
+from tinydiff.threads import blas_thread_count, blas_threads
 
 
 # ---- the NHWC alternatives ---------------------------------------------------------------------------------------
@@ -215,8 +215,9 @@ def bench_conv(B=64, C=32, O=32, H=28, W=28, k=3, stride=1, padding=1, dtype=np.
                threads=(1,), strategies=None, seed=0) -> list[dict]:
     """Time every strategy (or those named in ``strategies``) with BLAS limited to each count in ``threads``.
 
-    Returns rows ``{"strategy", "threads", "pass", "ms", "gflops"}``, pass in ("forward", "backward-input",
-    "backward-weight"). The flop count is 2 B O Ho Wo C k^2 for each pass.
+    Returns rows ``{"strategy", "threads", "threads_used", "pass", "ms", "gflops"}``, pass in ("forward",
+    "backward-input", "backward-weight"); ``threads`` is the limit asked for, ``threads_used`` what BLAS reported
+    inside the timed block (threadpoolctl; None if unknown). The flop count is 2 B O Ho Wo C k^2 for each pass.
     """
     rng = np.random.default_rng(seed)
     Ho, Wo = K.conv_output_size(H, k, stride, padding), K.conv_output_size(W, k, stride, padding)
@@ -229,12 +230,14 @@ def bench_conv(B=64, C=32, O=32, H=28, W=28, k=3, stride=1, padding=1, dtype=np.
     rows = []
     for n in threads:
         with blas_threads(n):
+            used = blas_thread_count()
             for name, fns in table.items():
                 if strategies and name not in strategies:
                     continue
                 for pass_name, fn in zip(("forward", "backward-input", "backward-weight"), fns):
                     ms = median_ms(fn, repeats)
-                    rows.append({"strategy": name, "threads": n, "pass": pass_name, "ms": ms, "gflops": gflop / ms * 1e3})
+                    rows.append({"strategy": name, "threads": n, "threads_used": used, "pass": pass_name, "ms": ms,
+                                 "gflops": gflop / ms * 1e3})
     return rows
 
 
@@ -259,13 +262,18 @@ def bench_groupnorm(B=64, C=32, H=28, W=28, num_groups=8, dtype=np.float32, repe
 
 
 def format_table(rows: list[dict]) -> str:
-    """A Markdown table: one line per (strategy, BLAS threads), ms and GFLOP/s for each pass."""
-    lines = ["| strategy | BLAS threads | forward ms (GFLOP/s) | backward-input ms (GFLOP/s) | backward-weight ms (GFLOP/s) |",
+    """A Markdown table: one line per (strategy, BLAS threads), ms and GFLOP/s for each pass.
+
+    The threads column is the count BLAS reported while the row was timed (with the limit asked for, if different)."""
+    lines = ["| strategy | BLAS threads in use | forward ms (GFLOP/s) | backward-input ms (GFLOP/s) | backward-weight ms (GFLOP/s) |",
              "| --- | --- | --- | --- | --- |"]
     keys = list(dict.fromkeys((r["strategy"], r["threads"]) for r in rows))
     for name, n in keys:
-        cells = [f"{r['ms']:.1f} ({r['gflops']:.0f})" for r in rows if (r["strategy"], r["threads"]) == (name, n)]
-        lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+        mine = [r for r in rows if (r["strategy"], r["threads"]) == (name, n)]
+        used = mine[0].get("threads_used", n)
+        shown = "unknown" if used is None else f"{used}" if used == n else f"{used} (asked {n})"
+        cells = [f"{r['ms']:.1f} ({r['gflops']:.0f})" for r in mine]
+        lines.append(f"| {name} | {shown} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

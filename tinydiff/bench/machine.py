@@ -43,7 +43,7 @@ def machine_report(threads: int | None = None) -> list[str]:
     lines = [f"machine: {cpu_model()} ({platform.machine()}), {os.cpu_count()} cores, load average {load_average()}",
              f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__} "
              f"(tinydiff's kernels are serial, so Numba's thread pool is never started)",
-             blas_info() + ("" if threads is None else f"   [BLAS threads for this run: {threads}]")]
+             blas_info() + ("" if threads is None else f"   [limit asked for this run: {threads}]")]
     for var in BLAS_ENV:
         if var in os.environ:
             lines.append(f"{var}={os.environ[var]} (set in the environment; the benchmarks never change it)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -62,14 +63,15 @@ def add_arguments(p):
 
 
 def generate(model, schedule, standardizer, labels, n: int, guidance: float, sampler: str, steps: int, seed: int,
-             batch_size: int, prediction_type: str = "epsilon", clip=None) -> np.ndarray:
+             batch_size: int, prediction_type: str = "epsilon", clip=None, progress: bool = False) -> np.ndarray:
     """The older by-hand form of ``TrainedDenoiser.sample(n, label=labels, ..., rng=seed, batch_size=...)`` (kept for
-    callers holding a bare network): n images (n, 1, 28, 28) in [0, 1], the same whatever the batch size."""
+    callers holding a bare network): n images (n, 1, 28, 28) in [0, 1], the same whatever the batch size.
+    ``progress``: one bar (stderr) over every sampling step of every batch."""
     from tinydiff.trained import TrainedDenoiser
 
     return TrainedDenoiser(model, schedule, prediction_type, standardizer).sample(
         n, label=labels, sampler=sampler, steps=steps, guidance=guidance, clip=clip, rng=seed, batch_size=batch_size,
-        threads=None)
+        threads=None, progress=progress)
 
 
 @reports_errors
@@ -89,6 +91,8 @@ def run(args):
     classifier = load_classifier(args.classifier)
     train_x, _ = load_mnist_float(split="train")
     test_x, _ = load_mnist_float(split="test")
+    print(f"embedding {len(test_x)} test images and the floor's {args.n} training images ...", file=sys.stderr,
+          flush=True)
     test_features = classifier.embed(test_x)
     rng = np.random.default_rng(args.seed)
     floor_pick = train_x[rng.choice(len(train_x), args.n, replace=False)]
@@ -102,8 +106,10 @@ def run(args):
     for s in scales:
         t0 = time.perf_counter()
         images = m.sample(args.n, label=labels, sampler=args.sampler, steps=args.steps, guidance=s, clip=args.clip,
-                          rng=args.seed, batch_size=args.batch_size, threads=args.blas_threads)
+                          rng=args.seed, batch_size=args.batch_size, threads=args.blas_threads, progress=True)
         seconds = time.perf_counter() - t0
+        print(f"evaluating {args.n} images: features, FD, KID, accuracy, memorisation against "
+              f"{len(train_x)} training images ...", file=sys.stderr, flush=True)
         report = image_report(images, classifier, test_x, test_features, train_x, labels, args.memo_test)
         report["sampling_seconds"] = seconds
         results[f"guidance={s:g}" if m.num_classes else "unconditional"] = report

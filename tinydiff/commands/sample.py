@@ -62,14 +62,15 @@ def add_arguments(p):
 
 
 def draw(model, schedule, standardizer, n: int, sampler: str = "ddpm", steps=None, seed=0, label=None,
-         guidance: float = 1.0, return_trajectory: bool = False, prediction_type: str = "epsilon", clip=None):
+         guidance: float = 1.0, return_trajectory: bool = False, prediction_type: str = "epsilon", clip=None,
+         progress: bool = False):
     """The older by-hand form of ``TrainedDenoiser.sample`` (kept for callers holding a bare network): n samples in
-    DATA units from ``model`` trained on ``schedule`` to output ``prediction_type``."""
+    DATA units from ``model`` trained on ``schedule`` to output ``prediction_type``. ``progress``: a bar on stderr."""
     from tinydiff.trained import TrainedDenoiser
 
     return TrainedDenoiser(model, schedule, prediction_type, standardizer).sample(
         n, label=label, sampler=sampler, steps=steps, guidance=guidance, clip=clip, rng=seed,
-        return_trajectory=return_trajectory)
+        return_trajectory=return_trajectory, progress=progress)
 
 
 def check_out(out: Path) -> Path:
@@ -105,7 +106,7 @@ def write_samples(m, args, out: Path, size: int) -> None:
     shape, dtype = (args.n, *m.data_shape), np.float32 if m.kind == "images" else np.float64
     tmp = out.with_name(f".{out.name}.part")
     batches = m.batches(args.n, label=args.label, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                        clip=args.clip, rng=args.seed, batch_size=size)
+                        clip=args.clip, rng=args.seed, batch_size=size, progress=True)   # a bar on stderr
     try:
         if out.suffix.lower() == ".csv":
             with open(tmp, "w") as f:

@@ -100,7 +100,8 @@ def mmd2(x, y, bandwidth_factors=BANDWIDTH_FACTORS) -> float:
     return float(_mmd2_from_sums(s_xx, s_yy, k_xy.sum(), m, len(y)))
 
 
-def mmd_test(x, y, n_permutations: int = 200, rng=0, bandwidth_factors=BANDWIDTH_FACTORS) -> tuple[float, float]:
+def mmd_test(x, y, n_permutations: int = 200, rng=0, bandwidth_factors=BANDWIDTH_FACTORS,
+             progress: bool = False) -> tuple[float, float]:
     """Permutation two-sample test of H0: x and y come from one distribution. Returns (MMD^2_u, p-value).
 
     Under H0 the split of the pooled sample into "x" and "y" is arbitrary, so MMD^2 of random re-splits samples its
@@ -129,12 +130,18 @@ def mmd_test(x, y, n_permutations: int = 200, rng=0, bandwidth_factors=BANDWIDTH
 
     observed = float(statistics(np.r_[np.ones(m), np.zeros(n)][:, None])[0])
     exceed = 0
-    for start in range(0, n_permutations, 256):
-        p = min(256, n_permutations - start)
-        a = np.zeros((m + n, p))
-        for j in range(p):
-            a[rng.permutation(m + n)[:m], j] = 1.0
-        exceed += int(np.sum(statistics(a) >= observed))
+    chunk = 32 if progress else 256              # the same permutations in the same order either way
+    from tqdm.auto import tqdm
+
+    with tqdm(total=n_permutations, desc="MMD permutation test", unit="perm", disable=not progress,
+              leave=False) as bar:
+        for start in range(0, n_permutations, chunk):
+            p = min(chunk, n_permutations - start)
+            a = np.zeros((m + n, p))
+            for j in range(p):
+                a[rng.permutation(m + n)[:m], j] = 1.0
+            exceed += int(np.sum(statistics(a) >= observed))
+            bar.update(p)
     return observed, (1.0 + exceed) / (1.0 + n_permutations)
 
 

@@ -13,20 +13,26 @@ For a data set, compare N samples with N held-out points (a fresh seed) and, as 
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 DATASETS = ("moons", "swissroll", "8gaussians", "checkerboard", "circles")
 HELDOUT_SEEDS = (10_001, 10_002)  # held-out data never overlap the training seed's stream
 
 
-def evaluate(samples: np.ndarray, name: str, n: int, permutations: int = 500, seed: int = 0) -> dict:
+def evaluate(samples: np.ndarray, name: str, n: int, permutations: int = 500, seed: int = 0,
+             progress: bool = False) -> dict:
     """Metrics of ``samples`` (data units) against held-out draws of the toy set ``name``."""
     from tinydiff.data.toy2d import make_dataset
     from tinydiff.metrics import points as P
 
+    if progress:
+        print(f"evaluating {len(samples)} samples: MMD, energy distance and W2 against held-out data ...",
+              file=sys.stderr, flush=True)
     held, held2 = (make_dataset(name, n, rng=s) for s in HELDOUT_SEEDS)
     table = P.metrics_with_floor(samples, held, held2, rng=seed, n_permutations=0)
-    mmd2, p = P.mmd_test(samples, held, permutations, rng=seed)
+    mmd2, p = P.mmd_test(samples, held, permutations, rng=seed, progress=progress)
     row = {"mmd2": mmd2, "mmd2_floor": table["mmd2"]["floor"], "p_value": p,
            "energy": table["energy_distance"]["model"], "energy_floor": table["energy_distance"]["floor"],
            "w2": table["w2_squared"]["model"], "w2_floor": table["w2_squared"]["floor"]}
