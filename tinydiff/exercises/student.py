@@ -5,6 +5,11 @@ becomes a comment and a ``raise NotImplementedError("Exercise 2.1 (...): task. R
 which is also what the exercise's tests show until the student has written the code. A stub inside a Numba kernel
 still compiles (Numba raises exceptions with constant arguments), so every module of the copy imports.
 
+Only the files git tracks are copied (so no demo_out/, runs/ or trained model.npz of the instructor's), or, outside a
+git checkout, every file but the skipped folders. Solution regions quoted in the docs (Markdown code blocks) are
+stubbed too, and any other line of a removed solution found in a text file is replaced by a note. The copy's
+``conftest.py`` makes its tests import the copy's own ``tinydiff``, whatever else is installed.
+
 The copy is built in a temporary folder and checked before it is moved into place. The generator refuses (MarkerError,
 naming file and line) if markers are unbalanced or nested, if a generated file would not compile, if a stubbed region
 is not exactly its stub, or if any line of a removed solution or hidden test would still be in the copy.
@@ -12,7 +17,9 @@ is not exactly its stub, or if any line of a removed solution or hidden test wou
 
 from __future__ import annotations
 
+import re
 import shutil
+import subprocess
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -118,6 +125,57 @@ def verify_student_file(original: str, student: str, path: Path, exercises: dict
             raise MarkerError(f"{path}:{n}: solution or hidden-test text would remain in the student copy: {line!r}")
 
 
+TEXT_SUFFIXES = {".md", ".txt", ".rst", ".cfg", ".toml", ".ipynb", ".html"}
+_BEGIN = re.compile(r"^\s*### BEGIN SOLUTION\b")
+_END = re.compile(r"^\s*### END SOLUTION\b")
+REDACTED = "[a line of an exercise's solution, removed from the student copy]"
+
+
+def student_doc_text(text: str, solution_lines: set[str]) -> str:
+    """A non-Python text file of the student copy: quoted solution regions keep their markers and lose their body;
+    any other line holding a removed solution line (stripped, >= 12 characters) becomes a note."""
+    out, inside = [], False
+    for line in text.splitlines():
+        if _BEGIN.match(line):
+            inside = True
+            out += [line, line[: len(line) - len(line.lstrip())] + "...  # your code (removed in the student copy)"]
+            continue
+        if _END.match(line):
+            inside = False
+        if inside:
+            continue
+        if any(sol in line for sol in solution_lines):
+            line = line[: len(line) - len(line.lstrip())] + REDACTED
+        out.append(line)
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
+def _solution_lines(root: Path, exercises: dict[str, Exercise], selected: set[str]) -> set[str]:
+    """The distinctive lines (stripped, >= 12 characters, not comments) of the chosen solution regions."""
+    lines = set()
+    for ex in exercises.values():
+        if ex.id not in selected:
+            continue
+        for r in ex.regions:
+            text = (root / r.path).read_text(encoding="utf-8").splitlines()
+            lines.update(x.strip() for x in text[r.begin: r.end - 1] if len(x.strip()) >= 12 and not x.strip().startswith("#"))
+    return lines
+
+
+def project_files(root: Path) -> list[Path]:
+    """The files of the project to copy, relative to ``root``: git's tracked files (those still on disk) in a git
+    checkout, else every file outside the skipped folders."""
+    try:
+        proc = subprocess.run(["git", "-C", str(root), "ls-files", "-z"], capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        proc = None
+    if proc is not None and proc.returncode == 0 and proc.stdout:
+        rels = [Path(name) for name in proc.stdout.decode("utf-8").split("\0") if name]
+        return sorted(rel for rel in rels if (root / rel).is_file() and not _skipped(rel.parts))
+    return sorted(src.relative_to(root) for src in root.rglob("*")
+                  if src.is_file() and not _skipped(src.relative_to(root).parts))
+
+
 def _skipped(rel: tuple[str, ...]) -> bool:
     return (any(p in SKIP_DIRS or p.endswith(".egg-info") for p in rel)
             or any(rel[: len(s)] == s for s in SKIP_PATHS))
@@ -146,9 +204,10 @@ def make_student(out: Path, only: list[str] | None = None, root: Path | None = N
 
     tmp = Path(tempfile.mkdtemp(prefix=".student-", dir=out.parent if out.parent.exists() else None))
     try:
-        for src in sorted(root.rglob("*")):
-            rel = src.relative_to(root)
-            if _skipped(rel.parts) or src.is_dir() or src == out or out in src.parents:
+        solutions = _solution_lines(root, exercises, selected)
+        for rel in project_files(root):
+            src = root / rel
+            if src == out or out in src.parents:
                 continue
             dst = tmp / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -158,6 +217,8 @@ def make_student(out: Path, only: list[str] | None = None, root: Path | None = N
                 if new is not text:
                     verify_student_file(text, new, rel, exercises, selected, root)
                 dst.write_text(new, encoding="utf-8")
+            elif src.suffix in TEXT_SUFFIXES:
+                dst.write_text(student_doc_text(src.read_text(encoding="utf-8"), solutions), encoding="utf-8")
             else:
                 shutil.copy2(src, dst)
         out.parent.mkdir(parents=True, exist_ok=True)
