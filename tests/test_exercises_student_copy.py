@@ -36,10 +36,10 @@ def test_the_copy_reports_which_tinydiff_it_tests(tmp_path):
     out = tmp_path / "hw"
     make_student(out, only=["ex1_1"])
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run(pytest_without_cwd_on_path() + ["--collect-only", "-q", "-p", "no:cacheprovider",
+    proc = subprocess.run(pytest_without_cwd_on_path() + ["--collect-only", "-p", "no:cacheprovider",
                                                           "tests/test_threads.py"],
                           cwd=out, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"tinydiff under test: {out.resolve() / 'tinydiff'}" in proc.stdout, proc.stdout[-3000:]
 
 
 @pytest.fixture
