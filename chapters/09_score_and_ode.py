@@ -159,7 +159,8 @@ grid = np.stack([gx.ravel(), gy.ravel()], axis=1)                               
 field = np.stack([(1.0 - schedule.alphas_cumprod[t]) * exact.score(grid, np.full(len(grid), t))
                   for t in FIELD_STEPS])                                             # (S, G G, 2)
 u, v = field[..., 0].reshape(-1, GRID, GRID), field[..., 1].reshape(-1, GRID, GRID)  # (S, G, G)
-viz.save(viz.vector_field(gx, gy, u, v, FIELD_STEPS, data=data, lim=3.4), args.out / "score_field.png")
+viz.save(viz.vector_field(gx, gy, u, v, FIELD_STEPS, data=data, lim=3.4, color_label="(1 - ab_t) |score|"),
+         args.out / "score_field.png")
 centre, h = mixture.means[:1], 1e-5                                              # (1, 2): one mode's centre
 slopes = {}
 for t in (0, FIELD_STEPS[0], FIELD_STEPS[1]):
@@ -336,7 +337,8 @@ field = np.stack([-np.sqrt(1.0 - model_schedule.alphas_cumprod[t]) * e          
                   for t, e in zip(FIELD_STEPS, eps_learned)])
 u, v = field[..., 0].reshape(-1, GRID, GRID), field[..., 1].reshape(-1, GRID, GRID)
 viz.save(viz.vector_field(gx, gy, u, v, [f"{t} (learned)" for t in FIELD_STEPS],
-                          data=standardizer.transform(data), lim=lim_std * 1.06), args.out / "score_field_learned.png")
+                          data=standardizer.transform(data), lim=lim_std * 1.06, color_label="(1 - ab_t) |score|"),
+         args.out / "score_field_learned.png")
 
 # %% [markdown]
 # Then its error, on points drawn from q_t itself (where the network was trained): the RMS of eps_theta - E[eps | x_t]

@@ -124,7 +124,8 @@ score_c = exact.posterior(grid, ab, np.zeros(len(grid), dtype=np.int64))["score"
 score_u = exact.posterior(grid, ab, np.full(len(grid), exact.null_label))["score"]
 field = np.stack([(1 - ab) * (score_u + s * (score_c - score_u)) for s in SCALES])   # (S, G G, 2)
 fig = viz.vector_field(gx, gy, field[..., 0].reshape(-1, 17, 17), field[..., 1].reshape(-1, 17, 17),
-                       [f"{FIELD_T}, s = {s:g}" for s in SCALES], data=mixture.sample(1000, rng=rng), unit=True)
+                       [f"{FIELD_T}, s = {s:g}" for s in SCALES], data=mixture.sample(1000, rng=rng), unit=True,
+                       color_label="(1 - ab_t) |guided score|")
 viz.save(fig, args.out / "guided_field.png")
 line = np.stack([np.linspace(0.5, 3.5, 3001), np.zeros(3001)], axis=1)             # (L, 2): the ray through mode 0
 line_c = exact.posterior(line, ab, np.zeros(len(line), dtype=np.int64))["score"][:, 0]

@@ -181,7 +181,8 @@ def trajectory_strip(xs: np.ndarray, ts, lim: float | None = 3.5, title: str = "
 
 def trajectory_gif(xs: np.ndarray, ts, path, lim: float = 3.5, fps: int = 12, trail: np.ndarray | None = None):
     """Animate a chain of point clouds xs: (S, N, 2) to a GIF (matplotlib's PillowWriter). ``trail``: points drawn
-    faintly behind every frame (the data, say). Returns the path."""
+    faintly behind every frame (the data, say). ``ts``: the step of each frame, -1 for the final samples (a
+    Trajectory's convention). Returns the path."""
     from matplotlib.animation import FuncAnimation, PillowWriter
 
     path = Path(path)
@@ -195,7 +196,7 @@ def trajectory_gif(xs: np.ndarray, ts, path, lim: float = 3.5, fps: int = 12, tr
 
     def frame(i):
         scat.set_offsets(xs[i])
-        title.set_text(f"t = {ts[i]}")
+        title.set_text(f"t = {ts[i]}" if ts[i] >= 0 else "samples (x_0, after the last step)")   # -1: the end
         return scat, title
 
     frames = list(range(len(xs))) + [len(xs) - 1] * fps                          # hold the last frame a second
@@ -206,29 +207,34 @@ def trajectory_gif(xs: np.ndarray, ts, path, lim: float = 3.5, fps: int = 12, tr
 
 
 def vector_field(grid_x: np.ndarray, grid_y: np.ndarray, u: np.ndarray, v: np.ndarray, panels_t, data=None,
-                 lim: float = 3.5, unit: bool = False):
+                 lim: float = 3.5, unit: bool = False, color_label: str = "arrow length"):
     """One quiver panel per time step: u, v: (S, G, G) vectors at the grid (G, G) points, optional data behind them.
-    Colour shows the length. Each panel scales its arrows on its own; with ``unit`` every arrow has the same length
-    (direction only) and the colour scale (log) is shared by all panels."""
-    from matplotlib.colors import LogNorm
+    Colour shows the length, on one scale shared by all panels (the colourbar on the right, labelled
+    ``color_label``), so colours compare across panels. Each panel scales its arrows on its own; with ``unit`` every
+    arrow has the same length (direction only) and the colour scale is logarithmic."""
+    from matplotlib.colors import LogNorm, Normalize
 
     size = np.hypot(u, v)                                                         # (S, G, G)
-    norm = LogNorm(vmin=max(size.min(), 1e-3), vmax=max(size.max(), 1e-2)) if unit else None
-    fig, axes = plt().subplots(1, len(panels_t), figsize=(3 * len(panels_t), 3), squeeze=False)
+    norm = (LogNorm(vmin=max(size.min(), 1e-3), vmax=max(size.max(), 1e-2)) if unit
+            else Normalize(vmin=0.0, vmax=max(float(size.max()), 1e-12)))
+    fig, axes = plt().subplots(1, len(panels_t), figsize=(3 * len(panels_t) + 0.8, 3), squeeze=False,
+                               layout="constrained")
     for ax, t, uu, vv in zip(axes[0], panels_t, u, v):
         if data is not None:
             ax.scatter(data[:, 0], data[:, 1], s=1, color="0.8", linewidths=0)
         if unit:
             length = np.maximum(np.hypot(uu, vv), 1e-12)
             step = abs(grid_x[0, 1] - grid_x[0, 0])
-            ax.quiver(grid_x, grid_y, uu / length, vv / length, np.hypot(uu, vv), cmap="viridis", norm=norm,
-                      angles="xy", scale_units="xy", scale=1.2 / step, width=0.005)
+            arrows = ax.quiver(grid_x, grid_y, uu / length, vv / length, np.hypot(uu, vv), cmap="viridis", norm=norm,
+                               angles="xy", scale_units="xy", scale=1.2 / step, width=0.005)
         else:
-            ax.quiver(grid_x, grid_y, uu, vv, np.hypot(uu, vv), cmap="viridis", angles="xy", scale_units="xy",
-                      scale=None, width=0.004)
+            arrows = ax.quiver(grid_x, grid_y, uu, vv, np.hypot(uu, vv), cmap="viridis", norm=norm, angles="xy",
+                               scale_units="xy", scale=None, width=0.004)
         ax.set_title(f"t = {t}", fontsize=9)
         square_axes(ax, lim)
-    fig.tight_layout()
+    bar = fig.colorbar(arrows, ax=list(axes[0]), fraction=0.03, pad=0.01, aspect=25)
+    bar.set_label(color_label + (" (log scale)" if unit else ""), fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     return fig
 
 

@@ -91,7 +91,8 @@ def run(args):
     L = len(traj.x)
     frames = np.unique(np.r_[(L - np.geomspace(L, 1, 12 if args.quick else 60)).astype(int), L - 1])  # dense near t=0
     viz.trajectory_gif(traj.x[frames], traj.t[frames], out / "reverse_chain.gif", trail=x0)
-    viz.save(viz.vector_field(gx, gy, u, v, show, data=x0, unit=True), out / "vector_field.png")
+    viz.save(viz.vector_field(gx, gy, u, v, show, data=x0, unit=True, color_label="|eps_theta(x, t)|"),
+             out / "vector_field.png")
     with blas_threads(config.blas_threads):      # the limit training and sampling ran under, as BLAS reports it
         used = blas_thread_count()
     print(f"demo finished in {time.perf_counter() - t_start:.0f} s with {used or 'an unknown number of'} BLAS "
