@@ -236,7 +236,7 @@ u = np.linspace(-1, 1, GRID)
 grid = np.stack(np.meshgrid(u, u), axis=-1).reshape(-1, 2).astype(np.float32)   # (GRID*GRID, 2)
 truth = target(grid).reshape(GRID, GRID)
 fit = model.forward(grid).reshape(GRID, GRID)
-fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), layout="constrained")   # constrained: colourbars keep clear
 for ax, (title, img) in zip(axes, [("target sin(3x1)cos(2x2)", truth), ("network", fit), ("error", fit - truth)]):
     im = ax.imshow(img, origin="lower", extent=(-1, 1, -1, 1), cmap="RdBu_r",
                    vmin=-1 if title != "error" else -0.2, vmax=1 if title != "error" else 0.2)
