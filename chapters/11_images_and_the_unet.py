@@ -229,14 +229,15 @@ def receptive_field(layers):
 cfg = unet.cfg
 path = [("conv_in", 3, 1)]
 for level in range(len(cfg.channel_mults)):
-    path += [(f"level {level} ResBlock", 3, 1)] * (2 * cfg.num_res_blocks)
+    path += [(f"level {level} ResBlock {b + 1} conv{c}", 3, 1)              # each ResBlock: conv1, then conv2
+             for b in range(cfg.num_res_blocks) for c in (1, 2)]
     if level < len(cfg.channel_mults) - 1:
         path.append((f"down {level} (stride 2)", 3, 2))
-path += [("middle ResBlock", 3, 1)] * 2
+path += [(f"middle ResBlock conv{c}", 3, 1) for c in (1, 2)]
 rf = receptive_field([(k, s) for _, k, s in path])
 flat = receptive_field([(3, 1)] * len(path))
 for (name, _, _), (r, j), (r_flat, _) in zip(path, rf, flat):
-    print(f"{name:>22}: receptive field {r:3d} px (jump {j})   all at stride 1: {r_flat:3d} px")
+    print(f"{name:>28}: receptive field {r:3d} px (jump {j})   all at stride 1: {r_flat:3d} px")
 print(f"then self-attention at 7 x 7: every position reads every other, the whole 28 x 28 image")
 
 # %% [markdown]
@@ -371,7 +372,7 @@ t0 = time.perf_counter()
 digits = shipped.sample(len(labels), label=labels, sampler="ddim", steps=DDIM_STEPS, guidance=1.0, rng=SEED,
                         batch_size=100)                                       # (N, 1, 28, 28) in [0, 1]
 print(f"{len(digits)} digits in {time.perf_counter() - t0:.1f} s ({DDIM_STEPS} DDIM steps)")
-viz.save(viz.image_grid(digits, nrow=PER_CLASS if PER_CLASS > 1 else 10), args.out / "shipped_samples.png")
+viz.save(viz.image_rows([(f"label {c}", digits[labels == c]) for c in range(10)]), args.out / "shipped_samples.png")
 
 # %% [markdown]
 # Next (chapter 12): the label embedding, the null label, and classifier-free guidance on digits.

@@ -85,15 +85,18 @@ def image_strip(panels: list[tuple[str, np.ndarray]], size: float = 1.6, vmin: f
     return fig
 
 
-def image_grid(images: np.ndarray, nrow: int | None = None, vmin: float = 0.0, vmax: float = 1.0, size: float = 0.6):
+def image_grid(images: np.ndarray, nrow: int | None = None, vmin: float = 0.0, vmax: float = 1.0, size: float = 0.6,
+               title: str = ""):
     """A grid of grey images (N, 1, H, W) or (N, H, W), ``nrow`` per row (default: a square-ish grid), drawn as one
-    mosaic (:func:`tile_images`)."""
+    mosaic (:func:`tile_images`), with an optional ``title`` above it."""
     ncol = nrow or int(np.ceil(np.sqrt(len(images))))
     mosaic = tile_images(images, ncol)
     h, w = np.shape(images)[-2:]
     fig, ax = plt().subplots(figsize=(size * mosaic.shape[1] / w, size * mosaic.shape[0] / h))
     ax.imshow(mosaic, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=8)
     fig.subplots_adjust(0, 0, 1, 1)
     return fig
 

@@ -150,7 +150,14 @@ def run(args):
 
         x = np.loadtxt(out, delimiter=",", ndmin=2) if out.suffix.lower() == ".csv" else np.load(out, mmap_mode="r")
         if m.kind == "images":
-            viz.save(viz.image_grid(np.asarray(x[:256]).reshape(-1, *m.data_shape)), args.plot)
+            how = m.sampling_defaults             # what the sampling used where a flag was not given
+            how.update({k: v for k, v in dict(sampler=args.sampler, steps=args.steps, guidance=args.guidance).items()
+                        if v is not None})
+            what = "unconditional" if args.label is None else f"label {args.label}, guidance {how['guidance']:g}"
+            shown = min(len(x), 256)
+            title = (f"{shown} of {len(x)} samples: {what}; {how['sampler']}, {how['steps'] or m.schedule.T} steps, "
+                     f"seed {args.seed}")
+            viz.save(viz.image_grid(np.asarray(x[:256]).reshape(-1, *m.data_shape), title=title), args.plot)
         elif x.shape[1] != 2:
             print(f"--plot draws 2D points only; these have dimension {x.shape[1]}")
         else:
