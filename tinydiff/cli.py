@@ -24,10 +24,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+EPILOG = """\
+start with:  python -m tinydiff demo            (about a minute; figures in demo_out/)
+then read:   python -m tinydiff chapter 1 ... 13 (each `--quick` in seconds)
+
+more tools, outside this command:
+  python -m tinydiff.exercises list | make-student --out DIR | grade DIR
+                                        homework: exercises from the library, a student copy, grading
+  python -m tinydiff.bench_nfe          sampler accuracy vs number of model evaluations (NFE), docs/samplers.md
+  python -m tinydiff COMMAND --help     the options of one command
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m tinydiff",
         description="tinydiff: diffusion models from scratch in NumPy and Numba.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():

@@ -9,10 +9,13 @@ import functools
 def add_arguments(p):
     p.add_argument("--out", default="data/classifier/mnist_classifier.npz", help="where to write the weights (.npz)")
     p.add_argument("--epochs", type=int, default=3, help="passes over the 60,000 training images (default 3)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (warm-up + cosine)")
-    p.add_argument("--max-shift", type=int, default=2, help="augmentation: random shifts of up to this many pixels")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=128, help="images per optimiser step (default 128)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate, after warm-up and before the "
+                                                         "cosine decay (default 2e-3)")
+    p.add_argument("--max-shift", type=int, default=2, help="augmentation: random shifts of up to this many pixels (default 2; "
+                                                              "0 turns it off)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, the batch order and the "
+                                                       "shifts (default 0)")
     p.add_argument("--data", default=None,
                    help="folder with the MNIST files (default: $TINYDIFF_DATA/mnist or data/mnist)")
 

@@ -121,7 +121,8 @@ def load_points(spec, n: int | None = None, rng=None) -> np.ndarray:
     if path.suffix.lower() not in EXTENSIONS:
         raise DatasetError(
             f"{str(spec)!r} is neither a data set name nor a .npy/.csv file; "
-            f"known data sets: {', '.join(DATASETS)}; or give a path ending in {' or '.join(EXTENSIONS)}"
+            f"known data sets: {', '.join(DATASETS)}, and mnist (images: `train --data mnist`, the U-Net); "
+            f"or give a path ending in {' or '.join(EXTENSIONS)}"
         )
     x = load_point_file(path)
     if n is None:
