@@ -370,7 +370,7 @@ viz.save(viz.image_grid(tiny_samples, nrow=10), args.out / "short_run_samples.pn
 labels = np.repeat(np.arange(10), PER_CLASS)                                  # (10 PER_CLASS,) 0, 0, ..., 9
 t0 = time.perf_counter()
 digits = shipped.sample(len(labels), label=labels, sampler="ddim", steps=DDIM_STEPS, guidance=1.0, rng=SEED,
-                        batch_size=100)                                       # (N, 1, 28, 28) in [0, 1]
+                        batch_size=100, progress=not args.quick)              # (N, 1, 28, 28) in [0, 1]
 print(f"{len(digits)} digits in {time.perf_counter() - t0:.1f} s ({DDIM_STEPS} DDIM steps)")
 viz.save(viz.image_rows([(f"label {c}", digits[labels == c]) for c in range(10)]), args.out / "shipped_samples.png")
 

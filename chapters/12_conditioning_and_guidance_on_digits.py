@@ -240,7 +240,7 @@ samples, seconds = {}, {}
 for s in sorted(set(SCALES) | set(SWEEP)):
     t0 = time.perf_counter()
     samples[s] = trained.sample(len(labels), label=labels, sampler="ddim", steps=DDIM_STEPS, guidance=s,
-                                x_T=x_T)                                        # (N, 1, 28, 28) in [0, 1]
+                                x_T=x_T, progress=not args.quick)               # (N, 1, 28, 28) in [0, 1]
     seconds[s] = time.perf_counter() - t0
 print(f"{len(labels)} digits per scale, {DDIM_STEPS} DDIM steps: {seconds[1.0]:.1f} s at s = 1, "
       f"{seconds[SWEEP[-1]]:.1f} s with guidance (two predictions per step)")

@@ -377,7 +377,7 @@ samples = {}
 for s in GUIDANCE:
     t0 = time.perf_counter()
     samples[s] = shipped.sample(N_SAMPLES, label=labels, sampler="ddim", steps=DDIM_STEPS, guidance=s, rng=SEED,
-                                batch_size=100)                                   # (N_SAMPLES, 1, 28, 28) in [0, 1]
+                                batch_size=100, progress=not args.quick)          # (N_SAMPLES, 1, 28, 28) in [0, 1]
     seconds = time.perf_counter() - t0
     report = image_report(samples[s], judge, memo_x, ref_f, memo_train, labels, memo_test=MEMO_TEST)
     print(format_report(f"guidance {s:g} ({N_SAMPLES} samples, {DDIM_STEPS} DDIM steps, {seconds:.1f} s)", report))
