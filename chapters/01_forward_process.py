@@ -1,5 +1,5 @@
 # %% [markdown]
-"""
+r"""
 # Chapter 1 — The forward process: turning data into noise
 
 A diffusion model learns to *undo* a process that is easy to run: adding a little Gaussian noise, many times.
@@ -10,7 +10,8 @@ everything else builds on.
 
 Start from a data point x_0. At each of T steps, shrink it a little and add a little noise (Ho et al. 2020, eq. 2):
 
-    q(x_t | x_{t-1}) = N( sqrt(1 - beta_t) x_{t-1},  beta_t I )          i.e.   x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps_t
+$$q(x_t \mid x_{t-1}) = \mathcal{N}\big(\sqrt{1 - \beta_t}\, x_{t-1},\ \beta_t I\big), \quad\text{i.e.}\quad
+x_t = \sqrt{\alpha_t}\, x_{t-1} + \sqrt{\beta_t}\, \epsilon_t$$
 
 with alpha_t = 1 - beta_t and fresh noise eps_t ~ N(0, I) at every step. The schedule beta_0, ..., beta_{T-1} is small
 (1e-4 to 0.02 for T = 1000): each step barely changes the data.
@@ -21,9 +22,12 @@ Unroll two steps: x_t = sqrt(alpha_t alpha_{t-1}) x_{t-2} + sqrt(alpha_t beta_{t
 The two noise terms are independent Gaussians, so their sum is one Gaussian with variance
 alpha_t (1 - alpha_{t-1}) + (1 - alpha_t) = 1 - alpha_t alpha_{t-1}. By induction (Ho et al. 2020, eq. 4):
 
-    q(x_t | x_0) = N( sqrt(alpha_bar_t) x_0,  (1 - alpha_bar_t) I ),     alpha_bar_t = prod_{s <= t} alpha_s
+$$q(x_t \mid x_0) = \mathcal{N}\big(\sqrt{\bar\alpha_t}\, x_0,\ (1 - \bar\alpha_t) I\big), \qquad
+\bar\alpha_t = \prod_{s \le t} \alpha_s$$
 
-    x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps,   eps ~ N(0, I)          <- tinydiff.diffusion.q_sample
+$$x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon, \qquad \epsilon \sim \mathcal{N}(0, I)$$
+
+(`tinydiff.diffusion.q_sample`; in the code alpha_bar_t is `schedule.alphas_cumprod[t]`.)
 
 So we never need to run the chain to train: any step is one multiply-add away. Because sqrt(alpha_bar)^2 plus the noise
 variance is exactly 1, data with unit variance keeps unit variance all the way: the process is *variance preserving*.

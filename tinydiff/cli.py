@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train-classifier": ("tinydiff.commands.train_classifier",
                          "train the MNIST judge used by the image metrics: --out data/classifier/mnist_classifier.npz"),
     "evaluate": ("tinydiff.commands.evaluate", "FD, KID, class accuracy and memorisation of a MNIST model's samples"),
+    "book": ("tinydiff.commands.book", "run every chapter into a notebook and an HTML page with its figures: --out DIR"),
     "bench": ("tinydiff.commands.bench", "time training steps and sampling, optionally against PyTorch: bench all --vs-torch"),
 }
 
