@@ -34,6 +34,7 @@ TINY_CHAPTER = textwrap.dedent('''\
     fig, ax = plt.subplots(figsize=(4, 3))
     ax.imshow(np.linspace(0, 1, 400).reshape(20, 20), cmap="viridis")
     viz.save(fig, args.out / "colours.png")
+    viz.trajectory_gif(np.random.default_rng(0).standard_normal((3, 50, 2)), [2, 1, -1], args.out / "chain.gif", fps=2)
 
     # %% [markdown]
     # A comment-style text cell.
@@ -85,6 +86,7 @@ def test_the_book_executes_the_chapter_with_its_figures_and_math(built):
     assert len(entries) == 1 and entries[0].error == ""
     page = (out / "99_test_page.html").read_text()
     assert "data:image/png;base64" in page                      # the figure viz.save wrote, inline
+    assert "data:image/gif;base64" in page                      # and the animation
     assert "<math" in page and 'display="block"' in page        # MathML: no MathJax, no network
     assert "quick run" in page and "book set-up" not in page    # --quick reached the chapter; set-up cell hidden
     assert "PosixPath(" not in page

@@ -146,6 +146,12 @@ def notebook_html(nb, title: str) -> str:
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = math_to_mathml(cell.source)
+        for output in cell.get("outputs", []):     # nbconvert's templates draw no image/gif: hand it over as <img>
+            data = output.get("data", {})
+            if "image/gif" in data:
+                gif = "".join(data.pop("image/gif").split())
+                data["text/html"] = f'<img src="data:image/gif;base64,{gif}" alt="animation">'
+                data.pop("text/plain", None)
     config = Config()
     config.TagRemovePreprocessor.remove_cell_tags = {SETUP_TAG}
     config.TagRemovePreprocessor.enabled = True
