@@ -64,13 +64,13 @@ def run(args):
         out = args.out / name if args.out else None
         trainer = Trainer(config, out)
         t0 = time.perf_counter()
-        trainer.train(progress=False)
+        trainer.train(progress=True)                   # bars on stderr; the table goes to stdout
         train_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        samples = trainer.trained().sample(args.n, rng=args.seed + 1)          # EMA weights, DDPM over all T steps
+        samples = trainer.trained().sample(args.n, rng=args.seed + 1, progress=True)   # EMA weights, DDPM, all T
         sample_s = time.perf_counter() - t0
         row = {"data": name, "steps": config.steps, "train_s": train_s, "sample_s": sample_s,
-               **evaluate(samples, name, args.n, args.permutations)}
+               **evaluate(samples, name, args.n, args.permutations, progress=True)}
         rows.append(row)
         print(markdown_table([row]).splitlines()[-1], flush=True)
         if out is not None:
