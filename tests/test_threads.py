@@ -69,7 +69,7 @@ def test_blas_thread_count_reports_the_limit_in_force():
 
 
 def test_the_conv_speed_table_prints_the_threads_blas_really_used():
-    from tinydiff.nn.kernels.bench_conv import bench_conv, format_table
+    from tinydiff.bench.conv import bench_conv, format_table
 
     rows = bench_conv(B=1, C=4, O=4, H=6, W=6, repeats=1, threads=(1,), strategies=("im2col+BLAS NCHW",))
     assert {r["threads_used"] for r in rows} == {1}
