@@ -53,6 +53,7 @@ import numpy as np
 
 from tinydiff import viz
 from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
+from tinydiff.claims import claim, finish
 from tinydiff.data.toy2d import gaussian_mixture_params, make_dataset
 from tinydiff.flow import FlowNetwork, FlowTrainer
 from tinydiff.metrics.points import mmd_test
@@ -63,19 +64,6 @@ from tinydiff.threads import blas_threads
 from tinydiff.train import TrainConfig
 
 args = viz.chapter_args(17, "Chapter 17: flow matching")
-try:
-    from tinydiff.claims import claim, finish
-except ImportError:                               # a stand-in until tinydiff.claims is on this branch
-    _failed = []
-
-    def claim(ok, text, quick=True, **numbers):
-        verdict = "not judged in quick mode" if args.quick and not quick else "pass" if ok else "FAIL"
-        print(f"  claim [{verdict}] {text.format(**numbers)}", flush=True)
-        _failed.extend([text.format(**numbers)] if verdict == "FAIL" else [])
-
-    def finish():
-        if _failed:
-            raise SystemExit("claims that are not true of this run:\n" + "\n".join(_failed))
 
 # ---- constants -------------------------------------------------------------------------------------------------
 DATA = "8gaussians"                               # a Gaussian mixture: its exact velocity field is known

@@ -46,9 +46,10 @@ import numpy as np
 
 from tinydiff import viz
 from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
+from tinydiff.claims import claim, finish
 from tinydiff.data.toy2d import gaussian_mixture_params, make_dataset
 from tinydiff.distill import progressive_distillation
-from tinydiff.flow import FlowNetwork, FlowTrainer, generate_pairs, measure_straightness, ot_pairing
+from tinydiff.flow import FlowNetwork, FlowTrainer, measure_straightness, ot_pairing
 from tinydiff.metrics.points import mmd2, w2_squared
 from tinydiff.processes import LinearInterpolant
 from tinydiff.samplers import sample
@@ -56,19 +57,6 @@ from tinydiff.threads import blas_threads
 from tinydiff.train import TrainConfig
 
 args = viz.chapter_args(18, "Chapter 18: straight paths and few steps")
-try:
-    from tinydiff.claims import claim, finish
-except ImportError:                               # a stand-in until tinydiff.claims is on this branch
-    _failed = []
-
-    def claim(ok, text, quick=True, **numbers):
-        verdict = "not judged in quick mode" if args.quick and not quick else "pass" if ok else "FAIL"
-        print(f"  claim [{verdict}] {text.format(**numbers)}", flush=True)
-        _failed.extend([text.format(**numbers)] if verdict == "FAIL" else [])
-
-    def finish():
-        if _failed:
-            raise SystemExit("claims that are not true of this run:\\n" + "\\n".join(_failed))
 
 # ---- constants -------------------------------------------------------------------------------------------------
 DATA = "8gaussians"                               # a Gaussian mixture: the exact 1-rectified flow is known
