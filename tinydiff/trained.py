@@ -344,6 +344,8 @@ def _infer_missing(stored: dict, config: TrainConfig, process: NoiseSchedule, ne
             inferred[name] = "not stored: the schedule's own default (the only choice when the file was written)"
         elif name == "max_loss_rise":
             inferred[name] = "not stored: a training safeguard, no effect on the weights"
+        elif name in ("objective", "coupling", "reflow"):
+            inferred[name] = "not stored: written before objectives existed, so ddpm (the default) for certain"
         elif name in ("max_beta", "base_channels"):
             inferred[name] = "not stored; does not apply to this schedule / model"
         else:
