@@ -281,8 +281,6 @@ def load_trained(path, use_ema: bool = True) -> TrainedDenoiser:
     the run stored; a field an older checkpoint lacks is filled in from the file when it can be (``max_beta`` from
     the stored betas) and named in ``.inferred``."""
     from tinydiff import checkpoint as ckpt
-    from tinydiff.models import model_from_spec
-    from tinydiff.objectives import get_objective
 
     arrays = ckpt.load_checkpoint(path)
     with ckpt.reading(path):
@@ -292,6 +290,7 @@ def load_trained(path, use_ema: bool = True) -> TrainedDenoiser:
 def _from_arrays(arrays: dict, path, use_ema: bool) -> TrainedDenoiser:
     from tinydiff import checkpoint as ckpt
     from tinydiff.models import model_from_spec
+    from tinydiff.objectives import get_objective
 
     stored = ckpt.from_json_array(arrays["meta/config"])
     config = TrainConfig.from_dict(stored)
