@@ -69,9 +69,16 @@ def test_wrong_point_dimension_names_the_expected_shape():
         MLPDenoiser().forward(np.zeros((4, 3)), np.zeros(4, dtype=int))
 
 
-def test_float_time_steps_are_refused():
-    with pytest.raises(ValueError, match="integer time steps"):
-        MLPDenoiser().forward(np.zeros((4, 2)), np.zeros(4))
+def test_float_time_is_refused_by_a_model_of_a_discrete_schedule():
+    with pytest.raises(ValueError, match="integer steps"):
+        MLPDenoiser(num_timesteps=1000).forward(np.zeros((4, 2)), np.zeros(4))
+
+
+def test_float_time_is_embedded_like_the_same_integer_step():
+    """A model not tied to a schedule (num_timesteps None: flow matching feeds 1000 t) takes float times; an integral
+    float gives the same output as the integer step (issue 15 narrows the old refusal of float t to schedule models)."""
+    model, x = MLPDenoiser(rng=0), np.random.default_rng(0).standard_normal((4, 2))
+    np.testing.assert_allclose(model.forward(x, np.full(4, 10.0)), model.forward(x, np.full(4, 10)), atol=1e-5)
 
 
 def test_labels_for_an_unconditional_model_are_refused():

@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chapter": ("tinydiff.commands.chapter", "run one of the chapters (lectures) in chapters/ and write its figures"),
     "train": ("tinydiff.commands.train", "train a denoiser (MLP on points, U-Net on --data mnist); every setting is a flag"),
     "sample": ("tinydiff.commands.sample", "draw points or images from a trained model: --checkpoint DIR/model.npz --n N --out F"),
+    "reflow": ("tinydiff.commands.reflow",
+               "rectified flow: retrain a flow model on its own (noise, sample) pairs: --checkpoint DIR/model.npz --out D2"),
     "demo": ("tinydiff.commands.demo", "train, sample, evaluate and draw the whole story on a toy set (~1 minute)"),
     "quality": ("tinydiff.commands.quality", "the 2D quality bar: train each toy set, sample, MMD test, write the table"),
     "train-classifier": ("tinydiff.commands.train_classifier",

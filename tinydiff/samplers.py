@@ -13,6 +13,8 @@ method, and hands it to the method's *stepper*: a small object with ``start`` an
 :data:`SAMPLERS`. The steppers are written once, in the variance-preserving frame x / r = sqrt(ab) x0 + sqrt(1 - ab) eps
 of :mod:`tinydiff.processes` (ab = alpha^2 / (alpha^2 + sigma^2), r = sqrt(alpha^2 + sigma^2)); the loop divides by r
 before a step and multiplies by r' after it, so they walk any process. For a NoiseSchedule r = 1 and ab = alpha_bar_t.
+The steppers of :class:`TimeStepper` ("euler-t", "midpoint-t", "heun-t") instead integrate dx/dt = u(x, t) on x_t
+itself, in the process's own time (flow matching; they can start where sigma / alpha is infinite).
 
 A new sampler is one class and one table entry::
 
@@ -45,8 +47,8 @@ from tinydiff.processes import GRIDS, PREDICTIONS, check_prediction, grid, to_x0
 from tinydiff.rng import make_rng
 from tinydiff.schedules import NoiseSchedule
 
-__all__ = ["METHODS", "SPACINGS", "SAMPLERS", "Stepper", "Step", "timesteps", "respace", "sample", "invert",
-           "Trajectory", "ddpm_step", "ddim_sigma", "ddim_step", "euler_step", "heun_step", "dpmpp_2m_step",
+__all__ = ["METHODS", "TIME_METHODS", "SPACINGS", "SAMPLERS", "Stepper", "Step", "timesteps", "respace", "sample", "invert",
+           "Trajectory", "TimeStepper", "ddpm_step", "ddim_sigma", "ddim_step", "euler_step", "heun_step", "dpmpp_2m_step",
            "threshold_x0", "check_method", "check_spacing"]
 
 SPACINGS = ("linspace", "leading", "trailing")
@@ -402,10 +404,76 @@ class Heun(Stepper):
         ### END SOLUTION
 
 
-# name -> stepper class: the one table of sampling methods. ``sample(method=name)`` looks here.
+# ---- steppers in the process's own time t (flow matching's ODE dx/dt = u(x, t)) ------------------------------------
+class TimeStepper(Stepper):
+    """Integrates dx/dt = u(x, t) in the process's own frame and time, with u = alpha'(t) x0 + sigma'(t) eps the
+    velocity the model's (x0, eps) imply (Lipman et al. 2023, eq. 1; any prediction type converts to it).
+
+    The loop hands over x in the VP frame; ``step`` multiplies by r = sqrt(alpha^2 + sigma^2) (``Process.scale``),
+    takes the step on x_t itself and divides by r' again. Unlike the sigma-frame steppers above it can start at
+    t = 1 of the linear interpolant (alpha = 0, sigma / alpha = inf). The last step integrates to t_min when the
+    process reaches the data there (sigma(t_min) = 0, the linear interpolant) and jumps to x0 otherwise.
+    """
+
+    def start(self, ab, denoise):
+        super().start(ab, denoise)
+        if isinstance(denoise.schedule, NoiseSchedule):
+            raise ValueError(f"{type(self).__name__} integrates in continuous time t: it needs a continuous process "
+                             "(tinydiff.processes), not a NoiseSchedule; use 'euler' or 'heun' there")
+        self.p = denoise.schedule
+        self.reaches_data = float(self.p.alpha_sigma(np.float64(self.p.t_min))[1]) == 0.0
+
+    def velocity(self, x, t: float, x0=None, eps=None):
+        """u(x, t) for x in the PROCESS frame (a model call unless (x0, eps) at (x, t) are given)."""
+        if x0 is None:
+            x0, eps = self.denoise(x / float(self.p.scale(np.float64(t))), t)
+        d_alpha, d_sigma = (float(v) for v in self.p.derivatives(np.float64(t)))
+        return d_alpha * x0 + d_sigma * eps
+
+    def step(self, x, s, x0, eps, noise):
+        if s.last and not self.reaches_data:
+            return x0
+        t_prev = float(self.p.t_min) if s.last else float(s.t_prev)
+        r_t, r_prev = (float(self.p.scale(np.float64(v))) for v in (s.t, t_prev))
+        x_prev = self.ode_step(x * r_t, float(s.t), t_prev, self.velocity(x * r_t, s.t, x0, eps))
+        return x_prev / r_prev
+
+    def ode_step(self, x, t: float, t_prev: float, u):
+        """x_{t_prev} from x_t (process frame) and u = u(x_t, t); h = t_prev - t < 0."""
+        raise NotImplementedError
+
+
+class EulerT(TimeStepper):
+    """Euler in t: x' = x + h u(x, t). On the linear interpolant this is DDIM (eta = 0), the same update
+    (Gao et al. 2024): x + h (eps - x0) = (1 - t') x0 + t' eps."""
+
+    def ode_step(self, x, t, t_prev, u):
+        return x + (t_prev - t) * u
+
+
+class MidpointT(TimeStepper):
+    """The explicit midpoint rule (Runge-Kutta 2): x' = x + h u(x + (h/2) u(x, t), t + h/2). Two calls a step."""
+
+    def ode_step(self, x, t, t_prev, u):
+        h = t_prev - t
+        return x + h * self.velocity(x + 0.5 * h * u, t + 0.5 * h)
+
+
+class HeunT(TimeStepper):
+    """Heun's method (the trapezoid rule with an Euler predictor): x_e = x + h u, x' = x + (h/2)(u + u(x_e, t')).
+    Two calls a step, including the last one when it lands on the data (t' = 0 of the linear interpolant)."""
+
+    def ode_step(self, x, t, t_prev, u):
+        h = t_prev - t
+        return x + 0.5 * h * (u + self.velocity(x + h * u, t_prev))
+
+
+# name -> stepper class: the one table of sampling methods. ``sample(method=name)`` looks here. The "-t" methods
+# integrate in the process's own time t (flow matching); the others in the VP / sigma frame.
 SAMPLERS: dict[str, type[Stepper]] = {"ddpm": DDPM, "ddim": DDIM, "dpm++2m": DPMSolverPP2M, "euler": Euler,
-                                      "heun": Heun}
-METHODS = tuple(SAMPLERS)
+                                      "heun": Heun, "euler-t": EulerT, "midpoint-t": MidpointT, "heun-t": HeunT}
+TIME_METHODS = ("euler-t", "midpoint-t", "heun-t")   # continuous processes only (integrate in t)
+METHODS = tuple(m for m in SAMPLERS if m not in TIME_METHODS)   # the methods that walk any process, discrete or not
 ODE_METHODS = ("euler", "heun")   # start at sigma_max = 80 on a NoiseSchedule by default
 
 
@@ -496,7 +564,8 @@ def sample(model, shape, schedule: NoiseSchedule, *, method="ddpm", steps=None, 
             default grid).
         method: a key of :data:`SAMPLERS`: "ddpm" (ancestral; with fewer steps the respaced chain of
             :func:`respace`), "ddim" (any ``eta`` in [0, 1]), "dpm++2m", "euler" or "heun" (probability-flow ODE
-            in the sigma frame).
+            in the sigma frame); on a continuous process also "euler-t", "midpoint-t", "heun-t" (dx/dt = u in the
+            process's own time t: flow matching's ODE, from t = 1 of the linear interpolant).
         steps: how many steps (None: all T).  timestep_spacing: "linspace", "leading" or "trailing" (:func:`timesteps`).
         prediction_type: what ``model`` outputs.  clip: None, c, or "dynamic" (:func:`threshold_x0`).
         variance: "fixed_small" or "fixed_large" (ddpm only).  eta: DDIM noise, 0 = deterministic, 1 = DDPM (ddim only).

@@ -368,7 +368,7 @@ class Trainer:
         changed = {k: (getattr(config, k), v) for k, v in given.items() if k in RESUMABLE and v != getattr(config, k)}
         for k, (_, v) in changed.items():
             setattr(config, k, v)
-        trainer = cls(config, out_dir)
+        trainer = trainer_class(config.objective)(config, out_dir) if cls is Trainer else cls(config, out_dir)
         trainer.changed = changed
         trainer.load_arrays(arrays)
         return trainer
@@ -388,9 +388,20 @@ class Trainer:
                                command=self.command)
 
 
+def trainer_class(objective: str) -> type[Trainer]:
+    """The trainer of an objective: :class:`Trainer` for "ddpm", :class:`tinydiff.flow.FlowTrainer` for "flow"."""
+    from tinydiff.objectives import get_objective
+
+    if get_objective(objective).name == "flow":
+        from tinydiff.flow import FlowTrainer
+
+        return FlowTrainer
+    return Trainer
+
+
 def train(config: TrainConfig, out_dir=None, progress: bool = True) -> Trainer:
     """Train a fresh model with ``config``; returns the Trainer (model, EMA, log, standardizer, schedule)."""
-    trainer = Trainer(config, out_dir)
+    trainer = trainer_class(config.objective)(config, out_dir)
     trainer.train(progress)
     return trainer
 

@@ -50,13 +50,15 @@ class LabelError(TinydiffError, ValueError):
 class TrainedDenoiser:
     """A trained network with everything needed to use it.
 
-    network:          the denoiser, callable as ``network(x_t, t[, y])`` on standardised data (EMA weights by default)
+    network:          the denoiser, callable as ``network(x_t, t[, y])`` on standardised data (EMA weights by default);
+                      for flow matching a :class:`tinydiff.flow.FlowNetwork` (t in [0, 1], the network sees 1000 t)
     process:          the noising process it was trained on: x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps,
-                      today a discrete VP :class:`NoiseSchedule` (also reachable as ``.schedule``)
-    prediction_type:  what the network outputs: "epsilon", "sample" (x0) or "v_prediction"
+                      a discrete VP :class:`NoiseSchedule` (also reachable as ``.schedule``), or for flow matching
+                      the linear interpolant x_t = (1 - t) x0 + t eps (:mod:`tinydiff.processes`)
+    prediction_type:  what the network outputs: "epsilon", "sample" (x0), "v_prediction", or "velocity" (flow)
     standardizer:     data units <-> the units the network sees: x_std = (x - mean) / std
     config:           the full TrainConfig of the run, as stored (``inferred`` names fields the file lacked)
-    objective:        the training objective: "ddpm" (the simple loss of Ho et al. 2020)
+    objective:        the training objective: "ddpm" (the simple loss of Ho et al. 2020) or "flow" (flow matching)
     path, step:       the checkpoint it came from and the optimiser step it was saved at
     command:          the command line that made it (None for checkpoints older than this field)
     inferred:         config fields the checkpoint did not store, with how their value was found
@@ -105,8 +107,14 @@ class TrainedDenoiser:
     @property
     def sampling_defaults(self) -> dict:
         """sampler, steps and guidance used when ``.sample`` is not told (:data:`POINT_DEFAULTS` or
-        :data:`IMAGE_DEFAULTS`)."""
-        return dict(IMAGE_DEFAULTS if self.kind == "images" else POINT_DEFAULTS)
+        :data:`IMAGE_DEFAULTS`; a flow model: its objective's sampler and steps, midpoint in t x 10 = 20 calls)."""
+        how = dict(IMAGE_DEFAULTS if self.kind == "images" else POINT_DEFAULTS)
+        if self.objective != "ddpm":
+            from tinydiff.objectives import get_objective
+
+            o = get_objective(self.objective)
+            how.update(sampler=o.sampler, steps=o.steps)
+        return how
 
     def __call__(self, x_t, t, y=None):
         """The raw network output on standardised x_t (so the object can stand in for its network)."""
@@ -195,8 +203,11 @@ class TrainedDenoiser:
         from tinydiff.samplers import sample
         from tinydiff.threads import blas_threads
 
+        from tinydiff.objectives import get_objective
+
         how = self.sampling_defaults
         how.update({k: v for k, v in dict(sampler=sampler, steps=steps, guidance=guidance).items() if v is not None})
+        how["sampler"] = get_objective(self.objective).resolve_sampler(how["sampler"])   # flow: heun -> heun-t
         y = self._labels(label, n)
         block = RNG_BLOCK[self.kind]
         size = batch_size or self.plan_batches(n, None, self.uses_guidance(label, guidance))
@@ -282,7 +293,6 @@ def load_trained(path, use_ema: bool = True) -> TrainedDenoiser:
     the run stored; a field an older checkpoint lacks is filled in from the file when it can be (``max_beta`` from
     the stored betas) and named in ``.inferred``."""
     from tinydiff import checkpoint as ckpt
-    from tinydiff.models import model_from_spec
 
     arrays = ckpt.load_checkpoint(path)
     with ckpt.reading(path):
@@ -292,9 +302,11 @@ def load_trained(path, use_ema: bool = True) -> TrainedDenoiser:
 def _from_arrays(arrays: dict, path, use_ema: bool) -> TrainedDenoiser:
     from tinydiff import checkpoint as ckpt
     from tinydiff.models import model_from_spec
+    from tinydiff.objectives import get_objective
 
     stored = ckpt.from_json_array(arrays["meta/config"])
     config = TrainConfig.from_dict(stored)
+    objective = get_objective(str(stored.get("objective", "ddpm")))
     process = NoiseSchedule.from_dict(ckpt.group(arrays, "schedule"))
     network = model_from_spec(ckpt.from_json_array(arrays["meta/model"]))
     inferred = _infer_missing(stored, config, process, network)
@@ -311,10 +323,16 @@ def _from_arrays(arrays: dict, path, use_ema: bool) -> TrainedDenoiser:
         raise ckpt.CheckpointError(f"{path}: the weights do not fit the stored model configuration: {err}") from err
     network.eval()
     network.num_timesteps = process.T              # steps t >= T are refused by the network (models.inputs)
+    prediction_type = config.prediction_type
+    if objective.name == "flow":                   # continuous time: the network sees the objective's 1000 t
+        from tinydiff.flow import FlowNetwork
+
+        network.num_timesteps = None
+        network, process, prediction_type = FlowNetwork(network), objective.process(config), "velocity"
     return TrainedDenoiser(
-        network=network, process=process, prediction_type=config.prediction_type,
+        network=network, process=process, prediction_type=prediction_type,
         standardizer=Standardizer.from_dict(ckpt.group(arrays, "standardizer")), config=config,
-        objective=str(stored.get("objective", "ddpm")), path=Path(path), step=int(arrays["meta/step"]),
+        objective=objective.name, path=Path(path), step=int(arrays["meta/step"]),
         command=ckpt.from_json_array(arrays["meta/command"]) if "meta/command" in arrays else None,
         inferred=inferred)
 
@@ -337,6 +355,8 @@ def _infer_missing(stored: dict, config: TrainConfig, process: NoiseSchedule, ne
             inferred[name] = "not stored: the schedule's own default (the only choice when the file was written)"
         elif name == "max_loss_rise":
             inferred[name] = "not stored: a training safeguard, no effect on the weights"
+        elif name in ("objective", "coupling", "reflow"):
+            inferred[name] = "not stored: written before objectives existed, so ddpm (the default) for certain"
         elif name in ("max_beta", "base_channels"):
             inferred[name] = "not stored; does not apply to this schedule / model"
         else:

@@ -22,7 +22,7 @@ from tinydiff.commands.common import finite_float, positive_int, reports_errors
 
 
 from tinydiff.errors import TinydiffError
-from tinydiff.samplers import METHODS
+from tinydiff.samplers import METHODS, TIME_METHODS
 from tinydiff.trained import IMAGE_DEFAULTS, POINT_DEFAULTS  # noqa: F401  (their home is tinydiff.trained)
 
 
@@ -43,8 +43,9 @@ def add_arguments(p):
     p.add_argument("--checkpoint", required=True, type=Path, help="a model.npz written by `train` (or its folder)")
     p.add_argument("--n", required=True, type=positive_int, help="number of points (or images) to draw")
     p.add_argument("--out", required=True, type=Path, help="where to write them (.npy; points also .csv)")
-    p.add_argument("--sampler", default=None, choices=METHODS,
-                   help="the sampler (default: ddpm for points, ddim for images)")
+    p.add_argument("--sampler", default=None, choices=METHODS + TIME_METHODS + ("midpoint",),
+                   help="the sampler (default: ddpm for points, ddim for images; a flow-matching model: euler, "
+                        "midpoint or heun in its own time t, default midpoint with 10 steps = 20 model calls)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help=f"sampling steps (default: all T for points, {IMAGE_DEFAULTS['steps']} for images)")
     p.add_argument("--seed", type=int, default=0, help="seed of the start noise and of every step (default 0)")

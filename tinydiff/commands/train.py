@@ -48,6 +48,7 @@ def flag(name: str) -> str:
 def add_arguments(p):
     from tinydiff.config import MNIST_DEFAULTS, MODEL_KINDS, TrainConfig, field_help
     from tinydiff.diffusion import PREDICTION_TYPES
+    from tinydiff.objectives import COUPLINGS, OBJECTIVES
 
     p.add_argument("--out", required=True, type=Path, help="folder for model.npz, loss.csv and the figures")
     p.add_argument("--resume", action="store_true", help="continue the run in OUT/model.npz (its stored config; only "
@@ -56,7 +57,8 @@ def add_arguments(p):
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in OUT even if it holds one (its model.npz is replaced at the first checkpoint)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    choices = {"prediction_type": PREDICTION_TYPES, "model": MODEL_KINDS}
+    choices = {"prediction_type": PREDICTION_TYPES, "model": MODEL_KINDS, "objective": tuple(OBJECTIVES),
+               "coupling": COUPLINGS}
     helps, d = field_help(), TrainConfig()
     for f in fields(TrainConfig):              # one flag per field; None = not given (the data set's default holds)
         default = f"default {getattr(d, f.name)}" + (f"; mnist: {MNIST_DEFAULTS[f.name]}"
@@ -113,7 +115,7 @@ def run(args):
 
 def train_in(args, out: Path, config=None):
     from tinydiff.config import TrainConfig
-    from tinydiff.train import Trainer
+    from tinydiff.train import Trainer, trainer_class
 
     if args.resume:
         trainer = Trainer.resume(out, **{f.name: getattr(args, f.name, None) for f in fields(TrainConfig)})
@@ -121,7 +123,7 @@ def train_in(args, out: Path, config=None):
         for name, (stored, new) in trainer.changed.items():
             print(f"  {flag(name)} {new} (the run had {stored})")
     else:
-        trainer = Trainer(config, out)
+        trainer = trainer_class(config.objective)(config, out)
         if getattr(args, "argv", None) is not None:
             trainer.command = shlex.join(["python", "-m", "tinydiff", *args.argv])
     c = trainer.config

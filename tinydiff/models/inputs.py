@@ -3,7 +3,8 @@
 A denoiser eps_theta(x_t, t[, y]) takes, for a batch of B samples:
 
     t: (B,) integers in {0, ..., T-1}     (or one integer for the whole batch)   the step index (schedules.py: the
-                                           index convention); T is the model's ``num_timesteps`` when it knows it
+                                           index convention); T is the model's ``num_timesteps`` when it knows it;
+       or (B,) floats >= 0                 for a model of a continuous process (flow matching's 1000 t)
     y: (B,) integers in {0, ..., K-1}     (or one integer, or None)               the class, K = ``num_classes``;
        or the null label K                                                        None and K both mean "no label"
 
@@ -34,6 +35,26 @@ def check_timesteps(model: str, t, batch: int, num_timesteps: int | None = None)
         raise ValueError(f"{model}: time step {t.max()} is out of range for T = {num_timesteps}: steps are "
                          f"0..{num_timesteps - 1} (step 0 is the first noising step)")
     return t.astype(np.int64, copy=False)
+
+
+def check_model_time(model: str, t, batch: int, num_timesteps: int | None = None, dtype=np.float64) -> np.ndarray:
+    """The time input of a denoiser: integer steps (:func:`check_timesteps`), or, for a model not tied to a discrete
+    schedule (``num_timesteps`` None), float times of a continuous process (flow matching feeds 1000 t): (B,),
+    finite and >= 0, cast to the model's ``dtype`` (models cast at their boundary: nn.module's dtype rule)."""
+    t = np.asarray(t)
+    if t.dtype.kind != "f":
+        return check_timesteps(model, t, batch, num_timesteps)
+    if num_timesteps is not None:
+        raise ValueError(f"{model}: got float times t but this model was trained on the integer steps "
+                         f"0..{num_timesteps - 1} of a schedule; pass integer steps (continuous times are for "
+                         "flow-matching models)")
+    if t.ndim == 0:
+        t = np.full(batch, float(t))
+    if t.shape != (batch,):
+        raise ValueError(f"{model}: expected times t of shape ({batch},), one per sample, got {t.shape}")
+    if not np.all(np.isfinite(t)) or (t.size and t.min() < 0):
+        raise ValueError(f"{model}: times must be finite and >= 0, got min {t.min()}")
+    return t.astype(dtype, copy=False)
 
 
 def check_labels(model: str, y, batch: int, num_classes: int, null_label: int) -> np.ndarray | None:

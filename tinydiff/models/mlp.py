@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from tinydiff.models.inputs import check_labels, check_timesteps
+from tinydiff.models.inputs import check_labels, check_model_time
 from tinydiff.nn.activations import GELU
 from tinydiff.nn.kernels.activations import add_gelu_numba, gelu_backward_numba
 from tinydiff.nn.embeddings import Embedding, SinusoidalEmbedding
@@ -163,7 +163,7 @@ class MLPDenoiser(Module):
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"MLPDenoiser(dim={self.dim}): expected points x of shape (B, {self.dim}), got {x.shape}")
-        t = check_timesteps("MLPDenoiser", t, len(x), self.num_timesteps)
+        t = check_model_time("MLPDenoiser", t, len(x), self.num_timesteps, self.dtype)
         y = check_labels("MLPDenoiser", y, len(x), self.num_classes, self.null_label)
         self._x_dtype = x.dtype
         return x.astype(self.dtype, copy=False), t, y
@@ -183,7 +183,9 @@ class MLPDenoiser(Module):
 
     def _time_features(self, t):
         """SinusoidalEmbedding(t), looked up in a table of every step seen so far (t is an integer: no need to
-        recompute the same sinusoids every batch)."""
+        recompute the same sinusoids every batch). Float t (continuous time) is embedded directly."""
+        if t.dtype.kind == "f":
+            return self.t_embed.forward(t)                                        # (B, E)
         if len(self._t_table) <= t.max(initial=0):
             self._t_table = self.t_embed.forward(np.arange(max(int(t.max()) + 1, 2 * len(self._t_table))))  # (T', E)
         return self._t_table[t]                                                   # (B, E)

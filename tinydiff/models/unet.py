@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from tinydiff.models.inputs import check_labels, check_timesteps
+from tinydiff.models.inputs import check_labels, check_model_time
 from tinydiff.models.unet_p import backward_p, fast_path_ok, forward_p
 from tinydiff.nn.activations import SiLU
 from tinydiff.nn.attention import SelfAttention2d
@@ -151,7 +151,7 @@ class UNet(Module):
         if x.shape[2] % 2**n_down or x.shape[3] % 2**n_down:
             raise ValueError(f"UNet with {n_down + 1} levels needs H and W divisible by {2**n_down}, got "
                              f"{x.shape[2]}x{x.shape[3]}: pad the images or use fewer channel_mults")
-        t = check_timesteps("UNet", t, len(x), self.num_timesteps)
+        t = check_model_time("UNet", t, len(x), self.num_timesteps, self.dtype)
         y = check_labels("UNet", y, len(x), self.num_classes, self.null_label)
         return np.ascontiguousarray(x, dtype=self.dtype), t, y    # the model's boundary: cast (nn.module's dtype rule)
 
