@@ -1,7 +1,7 @@
 """``python -m tinydiff quality``: the 2D quality bar. Train each toy set with the default settings, sample, and test.
 
-For every data set: train ``TrainConfig(data=name)`` (the defaults `train` uses), draw N samples with DDPM over all T
-steps, and compare them with N held-out points (a fresh seed) and, as the floor, a second held-out sample:
+For every data set: train ``TrainConfig(data=name, objective=...)`` (the defaults `train` uses), draw N samples with
+the objective's default sampler (DDPM over all T steps for ddpm), and compare them with N held-out points (a fresh seed) and, as the floor, a second held-out sample:
 
 - MMD^2 (mixture of RBF kernels) and its permutation-test p-value: p > 0.05 means the test cannot tell them apart;
 - energy distance and exact W2^2 (on 1000 points), each beside its floor;
@@ -22,7 +22,8 @@ from tinydiff.metrics.quality import DATASETS, HELDOUT_SEEDS
 
 MARKDOWN_INTRO = """# Quality of the 2D models (the default settings of `python -m tinydiff train`)
 
-For each toy set: train with the defaults (`TrainConfig()`), draw 2,000 samples with DDPM over all T steps, and compare
+For each toy set: train with the defaults (`TrainConfig()`, `--objective` as given), draw 2,000 samples with the
+objective's default sampler (ddpm: DDPM over all T steps; ncsn: predictor-corrector; edm: Karras et al.'s Heun), and compare
 them with 2,000 held-out points. "floor" is the same metric between two held-out samples of the same size: the value
 a perfect model would get, up to sampling noise (MMD^2 and energy distance are unbiased, so their floors scatter
 around 0; W2^2 of finite samples is biased upwards). p-value: MMD permutation test (mixture of RBF kernels); above
@@ -34,6 +35,8 @@ average is given below); "sample s" is the time to draw the 2,000 samples.
 
 
 def add_arguments(p):
+    p.add_argument("--objective", choices=("ddpm", "ncsn", "edm"), default="ddpm",
+                   help="train with this objective (default ddpm) and sample with its default sampler and steps")
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), help=f"default: {' '.join(DATASETS)}")
     p.add_argument("--n", type=positive_int, default=2000, help="samples and held-out points (default 2000)")
     p.add_argument("--steps", type=positive_int, default=None, help="override the default training steps")
@@ -58,7 +61,7 @@ def run(args):
         return 0
     rows = []
     for name in args.datasets:
-        config = TrainConfig(data=name, seed=args.seed)
+        config = TrainConfig(data=name, seed=args.seed, objective=args.objective)
         if args.steps:
             config.steps = args.steps
         out = args.out / name if args.out else None
@@ -67,9 +70,12 @@ def run(args):
         trainer.train(progress=True)                   # bars on stderr; the table goes to stdout
         train_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        samples = trainer.trained().sample(args.n, rng=args.seed + 1, progress=True)   # EMA weights, DDPM, all T
+        model = trainer.trained()                                            # EMA weights
+        samples, traj = model.sample(args.n, rng=args.seed + 1, return_trajectory=True,   # the objective's default
+                                     progress=True)
         sample_s = time.perf_counter() - t0
-        row = {"data": name, "steps": config.steps, "train_s": train_s, "sample_s": sample_s,
+        row = {"data": name, "steps": config.steps, "sampler": model.sampling_defaults["sampler"], "nfe": traj.nfe,
+               "train_s": train_s, "sample_s": sample_s,
                **evaluate(samples, name, args.n, args.permutations, progress=True)}
         rows.append(row)
         print(markdown_table([row]).splitlines()[-1], flush=True)

@@ -56,7 +56,9 @@ def add_arguments(p):
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in OUT even if it holds one (its model.npz is replaced at the first checkpoint)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    choices = {"prediction_type": PREDICTION_TYPES, "model": MODEL_KINDS}
+    from tinydiff.objectives import OBJECTIVES
+
+    choices = {"prediction_type": PREDICTION_TYPES, "model": MODEL_KINDS, "objective": tuple(OBJECTIVES)}
     helps, d = field_help(), TrainConfig()
     for f in fields(TrainConfig):              # one flag per field; None = not given (the data set's default holds)
         default = f"default {getattr(d, f.name)}" + (f"; mnist: {MNIST_DEFAULTS[f.name]}"
