@@ -64,8 +64,7 @@ from tinydiff import viz
 from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
 from tinydiff.data.toy2d import gaussian_mixture_params, make_dataset
 from tinydiff.metrics.points import mmd_test
-from tinydiff.objectives import sampling_plan
-from tinydiff.preconditioning import Preconditioned, dsm_loss
+from tinydiff.preconditioning import dsm_loss
 from tinydiff.processes import VEProcess
 from tinydiff.samplers import langevin_step, sample
 from tinydiff.threads import blas_threads
@@ -266,19 +265,14 @@ claim(abs(left_annealed - WEIGHTS[0]) < 0.03, "annealed Langevin recovers the we
 # %%
 config = TrainConfig(data="moons", objective="ncsn", steps=NCSN_STEPS, seed=SEED,
                      **({"width": 64, "batch_size": 256} if args.quick else {}))
-trainer = train(config, progress=False)
-pre = trainer.precond
+model = train(config, progress=False).trained()             # the network seen through its preconditioning
 held = make_dataset("moons", N_SAMPLES, rng=10_001)
 panels, p_values = [("held-out data", held)], {}
-with trainer.ema.average_weights(), blas_threads(1):
-    net = Preconditioned(trainer.model, pre)
-    for name, (method, steps, options) in {"annealed Langevin": ("langevin", 30, {"n_steps": 10}),
-                                           "predictor-corrector": sampling_plan("ncsn")}.items():
-        x, traj = sample(net, (N_SAMPLES, 2), pre.process(), method=method, steps=steps, rng=SEED + 1,
-                         prediction_type=pre.prediction_type, sampler_options=options, return_trajectory=True)
-        x = trainer.standardizer.inverse_transform(x)
-        p_values[name] = mmd_test(x, held, 200 if not args.quick else 50, rng=SEED)[1]
-        panels.append((f"{name}, {traj.nfe} NFE: p = {p_values[name]:.2f}", x))
+for name, how in {"annealed Langevin": dict(sampler="langevin", steps=30, sampler_options={"n_steps": 10}),
+                  "predictor-corrector": {}}.items():                     # {}: the ncsn default, pc with 100 levels
+    x, traj = model.sample(N_SAMPLES, rng=SEED + 1, return_trajectory=True, **how)
+    p_values[name] = mmd_test(x, held, 200 if not args.quick else 50, rng=SEED)[1]
+    panels.append((f"{name}, {traj.nfe} NFE: p = {p_values[name]:.2f}", x))
 fig = viz.scatter_strip(panels, lim=None, size=3.0, s=2)
 viz.save(fig, args.out / "ncsn_samples.png")
 for name, p in p_values.items():
