@@ -663,7 +663,8 @@ def sample(model, shape, schedule: NoiseSchedule, *, method="ddpm", steps=None, 
             default grid).
         method: a key of :data:`SAMPLERS`: "ddpm" (ancestral; with fewer steps the respaced chain of
             :func:`respace`), "ddim" (any ``eta`` in [0, 1]), "dpm++2m", "euler" or "heun" (probability-flow ODE
-            in the sigma frame).
+            in the sigma frame); score-based, starting at a finite sigma: "edm" (Karras et al. 2022, Alg. 2; Heun
+            when churn = 0), "sde" (reverse-time Euler-Maruyama), "pc" (predictor-corrector), "langevin" (annealed).
         steps: how many steps (None: all T).  timestep_spacing: "linspace", "leading" or "trailing" (:func:`timesteps`).
         prediction_type: what ``model`` outputs.  clip: None, c, or "dynamic" (:func:`threshold_x0`).
         variance: "fixed_small" or "fixed_large" (ddpm only).  eta: DDIM noise, 0 = deterministic, 1 = DDPM (ddim only).
