@@ -61,6 +61,7 @@ Figures: `score_fields.png`, `dsm_targets.png`, `langevin_gaussian.png`, `mode_w
 import numpy as np
 
 from tinydiff import viz
+from tinydiff.claims import claim, finish
 from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
 from tinydiff.data.toy2d import gaussian_mixture_params, make_dataset
 from tinydiff.metrics.points import mmd_test
@@ -71,23 +72,6 @@ from tinydiff.threads import blas_threads
 from tinydiff.train import TrainConfig, train
 
 args = viz.chapter_args(14, "Chapter 14: score matching and Langevin dynamics")
-
-try:
-    from tinydiff.claims import claim, finish
-except ImportError:              # a minimal stand-in until tinydiff.claims is on main: the same two calls
-    _failed = []
-
-    def claim(ok, text, *, quick=True, **numbers):
-        judged = quick or not args.quick
-        verdict = "pass" if ok else ("FAIL" if judged else "not judged in quick mode")
-        print(f"[claim {verdict}] {text.format(**numbers)}")
-        if judged and not ok:
-            _failed.append(text)
-        return bool(ok) or not judged
-
-    def finish():
-        if _failed:
-            raise SystemExit(f"{len(_failed)} claim(s) failed: {_failed}")
 
 # ---- constants -------------------------------------------------------------------------------------------------
 FIELD_SIGMAS = (0.05, 0.3, 1.0, 3.0)          # noise levels whose score field we draw

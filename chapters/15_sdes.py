@@ -51,6 +51,7 @@ Figures: `forward_sdes.png`, `reverse_paths.png`, `pf_ode_check.png`, `quality_v
 import numpy as np
 
 from tinydiff import viz
+from tinydiff.claims import claim, finish
 from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
 from tinydiff.data.toy2d import gaussian_mixture_params
 from tinydiff.processes import VEProcess, VPProcess, grid
@@ -59,23 +60,6 @@ from tinydiff.sde import euler_maruyama_forward
 from tinydiff.threads import blas_threads
 
 args = viz.chapter_args(15, "Chapter 15: SDEs, reverse SDEs, predictor-corrector and the probability-flow ODE")
-
-try:
-    from tinydiff.claims import claim, finish
-except ImportError:              # a minimal stand-in until tinydiff.claims is on main: the same two calls
-    _failed = []
-
-    def claim(ok, text, *, quick=True, **numbers):
-        judged = quick or not args.quick
-        verdict = "pass" if ok else ("FAIL" if judged else "not judged in quick mode")
-        print(f"[claim {verdict}] {text.format(**numbers)}")
-        if judged and not ok:
-            _failed.append(text)
-        return bool(ok) or not judged
-
-    def finish():
-        if _failed:
-            raise SystemExit(f"{len(_failed)} claim(s) failed: {_failed}")
 
 # ---- constants -------------------------------------------------------------------------------------------------
 N_PATHS = 2000 if args.quick else 20_000       # Euler-Maruyama paths per start point

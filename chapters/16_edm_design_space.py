@@ -56,6 +56,7 @@ Figures: `preconditioning.png`, `loss_vs_sigma.png`, `rho_grids.png`, `order_of_
 import numpy as np
 
 from tinydiff import viz
+from tinydiff.claims import claim, finish
 from tinydiff.accuracy import order_of_accuracy, reference_solution
 from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
 from tinydiff.data.toy2d import gaussian_mixture_params, make_dataset
@@ -66,23 +67,6 @@ from tinydiff.threads import blas_threads
 from tinydiff.train import TrainConfig, train
 
 args = viz.chapter_args(16, "Chapter 16: EDM's design space")
-
-try:
-    from tinydiff.claims import claim, finish
-except ImportError:              # a minimal stand-in until tinydiff.claims is on main: the same two calls
-    _failed = []
-
-    def claim(ok, text, *, quick=True, **numbers):
-        judged = quick or not args.quick
-        verdict = "pass" if ok else ("FAIL" if judged else "not judged in quick mode")
-        print(f"[claim {verdict}] {text.format(**numbers)}")
-        if judged and not ok:
-            _failed.append(text)
-        return bool(ok) or not judged
-
-    def finish():
-        if _failed:
-            raise SystemExit(f"{len(_failed)} claim(s) failed: {_failed}")
 
 # ---- constants -------------------------------------------------------------------------------------------------
 SIGMA_DATA = 1.0                                   # standardised points
