@@ -368,6 +368,8 @@ def _infer_missing(stored: dict, config: TrainConfig, process: NoiseSchedule, ne
             inferred[name] = "not stored: the schedule's own default (the only choice when the file was written)"
         elif name == "max_loss_rise":
             inferred[name] = "not stored: a training safeguard, no effect on the weights"
+        elif name in ("objective", "sigma_min", "sigma_max", "sigma_data"):
+            inferred[name] = "not stored: the file predates objectives, so ddpm (the only choice then)"
         elif name in ("max_beta", "base_channels"):
             inferred[name] = "not stored; does not apply to this schedule / model"
         else:
