@@ -94,7 +94,9 @@ def edm_precondition(sigma, sigma_data: float):
     Returns (c_skip, c_out, c_in, lambda), each shaped like sigma."""
     sigma = np.asarray(sigma, dtype=np.float64)
     sd2, s2 = sigma_data ** 2, sigma * sigma
-    return sd2 / (s2 + sd2), sigma * sigma_data / np.sqrt(s2 + sd2), 1.0 / np.sqrt(s2 + sd2), (s2 + sd2) / (s2 * sd2)
+    with np.errstate(divide="ignore"):                                       # lambda = inf at sigma = 0
+        lam = (s2 + sd2) / (s2 * sd2)
+    return sd2 / (s2 + sd2), sigma * sigma_data / np.sqrt(s2 + sd2), 1.0 / np.sqrt(s2 + sd2), lam
 
 
 # ---- the objectives -----------------------------------------------------------------------------------------------
