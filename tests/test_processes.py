@@ -179,10 +179,14 @@ def test_karras_grid_needs_a_finite_noise_range():
 @pytest.mark.parametrize("method", METHODS + TIME_METHODS)
 def test_every_sampler_walks_every_process_to_the_mixture(p, method):
     kind = "velocity" if isinstance(p, LinearInterpolant) else "sample"
-    steps = {"ddpm": 200, "euler-t": 500}.get(method, 60)   # Euler in t on VE's exponential sigma(t) needs ~500
+    steps = {"ddpm": 200, "sde": 200, "euler-t": 500}.get(method, 60)   # stochastic first-order steps need more
+                                                                        # levels; Euler in t on VE's sigma(t) ~500
     flow = isinstance(p, LinearInterpolant)
-    spacing = "karras" if method in ("euler", "heun") and flow else "trailing"   # trailing: the process's default
-    sigma_max = 80.0 if spacing == "karras" else None
+    # methods in the sigma frame cannot start at the flow's t = 1 (sigma = inf): they start at sigma_max = 80;
+    # annealed Langevin uses Song & Ermon's geometric levels (uniform in log sigma)
+    spacing = "karras" if method in ("euler", "heun", "edm", "sde", "pc") and flow else "trailing"
+    spacing = "lambda" if method == "langevin" else spacing
+    sigma_max = 80.0 if spacing in ("karras", "lambda") and flow else None
     x = sample(GaussianMixtureDenoiser(MIX, p, kind), (2000, 2), p, method=method, steps=steps, rng=0,
                prediction_type=kind, timestep_spacing=spacing, sigma_max=sigma_max)
     assert abs(np.abs(x[:, 0]).mean() - 2.0) < 0.05                          # the modes sit at +-2

@@ -45,6 +45,11 @@ class TrainConfig:
     beta_start: float | None = None  # linear and scaled_linear only: the first beta (None: the schedule's own)
     beta_end: float | None = None  # linear and scaled_linear only: the last beta (None: the schedule's own)
     prediction_type: str = "epsilon"  # what the network outputs: epsilon | sample | v_prediction
+    objective: str = "ddpm"        # ddpm (the loss above on the schedule) | ncsn (denoising score matching on the VE
+                                   # process, Song & Ermon 2019) | edm (Karras et al. 2022); see tinydiff.objectives
+    sigma_min: float | None = None  # ncsn/edm: smallest noise level (None: the objective's, ncsn 0.01, edm 0.002)
+    sigma_max: float | None = None  # ncsn/edm: largest noise level (None: ncsn 10, edm 80)
+    sigma_data: float | None = None  # ncsn/edm: std of the standardised data (None: 1)
     # model (MLPDenoiser; defaults in the spirit of tanelp/tiny-diffusion, ~99k parameters)
     width: int = 128               # MLP hidden width
     n_blocks: int = 3              # MLP residual Linear+GELU blocks

@@ -125,6 +125,8 @@ class FlowTrainer(Trainer):
     ``pairs=(x0, z)`` (standardised data and the noise each came from) trains on fixed pairs instead of independent
     noise: rectified flow's reflow. ``init`` = (weights, standardizer) of a teacher starts from it (reflow does)."""
 
+    objectives = ("flow",)
+
     def __init__(self, config: TrainConfig, out_dir=None, pairs=None, init=None):
         if config.coupling not in COUPLINGS:
             raise ValueError(f"unknown coupling {config.coupling!r}; expected one of {list(COUPLINGS)}")

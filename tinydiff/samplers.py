@@ -38,7 +38,7 @@ conditional model, s = 0 the unconditional one. Ho & Salimans write eps = (1 + w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -224,6 +224,53 @@ def threshold_x0(x0, clip):
     return np.clip(x0, -clip, clip)
 
 
+def reverse_sde_step(x_t, eps, ab_t: float, ab_prev: float, noise):
+    """One Euler-Maruyama step of the reverse-time SDE (Song et al. 2021, eq. 6), in the sigma frame z = x / sqrt(ab).
+
+    There every process is variance exploding, z = x0 + sigma eps, with forward SDE dz = dW in the time tau = sigma^2
+    (Karras et al. 2022, eq. 6 with s = 1). Its reverse, dz = -grad log p(z) dtau + dW-bar, stepped from sigma to
+    sigma' < sigma::
+
+        z' = z + (sigma^2 - sigma'^2) score + sqrt(sigma^2 - sigma'^2) xi,      score = -eps / sigma
+
+    which is Song et al.'s "reverse diffusion" predictor for the VE SDE (their eq. 46-47). At sigma' = 0 (the last
+    step) it is z' = z - sigma eps = x0, Tweedie's estimate, with no noise.
+    """
+    sig, sig_prev = _sigma(ab_t), _sigma(ab_prev)
+    dvar = sig * sig - sig_prev * sig_prev                        # sigma^2 - sigma'^2 > 0
+    z = x_t / np.sqrt(ab_t) - (dvar / sig) * eps                  # z + (sigma^2 - sigma'^2) score
+    if ab_prev < 1.0:
+        z = z + np.sqrt(dvar) * noise
+    return np.sqrt(ab_prev) * z
+
+
+def langevin_step(z, score, delta: float, noise):
+    """One step of (unadjusted) Langevin dynamics: z' = z + delta grad log p(z) + sqrt(2 delta) xi.
+
+    Its stationary distribution is p as delta -> 0 (Roberts & Tweedie 1996). Song & Ermon (2019), Alg. 1, write the
+    same step with alpha = 2 delta: z' = z + alpha / 2 score + sqrt(alpha) xi.
+    """
+    return z + delta * score + np.sqrt(2.0 * delta) * noise
+
+
+def snr_step_size(score, noise, snr: float) -> float:
+    """Song et al. (2021), Alg. 5: delta = 2 (r ||xi|| / ||score||)^2, so that in :func:`langevin_step` the drift
+    delta ||score|| is r times the noise sqrt(2 delta) ||xi|| (r = ``snr``, the "signal-to-noise ratio").
+
+    Norms are per sample, averaged over the batch (as in their code)."""
+    B = score.shape[0]
+    g = np.mean(np.linalg.norm(score.reshape(B, -1), axis=1))
+    n = np.mean(np.linalg.norm(noise.reshape(B, -1), axis=1))
+    return float(2.0 * (snr * n / g) ** 2)
+
+
+def churn_level(sigma: float, n_steps: int, churn: float, s_tmin: float, s_tmax: float) -> float:
+    """Karras et al. (2022), Alg. 2, lines 4-6: sigma_hat = sigma (1 + gamma), where
+    gamma = min(S_churn / N, sqrt(2) - 1) if S_tmin <= sigma <= S_tmax, else 0."""
+    gamma = min(churn / n_steps, np.sqrt(2.0) - 1.0) if s_tmin <= sigma <= s_tmax else 0.0
+    return sigma * (1.0 + gamma)
+
+
 # ---- the model, guided and checked -------------------------------------------------------------------------------
 class _Denoiser:
     """Calls the model (once per step, guided or not), checks its output and returns (x0, eps) for x at time t.
@@ -322,6 +369,7 @@ class Stepper:
     """
 
     draws_noise = False
+    starts_at_finite_sigma = False   # the method works in the sigma frame and cannot start from pure noise (sigma = inf)
 
     def __init__(self, **options):
         if options:
@@ -330,6 +378,10 @@ class Stepper:
     def start(self, ab: np.ndarray, denoise) -> None:
         """``ab``: alpha_bar of every visited level, descending in noise (ab[i] belongs to ts[i]), then 1 (the data)."""
         self.denoise = denoise
+
+    def perturb(self, x, s: Step):
+        """Before the model call of step ``s``: (x, s) to evaluate at. Only EDM's churn moves them (default: as is)."""
+        return x, s
 
     def step(self, x, s: Step, x0, eps, noise):
         raise NotImplementedError
@@ -394,6 +446,8 @@ class Euler(Stepper):
 class Heun(Stepper):
     """Heun's method (Karras et al. 2022, Alg. 1): an Euler guess, then the average slope; the last step is Euler."""
 
+    starts_at_finite_sigma = True
+
     def step(self, x, s, x0, eps, noise):
         ### BEGIN SOLUTION ex9_2: Heun step — an Euler guess, the model's eps at the guess (self.denoise(x, t)[1]), then the step with the average eps; Euler alone on the last step (chapter 9, 2 points)
         # returns: x at s.t_prev (B, ...); self.denoise(x_next, s.t_prev) returns (x0, eps), each (B, ...)
@@ -402,6 +456,111 @@ class Heun(Stepper):
             return x_next
         return heun_step(x, eps, self.denoise(x_next, s.t_prev)[1], s.ab_t, s.ab_prev)
         ### END SOLUTION
+
+
+class EDM(Heun):
+    """Karras et al. (2022), Alg. 2: Heun's method with "churn". Before step i it adds noise, raising the level from
+    sigma to sigma_hat = sigma (1 + gamma) (:func:`churn_level`), z_hat = z + sqrt(sigma_hat^2 - sigma^2) S_noise xi,
+    then takes the Heun step from sigma_hat to sigma'. churn = 0 is their deterministic Alg. 1 (= :class:`Heun`).
+    NFE = 2 steps - 1. Churn needs a continuous process (sigma_hat lies between the grid's levels).
+    """
+
+    def __init__(self, churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = float("inf"), s_noise: float = 1.0):
+        if churn < 0 or s_noise < 0 or s_tmin > s_tmax:
+            raise ValueError(f"need churn >= 0, s_noise >= 0 and s_tmin <= s_tmax; got churn={churn}, "
+                             f"s_noise={s_noise}, s_tmin={s_tmin}, s_tmax={s_tmax}")
+        self.churn, self.s_tmin, self.s_tmax, self.s_noise = float(churn), float(s_tmin), float(s_tmax), float(s_noise)
+
+    def start(self, ab, denoise):
+        super().start(ab, denoise)
+        if self.churn > 0 and denoise.discrete:
+            raise ValueError("edm with churn > 0 needs a continuous process (it evaluates the model between the "
+                             "schedule's integer steps); use churn=0 on a NoiseSchedule")
+
+    def perturb(self, x, s):
+        sig = _sigma(s.ab_t)
+        sig_hat = churn_level(sig, s.n, self.churn, self.s_tmin, self.s_tmax)
+        if sig_hat == sig:
+            return x, s
+        p = self.denoise.schedule
+        t_hat = float(p.t_of_noise_level(sig_hat))
+        ab_hat = float(p.alpha_bar(np.float64(t_hat)))
+        z = x / np.sqrt(s.ab_t)
+        z = z + np.sqrt(sig_hat ** 2 - sig ** 2) * self.s_noise * self.rng.standard_normal(x.shape)
+        return np.sqrt(ab_hat) * z, replace(s, t=t_hat, ab_t=ab_hat)
+
+
+class ReverseSDE(Stepper):
+    """Euler-Maruyama on the reverse-time SDE (:func:`reverse_sde_step`); the last step is Tweedie's x0."""
+
+    draws_noise = True
+    starts_at_finite_sigma = True
+
+    def step(self, x, s, x0, eps, noise):
+        return reverse_sde_step(x, eps, s.ab_t, s.ab_prev, noise)
+
+
+class PredictorCorrector(Stepper):
+    """Song et al. (2021), Alg. 2 and 5 (the order of their code): at each level, ``corrector_steps`` Langevin steps
+    with the snr rule (:func:`snr_step_size`), then the reverse-diffusion predictor (:func:`reverse_sde_step`) to the
+    next level. NFE = steps (1 + corrector_steps). snr = 0.16 is their choice for VE models."""
+
+    draws_noise = True
+    starts_at_finite_sigma = True
+
+    def __init__(self, snr: float = 0.16, corrector_steps: int = 1):
+        if snr <= 0 or int(corrector_steps) != corrector_steps or corrector_steps < 0:
+            raise ValueError(f"need snr > 0 and an integer corrector_steps >= 0; got {snr}, {corrector_steps}")
+        self.snr, self.corrector_steps = float(snr), int(corrector_steps)
+
+    def step(self, x, s, x0, eps, noise):
+        sig, sqrt_ab = _sigma(s.ab_t), np.sqrt(s.ab_t)
+        for m in range(self.corrector_steps):
+            if m > 0:
+                eps = self.denoise(x, s.t)[1]
+            score = -eps / sig                                               # grad log p(z) in the sigma frame
+            xi = self.rng.standard_normal(x.shape)
+            x = sqrt_ab * langevin_step(x / sqrt_ab, score, snr_step_size(score, xi, self.snr), xi)
+        if self.corrector_steps:
+            eps = self.denoise(x, s.t)[1]
+        return reverse_sde_step(x, eps, s.ab_t, s.ab_prev, noise)
+
+
+class AnnealedLangevin(Stepper):
+    """Song & Ermon (2019), Alg. 1: ``n_steps`` Langevin steps at each noise level sigma_i of the grid, with step
+    size alpha_i = eps sigma_i^2 / sigma_L^2 (sigma_L the last, smallest level), i.e. delta = alpha_i / 2 in
+    :func:`langevin_step`. The levels only anneal; nothing moves x between them. ``denoise_last``: end with
+    Tweedie's E[x0 | x] at sigma_L (one more model call; Jolicoeur-Martineau et al. 2021), else return x as it is.
+    NFE = steps n_steps (+ 1).
+
+    The rule keeps alpha_i / sigma_i^2 = eps / sigma_L^2 the same at every level: the step is a fixed fraction of
+    the width of the noisy distribution. ``eps`` None means eps = 0.5 sigma_L^2 (Song & Ermon's 2e-5 with
+    sigma_L = 0.01 is 0.2 sigma_L^2).
+    """
+
+    starts_at_finite_sigma = True
+
+    def __init__(self, n_steps: int = 10, eps: float | None = None, denoise_last: bool = True):
+        if int(n_steps) != n_steps or n_steps < 1 or (eps is not None and eps <= 0):
+            raise ValueError(f"need an integer n_steps >= 1 and eps > 0 (or None); got {n_steps}, {eps}")
+        self.n_steps, self.eps, self.denoise_last = int(n_steps), eps, bool(denoise_last)
+
+    def start(self, ab, denoise):
+        super().start(ab, denoise)
+        self.sigma_L = _sigma(float(ab[-2]))
+        self.eps_used = 0.5 * self.sigma_L ** 2 if self.eps is None else float(self.eps)
+
+    def step(self, x, s, x0, eps, noise):
+        sig, sqrt_ab = _sigma(s.ab_t), np.sqrt(s.ab_t)
+        delta = 0.5 * self.eps_used * sig ** 2 / self.sigma_L ** 2           # alpha_i / 2
+        z = x / sqrt_ab
+        for k in range(self.n_steps):
+            if k > 0:
+                eps = self.denoise(sqrt_ab * z, s.t)[1]
+            z = langevin_step(z, -eps / sig, delta, self.rng.standard_normal(x.shape))
+        if s.last and self.denoise_last:
+            return self.denoise(sqrt_ab * z, s.t)[0]
+        return np.sqrt(s.ab_prev) * z
 
 
 # ---- steppers in the process's own time t (flow matching's ODE dx/dt = u(x, t)) ------------------------------------
@@ -471,16 +630,20 @@ class HeunT(TimeStepper):
 # name -> stepper class: the one table of sampling methods. ``sample(method=name)`` looks here. The "-t" methods
 # integrate in the process's own time t (flow matching); the others in the VP / sigma frame.
 SAMPLERS: dict[str, type[Stepper]] = {"ddpm": DDPM, "ddim": DDIM, "dpm++2m": DPMSolverPP2M, "euler": Euler,
-                                      "heun": Heun, "euler-t": EulerT, "midpoint-t": MidpointT, "heun-t": HeunT}
+                                      "heun": Heun, "edm": EDM, "sde": ReverseSDE, "pc": PredictorCorrector,
+                                      "langevin": AnnealedLangevin,
+                                      "euler-t": EulerT, "midpoint-t": MidpointT, "heun-t": HeunT}
 TIME_METHODS = ("euler-t", "midpoint-t", "heun-t")   # continuous processes only (integrate in t)
-METHODS = tuple(m for m in SAMPLERS if m not in TIME_METHODS)   # the methods that walk any process, discrete or not
+METHODS = tuple(m for m in SAMPLERS if m not in TIME_METHODS)   # the methods that step in the VP / sigma frame
 ODE_METHODS = ("euler", "heun")   # start at sigma_max = 80 on a NoiseSchedule by default
+SIGMA_FRAME_METHODS = ODE_METHODS + ("edm", "sde", "pc", "langevin")   # so do these (they step in sigma)
 
 
-def _make_stepper(method: str, eta: float, variance: str) -> Stepper:
-    """The stepper of ``method``, given only the options it understands (a meaningless option is an error)."""
+def _make_stepper(method: str, eta: float, variance: str, sampler_options: dict | None = None) -> Stepper:
+    """The stepper of ``method``, given only the options it understands (a meaningless option is an error).
+    ``sampler_options`` go to the stepper's constructor (e.g. {"churn": 40} for "edm", {"snr": 0.16} for "pc")."""
     check_method(method)
-    options = {}
+    options = dict(sampler_options or {})
     if method == "ddim":
         options["eta"] = eta
     elif eta:
@@ -491,7 +654,12 @@ def _make_stepper(method: str, eta: float, variance: str) -> Stepper:
         _check_choice("variance", variance, VARIANCES)
         if variance != "fixed_small":
             raise ValueError(f"variance={variance!r} applies to method='ddpm' only")
-    return SAMPLERS[method](**options)
+    try:
+        return SAMPLERS[method](**options)
+    except TypeError as err:                          # an option this method does not take
+        import inspect
+        takes = [k for k in inspect.signature(SAMPLERS[method].__init__).parameters if k not in ("self", "options")]
+        raise ValueError(f"method={method!r} takes the options {takes}, got {sorted(options)} ({err})") from None
 
 
 @dataclass
@@ -519,7 +687,7 @@ def _sampling_steps(schedule, method, steps, spacing, sigma_max) -> np.ndarray:
         spacing = getattr(schedule, "default_grid", "uniform") if spacing in SPACINGS else spacing
         return grid(schedule, steps, spacing, sigma_max=sigma_max)
     if sigma_max is None:
-        sigma_max = ODE_SIGMA_MAX if method in ODE_METHODS else np.inf
+        sigma_max = ODE_SIGMA_MAX if method in SIGMA_FRAME_METHODS else np.inf
     T_eff = int(np.searchsorted(schedule.sigmas, sigma_max, side="right"))  # steps 0..T_eff-1 have sigma <= sigma_max
     if T_eff < schedule.T:
         if T_eff == 0:
@@ -555,7 +723,7 @@ def _start_noise(x_T, shape, rng, r0):
 def sample(model, shape, schedule: NoiseSchedule, *, method="ddpm", steps=None, eta=0.0, prediction_type="epsilon",
            timestep_spacing="trailing", clip=None, rng=None, return_trajectory=False, variance="fixed_small",
            y=None, guidance_scale=1.0, null_label=None, x_T=None, sigma_max=None, final_step="denoise",
-           progress=False):
+           progress=False, sampler_options=None):
     """Draw samples of shape ``shape`` = (B, ...) by running ``method`` over ``steps`` steps from noise.
 
     Args:
@@ -564,8 +732,10 @@ def sample(model, shape, schedule: NoiseSchedule, *, method="ddpm", steps=None, 
             default grid).
         method: a key of :data:`SAMPLERS`: "ddpm" (ancestral; with fewer steps the respaced chain of
             :func:`respace`), "ddim" (any ``eta`` in [0, 1]), "dpm++2m", "euler" or "heun" (probability-flow ODE
-            in the sigma frame); on a continuous process also "euler-t", "midpoint-t", "heun-t" (dx/dt = u in the
-            process's own time t: flow matching's ODE, from t = 1 of the linear interpolant).
+            in the sigma frame); score-based, starting at a finite sigma: "edm" (Karras et al. 2022, Alg. 2; Heun
+            when churn = 0), "sde" (reverse-time Euler-Maruyama), "pc" (predictor-corrector), "langevin" (annealed);
+            on a continuous process also "euler-t", "midpoint-t", "heun-t" (dx/dt = u in the process's own
+            time t: flow matching's ODE, from t = 1 of the linear interpolant).
         steps: how many steps (None: all T).  timestep_spacing: "linspace", "leading" or "trailing" (:func:`timesteps`).
         prediction_type: what ``model`` outputs.  clip: None, c, or "dynamic" (:func:`threshold_x0`).
         variance: "fixed_small" or "fixed_large" (ddpm only).  eta: DDIM noise, 0 = deterministic, 1 = DDPM (ddim only).
@@ -577,22 +747,26 @@ def sample(model, shape, schedule: NoiseSchedule, *, method="ddpm", steps=None, 
         final_step: "denoise" (jump to the clean data, returning E[x0 | x_{t_last}]) or "none" (stop at x_{t_last}).
         progress: True shows a tqdm progress bar (stderr); a tqdm bar (anything with ``update``) is advanced by one
             per step instead, so a caller can show one bar over many calls.
+        sampler_options: options of the method's stepper, e.g. {"churn": 40, "s_noise": 1.0} for "edm",
+            {"snr": 0.16, "corrector_steps": 1} for "pc", {"n_steps": 10, "eps": 0.1} for "langevin".
     Returns:
         samples (B, ...), and a :class:`Trajectory` if ``return_trajectory``.
     """
     _check_choice("final_step", final_step, FINAL_STEPS)
-    stepper = _make_stepper(method, eta, variance)
+    stepper = _make_stepper(method, eta, variance, sampler_options)
     check_spacing(timestep_spacing, schedule)
     shape = tuple(int(n) for n in shape)
     if not shape or shape[0] < 1:
         raise ValueError(f"shape must be (B, ...) with a batch size B >= 1, got {shape}")
     ts = _sampling_steps(schedule, method, steps, timestep_spacing, sigma_max)
     ab, r = _levels(schedule, ts)
-    if (method == "heun" or isinstance(schedule, NoiseSchedule)) and method in ODE_METHODS and ab[0] == 0.0:
+    if ab[0] == 0.0 and (stepper.starts_at_finite_sigma or
+                         (isinstance(schedule, NoiseSchedule) and method in ODE_METHODS)):
         raise ValueError(f"{method} cannot start at sigma = inf (zero terminal SNR): pass a finite sigma_max")
     rng = make_rng(rng)
     x = _start_noise(x_T, shape, rng, None if r is None else r[0])
     denoise = _Denoiser(model, schedule, prediction_type, clip, y, guidance_scale, null_label, shape[0])
+    stepper.rng = rng                                   # for steppers that draw more noise inside a step
     stepper.start(ab, denoise)
     frame = (lambda v, k: v) if r is None else (lambda v, k: v * r[k])      # VP frame -> the process's frame
     xs, x0s, t_list = [frame(x, 0)], [], [ts[0]]
@@ -608,6 +782,7 @@ def sample(model, shape, schedule: NoiseSchedule, *, method="ddpm", steps=None, 
         if last and final_step == "none":
             break
         s = Step(i, len(ts), ts[i], None if last else ts[i + 1], float(ab[i]), float(ab[i + 1]))
+        x, s = stepper.perturb(x, s)
         x0, eps = denoise(x, s.t)
         noise = rng.standard_normal(shape) if stepper.draws_noise else None
         x = stepper.step(x, s, x0, eps, noise)

@@ -33,6 +33,8 @@ from tinydiff.diffusion import diffusion_loss, q_sample, sample_timesteps, train
 from tinydiff.errors import DatasetError, RunError, TinydiffError
 from tinydiff.models import build_model as build_network, model_from_spec, model_spec
 from tinydiff.models.mlp_step import MLPTrainStep
+from tinydiff.objectives import get_objective
+from tinydiff.preconditioning import TIME_STEPS, weighted_mse
 from tinydiff.nn.optim import EMA, AdamW, clip_grad_norm, warmup_cosine_lr
 from tinydiff.schedules import NoiseSchedule
 
@@ -153,6 +155,8 @@ class Trainer:
     ``fast=False`` trains an MLP through its layers (model.forward / model.backward, clip_grad_norm, AdamW.step)
     instead of the fused ``MLPTrainStep``: the same computation, for comparison and debugging."""
 
+    objectives = ("ddpm", "ncsn", "edm")   # what this loop trains (flow matching: tinydiff.flow.FlowTrainer)
+
     def __init__(self, config: TrainConfig, out_dir=None, fast: bool = True):
         if not (math.isfinite(config.lr) and config.lr > 0):
             raise ConfigError(f"lr must be a positive finite number, got {config.lr}")
@@ -163,8 +167,14 @@ class Trainer:
         self.x = self.standardizer.transform(x).astype(np.float32)              # (N, D) or (N, C, H, W) standardised
         self.num_classes = int(self.labels.max()) + 1 if self.labels is not None else 0
         self.schedule = config.make_schedule()
+        self.objective = get_objective(config.objective)                        # the registry entry
+        if self.objective.name not in self.objectives:
+            raise ValueError(f"the {self.objective.name!r} objective is not trained by {type(self).__name__}: use "
+                             f"tinydiff.train.trainer_class({self.objective.name!r})")
+        self.precond = self.objective.precondition(config) if self.objective.precondition else None  # ncsn, edm
+        self.time_steps = self.schedule.T if self.precond is None else TIME_STEPS   # the network's time input range
         self.model = make_model(config, self.x.shape, self.num_classes)
-        self.model.num_timesteps = self.schedule.T      # steps t >= T are refused (models.inputs)
+        self.model.num_timesteps = self.time_steps      # steps t >= T are refused (models.inputs)
         self.opt = AdamW(self.model.parameters(), self.model.gradients(), lr=config.lr,
                          weight_decay=config.weight_decay)
         # an unconditional MLP trains through the fused step (the same numbers in fewer passes; models/mlp_step.py); it
@@ -182,18 +192,28 @@ class Trainer:
         c, k, rng = self.config, self.step_count, self.rng
         idx = rng.integers(0, len(self.x), size=c.batch_size)
         x0 = self.x[idx]                                                         # (B, D)
-        t = sample_timesteps(self.schedule, c.batch_size, rng)                   # (B,)
-        noise = rng.standard_normal(x0.shape, dtype=np.float32)                  # (B, D)
+        if self.precond is None:
+            t = sample_timesteps(self.schedule, c.batch_size, rng)               # (B,)
+            noise = rng.standard_normal(x0.shape, dtype=np.float32)              # (B, D)
         y = None
         if self.num_classes:
             y = drop_labels(self.labels[idx], c.label_dropout, self.model.null_label, rng)
-        x_t = q_sample(self.schedule, x0, t, noise)
-        if self.fast_step is not None:
-            return self._fast_step(k, x0, t, noise, x_t)
+        if self.precond is not None:      # ncsn, edm: F(c_in x; c_noise) regresses on the effective target
+            x_t, t, target, weight, _ = self.precond.training_batch(x0, rng)
+        else:
+            x_t, weight = q_sample(self.schedule, x0, t, noise), None
+            target = training_target(self.schedule, x0, t, noise, c.prediction_type)
+        if self.fast_step is not None and (weight is None or np.all(weight == 1.0)):
+            return self._fast_step(k, x_t, t, target)
         with np.errstate(over="ignore", invalid="ignore"):                       # divergence is caught just below
             out = self.model.forward(x_t, t, y)
             try:
-                loss, grad = diffusion_loss(self.schedule, out, x0, t, noise, c.prediction_type)
+                if self.precond is not None:
+                    loss, grad, _ = weighted_mse(out, target, weight)
+                    if not np.all(np.isfinite(out)):
+                        raise FloatingPointError
+                else:
+                    loss, grad = diffusion_loss(self.schedule, out, x0, t, noise, c.prediction_type)
             except FloatingPointError as err:
                 raise self._diverged(k, "the model output") from err
             self.model.backward(grad, input_grad=False)                   # dL/dx is not needed
@@ -202,13 +222,11 @@ class Trainer:
             raise self._diverged(k, "the loss" if not math.isfinite(loss) else "the gradient norm")
         self.opt.lr = warmup_cosine_lr(k, c.lr, c.warmup_steps, c.steps, c.min_lr)
         self.opt.step()
-        target = training_target(self.schedule, x0, t, noise, c.prediction_type)
         return self._finish_step(k, loss, out, target, t)
 
-    def _fast_step(self, k, x0, t, noise, x_t) -> float:
+    def _fast_step(self, k, x_t, t, target) -> float:
         """The same step through the fused MLPTrainStep (it checks the norm before it updates anything)."""
         c = self.config
-        target = training_target(self.schedule, x0, t, noise, c.prediction_type)
         with np.errstate(over="ignore", invalid="ignore"):
             loss, out = self.fast_step.loss_and_gradients(x_t, t, target)
             if not math.isfinite(loss):
@@ -223,7 +241,7 @@ class Trainer:
         """EMA, the loss log and the step count, after the optimiser step."""
         self.ema.update()
         per_sample = np.square(out - target).reshape(len(out), -1).mean(axis=1)   # (B,)
-        self.log.record(k, loss, per_sample, t, self.schedule.T, self.config.log_every)
+        self.log.record(k, loss, per_sample, t, self.time_steps, self.config.log_every)
         self.step_count += 1
         return loss
 
@@ -381,11 +399,10 @@ class Trainer:
 
         network = build_model(model_spec(self.model))
         network.load_state_dict(self.ema.shadow if use_ema else self.model.state_dict())
-        network.num_timesteps = self.schedule.T
+        network.num_timesteps = self.time_steps
         network.eval()
-        return TrainedDenoiser(network=network, process=self.schedule, prediction_type=self.config.prediction_type,
-                               standardizer=self.standardizer, config=self.config, step=self.step_count,
-                               command=self.command)
+        return TrainedDenoiser.of(network, self.schedule, self.config, standardizer=self.standardizer,
+                                  step=self.step_count, command=self.command)
 
 
 def trainer_class(objective: str) -> type[Trainer]:

@@ -58,7 +58,9 @@ class TrainedDenoiser:
     prediction_type:  what the network outputs: "epsilon", "sample" (x0), "v_prediction", or "velocity" (flow)
     standardizer:     data units <-> the units the network sees: x_std = (x - mean) / std
     config:           the full TrainConfig of the run, as stored (``inferred`` names fields the file lacked)
-    objective:        the training objective: "ddpm" (the simple loss of Ho et al. 2020) or "flow" (flow matching)
+    objective:        the training objective (tinydiff.objectives): "ddpm" (the simple loss of Ho et al. 2020),
+                      "flow" (flow matching), or "ncsn" / "edm", whose ``network`` is the trained F seen through its
+                      preconditioning (:class:`tinydiff.preconditioning.Preconditioned`, on a continuous ``process``)
     path, step:       the checkpoint it came from and the optimiser step it was saved at
     command:          the command line that made it (None for checkpoints older than this field)
     inferred:         config fields the checkpoint did not store, with how their value was found
@@ -116,6 +118,22 @@ class TrainedDenoiser:
             how.update(sampler=o.sampler, steps=o.steps)
         return how
 
+    @classmethod
+    def of(cls, network, schedule, config, **fields) -> "TrainedDenoiser":
+        """The trained object of a bare network and its run's config: for ncsn and edm the network is wrapped in its
+        preconditioning (D = c_skip x + c_out F(c_in x; c_noise)) on the objective's continuous process."""
+        from tinydiff.objectives import get_objective
+
+        objective = get_objective(config.objective)
+        if objective.precondition is None:
+            return cls(network=network, process=schedule, prediction_type=config.prediction_type, config=config,
+                       objective=objective.name, **fields)
+        from tinydiff.preconditioning import Preconditioned
+
+        pre = objective.precondition(config)
+        return cls(network=Preconditioned(network, pre), process=pre.process(), prediction_type=pre.prediction_type,
+                   config=config, objective=objective.name, **fields)
+
     def __call__(self, x_t, t, y=None):
         """The raw network output on standardised x_t (so the object can stand in for its network)."""
         return self.network(x_t, t) if y is None else self.network(x_t, t, y)
@@ -164,7 +182,7 @@ class TrainedDenoiser:
     def sample(self, n: int, label=None, sampler: str | None = None, steps: int | None = None,
                guidance: float | None = None, clip=None, rng=0, batch_size: int | None = None,
                return_trajectory: bool = False, progress: bool = False, threads: int | None = 1, x_T=None,
-               **options):
+               churn: float | None = None, **options):
         """n samples in DATA units: points (n, D) float64, images (n, C, H, W) float32 clipped to [0, 1].
 
         label:      None, one int, or (n,) ints (a conditional model; None draws unconditionally)
@@ -181,6 +199,7 @@ class TrainedDenoiser:
         progress:   a progress bar on stderr over the sampling steps (one bar over all batches)
         return_trajectory: also return the :class:`tinydiff.samplers.Trajectory` (standardised units; one batch only)
         x_T:        the start noise (n, *data_shape), standardised units (default: drawn from ``rng``; one batch only)
+        churn:      S_churn of the "edm" sampler (Karras et al. 2022, Alg. 2)
         options:    passed on to :func:`tinydiff.samplers.sample` (eta, timestep_spacing, sigma_max, variance, ...)
         """
         one_batch = return_trajectory or x_T is not None
@@ -190,24 +209,25 @@ class TrainedDenoiser:
         x = np.empty((n, *self.data_shape), dtype=np.float32 if self.kind == "images" else np.float64)
         traj = None
         for i, part in self.batches(n, label, sampler, steps, guidance, clip, rng, size, progress, threads,
-                                    return_trajectory=return_trajectory, x_T=x_T, **options):
+                                    return_trajectory=return_trajectory, x_T=x_T, churn=churn, **options):
             part, traj = part if return_trajectory else (part, None)
             x[i:i + len(part)] = part
         return (x, traj) if return_trajectory else x
 
     def batches(self, n: int, label=None, sampler=None, steps=None, guidance=None, clip=None, rng=0,
-                batch_size: int | None = None, progress: bool = False, threads: int | None = 1, **options):
+                batch_size: int | None = None, progress: bool = False, threads: int | None = 1,
+                churn: float | None = None, **options):
         """Yield (start, samples start..start+B-1 in data units) batch by batch: :meth:`sample` without holding all n
         (the ``sample`` command streams them to its file). Same arguments as :meth:`sample`; same samples."""
+        from tinydiff.objectives import sampling_plan
         from tinydiff.rng import BlockGenerator, seed_for_blocks
         from tinydiff.samplers import sample
         from tinydiff.threads import blas_threads
 
-        from tinydiff.objectives import get_objective
-
         how = self.sampling_defaults
         how.update({k: v for k, v in dict(sampler=sampler, steps=steps, guidance=guidance).items() if v is not None})
-        how["sampler"] = get_objective(self.objective).resolve_sampler(how["sampler"])   # flow: heun -> heun-t
+        how["sampler"], _, sampler_options = sampling_plan(self.objective, how["sampler"], how["steps"], churn)
+        options.setdefault("sampler_options", sampler_options)
         y = self._labels(label, n)
         block = RNG_BLOCK[self.kind]
         size = batch_size or self.plan_batches(n, None, self.uses_guidance(label, guidance))
@@ -323,16 +343,23 @@ def _from_arrays(arrays: dict, path, use_ema: bool) -> TrainedDenoiser:
         raise ckpt.CheckpointError(f"{path}: the weights do not fit the stored model configuration: {err}") from err
     network.eval()
     network.num_timesteps = process.T              # steps t >= T are refused by the network (models.inputs)
-    prediction_type = config.prediction_type
     if objective.name == "flow":                   # continuous time: the network sees the objective's 1000 t
         from tinydiff.flow import FlowNetwork
 
         network.num_timesteps = None
-        network, process, prediction_type = FlowNetwork(network), objective.process(config), "velocity"
-    return TrainedDenoiser(
-        network=network, process=process, prediction_type=prediction_type,
-        standardizer=Standardizer.from_dict(ckpt.group(arrays, "standardizer")), config=config,
-        objective=objective.name, path=Path(path), step=int(arrays["meta/step"]),
+        return TrainedDenoiser(
+            network=FlowNetwork(network), process=objective.process(config), prediction_type="velocity",
+            standardizer=Standardizer.from_dict(ckpt.group(arrays, "standardizer")), config=config,
+            objective=objective.name, path=Path(path), step=int(arrays["meta/step"]),
+            command=ckpt.from_json_array(arrays["meta/command"]) if "meta/command" in arrays else None,
+            inferred=inferred)
+    if config.objective != "ddpm":
+        from tinydiff.preconditioning import TIME_STEPS
+
+        network.num_timesteps = TIME_STEPS         # ncsn, edm: the time input is c_noise on 0..999
+    return TrainedDenoiser.of(
+        network, process, config, standardizer=Standardizer.from_dict(ckpt.group(arrays, "standardizer")),
+        path=Path(path), step=int(arrays["meta/step"]),
         command=ckpt.from_json_array(arrays["meta/command"]) if "meta/command" in arrays else None,
         inferred=inferred)
 
@@ -355,7 +382,7 @@ def _infer_missing(stored: dict, config: TrainConfig, process: NoiseSchedule, ne
             inferred[name] = "not stored: the schedule's own default (the only choice when the file was written)"
         elif name == "max_loss_rise":
             inferred[name] = "not stored: a training safeguard, no effect on the weights"
-        elif name in ("objective", "coupling", "reflow"):
+        elif name in ("objective", "coupling", "reflow", "sigma_min", "sigma_max", "sigma_data"):
             inferred[name] = "not stored: written before objectives existed, so ddpm (the default) for certain"
         elif name in ("max_beta", "base_channels"):
             inferred[name] = "not stored; does not apply to this schedule / model"

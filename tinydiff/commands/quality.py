@@ -1,7 +1,7 @@
 """``python -m tinydiff quality``: the 2D quality bar. Train each toy set with the default settings, sample, and test.
 
-For every data set: train ``TrainConfig(data=name)`` (the defaults `train` uses), draw N samples with DDPM over all T
-steps, and compare them with N held-out points (a fresh seed) and, as the floor, a second held-out sample:
+For every data set: train ``TrainConfig(data=name, objective=...)`` (the defaults `train` uses), draw N samples with
+the objective's default sampler (DDPM over all T steps for ddpm), and compare them with N held-out points (a fresh seed) and, as the floor, a second held-out sample:
 
 - MMD^2 (mixture of RBF kernels) and its permutation-test p-value: p > 0.05 means the test cannot tell them apart;
 - energy distance and exact W2^2 (on 1000 points), each beside its floor;
@@ -22,7 +22,8 @@ from tinydiff.metrics.quality import DATASETS, HELDOUT_SEEDS
 
 MARKDOWN_INTRO = """# Quality of the 2D models (the default settings of `python -m tinydiff train`)
 
-For each toy set: train with the defaults (`TrainConfig()`), draw 2,000 samples with DDPM over all T steps, and compare
+For each toy set: train with the defaults (`TrainConfig()`, `--objective` as given), draw 2,000 samples with the
+objective's default sampler (ddpm: DDPM over all T steps; ncsn: predictor-corrector; edm: Karras et al.'s Heun), and compare
 them with 2,000 held-out points. "floor" is the same metric between two held-out samples of the same size: the value
 a perfect model would get, up to sampling noise (MMD^2 and energy distance are unbiased, so their floors scatter
 around 0; W2^2 of finite samples is biased upwards). p-value: MMD permutation test (mixture of RBF kernels); above
@@ -38,9 +39,9 @@ def add_arguments(p):
     p.add_argument("--n", type=positive_int, default=2000, help="samples and held-out points (default 2000)")
     p.add_argument("--steps", type=positive_int, default=None, help="override the default training steps")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    p.add_argument("--objective", choices=("ddpm", "flow"), default="ddpm",
-                   help="ddpm (sampled with DDPM over all T steps) or flow (flow matching, sampled with its default: "
-                        "midpoint in t, 10 steps = 20 model calls)")
+    p.add_argument("--objective", choices=("ddpm", "ncsn", "edm", "flow"), default="ddpm",
+                   help="train with this objective (default ddpm) and sample with its default sampler and steps: ddpm "
+                        "over all T, ncsn pc (200 calls), edm Heun (35 calls), flow midpoint in t (20 calls)")
     p.add_argument("--coupling", choices=("independent", "ot"), default="independent", help="flow only")
     p.add_argument("--reflow", action="store_true",
                    help="flow only: then one round of reflow per set (10,000 pairs, --reflow-steps steps) and MMD^2 / "
@@ -109,9 +110,12 @@ def run(args):
         trainer.train(progress=True)                   # bars on stderr; the table goes to stdout
         train_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        samples = trainer.trained().sample(args.n, rng=args.seed + 1, progress=True)  # EMA; DDPM all T / flow: midpoint
+        model = trainer.trained()                                            # EMA weights
+        samples, traj = model.sample(args.n, rng=args.seed + 1, return_trajectory=True,   # the objective's default
+                                     progress=True)
         sample_s = time.perf_counter() - t0
-        row = {"data": name, "steps": config.steps, "train_s": train_s, "sample_s": sample_s,
+        row = {"data": name, "steps": config.steps, "sampler": model.sampling_defaults["sampler"], "nfe": traj.nfe,
+               "train_s": train_s, "sample_s": sample_s,
                **evaluate(samples, name, args.n, args.permutations, progress=True)}
         rows.append(row)
         trainers[name] = trainer

@@ -44,10 +44,15 @@ def add_arguments(p):
     p.add_argument("--n", required=True, type=positive_int, help="number of points (or images) to draw")
     p.add_argument("--out", required=True, type=Path, help="where to write them (.npy; points also .csv)")
     p.add_argument("--sampler", default=None, choices=METHODS + TIME_METHODS + ("midpoint",),
-                   help="the sampler (default: ddpm for points, ddim for images; a flow-matching model: euler, "
-                        "midpoint or heun in its own time t, default midpoint with 10 steps = 20 model calls)")
+                   help="the sampler (default: the checkpoint's objective's: ddpm for points, ddim for images, pc for "
+                        "ncsn, edm for edm, midpoint in t with 10 steps = 20 model calls for flow); edm, sde, pc and "
+                        "langevin apply to ncsn and edm models only; euler, midpoint and heun of a flow model "
+                        "integrate in its own time t")
     p.add_argument("--steps", type=positive_int, default=None,
-                   help=f"sampling steps (default: all T for points, {IMAGE_DEFAULTS['steps']} for images)")
+                   help=f"sampling steps (default: all T for ddpm points, {IMAGE_DEFAULTS['steps']} for images, 100 "
+                        "for ncsn, 18 (35 NFE) for edm)")
+    p.add_argument("--churn", type=float, default=None,
+                   help="S_churn of the edm sampler (Karras et al. 2022, Alg. 2; default 0: deterministic Heun)")
     p.add_argument("--seed", type=int, default=0, help="seed of the start noise and of every step (default 0)")
     p.add_argument("--label", type=int, default=None, help="class label, for a model trained with --conditional")
     p.add_argument("--guidance", type=finite_float, default=None,
@@ -107,7 +112,8 @@ def write_samples(m, args, out: Path, size: int) -> None:
     shape, dtype = (args.n, *m.data_shape), np.float32 if m.kind == "images" else np.float64
     tmp = out.with_name(f".{out.name}.part")
     batches = m.batches(args.n, label=args.label, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                        clip=args.clip, rng=args.seed, batch_size=size, progress=True)   # a bar on stderr
+                        clip=args.clip, rng=args.seed, batch_size=size, progress=True,   # a bar on stderr
+                        churn=getattr(args, "churn", None))
     try:
         if out.suffix.lower() == ".csv":
             with open(tmp, "w") as f:

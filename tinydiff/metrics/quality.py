@@ -56,14 +56,16 @@ def passes(row: dict) -> bool:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """One markdown row per data set (rows: :func:`evaluate` output plus data, steps, train_s and sample_s)."""
-    head = ("| data set | steps | train s | sample s | MMD^2 | floor | p-value | energy | floor | W2^2 | floor | extra "
-            "| pass |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    """One markdown row per data set (rows: :func:`evaluate` output plus data, steps, train_s and sample_s, and
+    optionally sampler and nfe)."""
+    head = ("| data set | steps | sampler (NFE) | train s | sample s | MMD^2 | floor | p-value | energy | floor | W2^2 "
+            "| floor | extra | pass |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         extra = (f"in support {r['in_support']:.3f}" if "in_support" in r else
                  f"modes {r['modes']}" if "modes" in r else "")
-        lines.append(f"| {r['data']} | {r['steps']} | {r['train_s']:.1f} | {r['sample_s']:.1f} | {r['mmd2']:.2e} | "
+        lines.append(f"| {r['data']} | {r['steps']} | {r.get('sampler', 'ddpm')} ({r.get('nfe', '?')}) | "
+                     f"{r['train_s']:.1f} | {r['sample_s']:.1f} | {r['mmd2']:.2e} | "
                      f"{r['mmd2_floor']:.2e} | {r['p_value']:.3f} | {r['energy']:.2e} | {r['energy_floor']:.2e} | "
                      f"{r['w2']:.3f} | {r['w2_floor']:.3f} | {extra} | {'yes' if passes(r) else 'NO'} |")
     return "\n".join(lines)
