@@ -62,6 +62,8 @@ class TrainedDenoiser:
     path, step:       the checkpoint it came from and the optimiser step it was saved at
     command:          the command line that made it (None for checkpoints older than this field)
     inferred:         config fields the checkpoint did not store, with how their value was found
+    autoencoder:      latent diffusion: the VAE whose scaled latents the network denoises (None in pixel space);
+                      ``.sample`` then decodes, so it returns images like a pixel model
     """
 
     network: object
@@ -74,6 +76,7 @@ class TrainedDenoiser:
     step: int | None = None
     command: str | None = None
     inferred: dict = field(default_factory=dict)
+    autoencoder: object = None
 
     # ---- what it is -------------------------------------------------------------------------------------------
     @property
@@ -101,7 +104,7 @@ class TrainedDenoiser:
 
     @property
     def data_shape(self) -> tuple:
-        """The shape of one sample: (D,) for points, (C, H, W) for images."""
+        """The shape of what the network denoises: (D,) for points, (C, H, W) for images, (Z, 7, 7) for latents."""
         return tuple(self.network.sample_shape) if self.kind == "images" else (self.network.dim,)
 
     @property
@@ -123,7 +126,8 @@ class TrainedDenoiser:
     def __repr__(self) -> str:
         where = f" from {self.path} (step {self.step})" if self.path is not None else ""
         labels = f", {self.num_classes} classes" if self.num_classes else ""
-        return (f"TrainedDenoiser({type(self.network).__name__}, {self.kind} {self.data_shape}{labels}, "
+        space = f"latents {self.data_shape} of a VAE" if self.autoencoder is not None else f"{self.kind} {self.data_shape}"
+        return (f"TrainedDenoiser({type(self.network).__name__}, {space}{labels}, "
                 f"{self.objective}/{self.prediction_type}, {type(self.process).__name__}{where})")
 
     # ---- predictions ------------------------------------------------------------------------------------------
@@ -278,8 +282,10 @@ class TrainedDenoiser:
 
     def to_data(self, x_std):
         """Standardised samples -> data units (images: clipped to [0, 1], float32; the last x0 estimate can
-        overshoot a little)."""
+        overshoot a little). Latents: z = x_std / s, decoded to images (B, 1, 28, 28) in [0, 1]."""
         x = self.standardizer.inverse_transform(x_std)
+        if self.autoencoder is not None:
+            return self.autoencoder.decode(x)
         if self.kind == "images":
             return np.clip(x, 0.0, 1.0).astype(np.float32)
         return x
@@ -323,6 +329,11 @@ def _from_arrays(arrays: dict, path, use_ema: bool) -> TrainedDenoiser:
         raise ckpt.CheckpointError(f"{path}: the weights do not fit the stored model configuration: {err}") from err
     network.eval()
     network.num_timesteps = process.T              # steps t >= T are refused by the network (models.inputs)
+    autoencoder = None
+    if "autoencoder_meta/config" in arrays:       # a latent denoiser carries its VAE (train --latent)
+        from tinydiff.models.autoencoder import autoencoder_from_arrays
+
+        autoencoder = autoencoder_from_arrays(arrays, where=str(path))
     prediction_type = config.prediction_type
     if objective.name == "flow":                   # continuous time: the network sees the objective's 1000 t
         from tinydiff.flow import FlowNetwork
@@ -330,7 +341,7 @@ def _from_arrays(arrays: dict, path, use_ema: bool) -> TrainedDenoiser:
         network.num_timesteps = None
         network, process, prediction_type = FlowNetwork(network), objective.process(config), "velocity"
     return TrainedDenoiser(
-        network=network, process=process, prediction_type=prediction_type,
+        network=network, process=process, prediction_type=prediction_type, autoencoder=autoencoder,
         standardizer=Standardizer.from_dict(ckpt.group(arrays, "standardizer")), config=config,
         objective=objective.name, path=Path(path), step=int(arrays["meta/step"]),
         command=ckpt.from_json_array(arrays["meta/command"]) if "meta/command" in arrays else None,
