@@ -150,5 +150,5 @@ FLOW_POINT_DEFAULTS = dict(steps=4000)
 
 # Latent diffusion (--latent AE_DIR/autoencoder.npz): the U-Net sees (4, 7, 7) latents, 16x fewer positions than 28 x 28
 # pixels, so it can afford wider layers; 7 is odd, so the U-Net has a single level (ResBlocks and attention at 7 x 7).
-LATENT_DEFAULTS = dict(base_channels=64)
+LATENT_DEFAULTS = dict(base_channels=32)
 LATENT_UNET = dict(channel_mults=(1,), num_res_blocks=2)
