@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from tinydiff import claims, viz
-from tinydiff.data.mnist import load_mnist_float
+from tinydiff.data.mnist import load_mnist_float, require_mnist
 from tinydiff.latent import data_snr, decode_chain, half_signal_step
 from tinydiff.models.autoencoder import gaussian_kl, load_autoencoder
 from tinydiff.models.classifier import accuracy, load_classifier
@@ -55,6 +55,7 @@ from tinydiff.train_autoencoder import AutoencoderTrainConfig, train_autoencoder
 from tinydiff.trained import load_trained
 
 args = viz.chapter_args(20, "Chapter 20: latent diffusion")
+require_mnist("chapter 20")                      # downloads MNIST if missing, else one line and exit 1
 
 # ---- constants -------------------------------------------------------------------------------------------------
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
@@ -177,7 +178,7 @@ same batches (`kl_tradeoff.png`: their reconstructions of the same digits, and t
 train_x = load_mnist_float(split="train")[0][:5000]
 runs = {}
 for beta in KL_WEIGHTS:
-    config = AutoencoderTrainConfig(kl_weight=beta, steps=KL_STEPS, batch_size=32, n_eval=0, warmup_steps=5,
+    config = AutoencoderTrainConfig(kl_weight=beta, steps=KL_STEPS, batch_size=32, warmup_steps=5,
                                     lr=3e-3, seed=SEED)
     model = train_autoencoder(config, progress=False, x_train=train_x)
     m, logvar = model.encode(test_x[:500])

@@ -2,6 +2,8 @@
 
 These use random "images" in place of MNIST (no files needed) and an untrained tiny VAE."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -83,3 +85,24 @@ def test_train_has_a_latent_flag():
 
     args = build_parser().parse_args(["train", "--data", "mnist", "--latent", "ae/autoencoder.npz", "--out", "d"])
     assert args.latent == "ae/autoencoder.npz"
+
+
+needs_mnist = pytest.mark.skipif(not os.environ.get("TINYDIFF_DATA"),
+                                 reason="needs the MNIST files ($TINYDIFF_DATA unset)")
+
+
+@needs_mnist
+def test_the_three_commands_of_latent_diffusion_run_end_to_end(tmp_path):
+    """train-autoencoder, train --latent, sample: the issue's commands at tiny sizes."""
+    from tinydiff.cli import main
+
+    ae, run = tmp_path / "ae", tmp_path / "run"
+    assert main(["train-autoencoder", "--data", "mnist", "--out", str(ae), "--steps", "2", "--n-train", "64",
+                 "--batch-size", "4", "--base-channels", "2", "--no-eval", "--quiet"]) == 0
+    assert main(["train", "--data", "mnist", "--conditional", "--latent", str(ae / "autoencoder.npz"), "--out",
+                 str(run), "--steps", "2", "--n-train", "64", "--batch-size", "4", "--base-channels", "8",
+                 "--quiet"]) == 0
+    assert main(["sample", "--checkpoint", str(run / "model.npz"), "--label", "3", "--n", "2", "--steps", "2",
+                 "--out", str(tmp_path / "x.npy")]) == 0
+    x = np.load(tmp_path / "x.npy")
+    assert x.shape == (2, 1, 28, 28) and 0 <= x.min() and x.max() <= 1
