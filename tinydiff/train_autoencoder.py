@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from tinydiff.errors import TinydiffError
-from tinydiff.models.autoencoder import AutoencoderConfig, VAE, autoencoder_arrays
+
+# this module imports NumPy only at the top (the networks and Numba load inside the functions), so that the command
+# line can build the train-autoencoder flags from AutoencoderTrainConfig instantly
 
 
 class AutoencoderDiverged(TinydiffError, FloatingPointError):
@@ -40,7 +42,10 @@ class AutoencoderTrainConfig:
     seed: int = 0                  # data subset, weights, batches and the reparameterisation noise
     blas_threads: int = 1          # BLAS threads while training
 
-    def model_config(self) -> AutoencoderConfig:
+    def model_config(self):
+        """The :class:`tinydiff.models.autoencoder.AutoencoderConfig` of this run."""
+        from tinydiff.models.autoencoder import AutoencoderConfig
+
         return AutoencoderConfig(base_channels=self.base_channels, latent_channels=self.latent_channels,
                                  kl_weight=self.kl_weight)
 
@@ -56,17 +61,19 @@ def load_images(split: str, n: int | None = None, rng=None):
     return x, y
 
 
-def evaluate_autoencoder(vae: VAE, x) -> dict:
+def evaluate_autoencoder(vae, x) -> dict:
     """Mean squared error and mean absolute error per pixel of decode(mu(x)) against x, both in [0, 1] units."""
     r = vae.reconstruct(x).astype(np.float64)
     return {"mse": float(np.mean((r - x) ** 2)), "mae": float(np.mean(np.abs(r - x)))}
 
 
 def train_autoencoder(config: AutoencoderTrainConfig, out_dir=None, progress: bool = True,
-                      x_train=None) -> VAE:
-    """Train a VAE on MNIST (or on ``x_train`` (N, 1, 28, 28) in [0, 1] if given); fit its scale factor; save it."""
+                      x_train=None):
+    """Train a VAE on MNIST (or on ``x_train`` (N, 1, 28, 28) in [0, 1] if given); fit its scale factor; save it.
+    Returns the :class:`tinydiff.models.autoencoder.VAE` (in eval mode)."""
     from tqdm.auto import tqdm
 
+    from tinydiff.models.autoencoder import VAE
     from tinydiff.nn.optim import AdamW, clip_grad_norm, warmup_cosine_lr
     from tinydiff.threads import blas_threads
 
@@ -102,9 +109,10 @@ def train_autoencoder(config: AutoencoderTrainConfig, out_dir=None, progress: bo
     return vae
 
 
-def save_autoencoder(vae: VAE, config: AutoencoderTrainConfig, path) -> Path:
+def save_autoencoder(vae, config: AutoencoderTrainConfig, path) -> Path:
     """autoencoder.npz: the weights, config and scale factor, the training log and time (atomic write)."""
     from tinydiff import checkpoint as ckpt
+    from tinydiff.models.autoencoder import autoencoder_arrays
 
     arrays = autoencoder_arrays(vae)
     arrays["meta/config"] = ckpt.json_array(asdict(config))
