@@ -356,6 +356,8 @@ def _infer_missing(stored: dict, config: TrainConfig, process: NoiseSchedule, ne
     today's default and is marked unknown."""
     inferred = {}
     for name in (f.name for f in fields(TrainConfig) if f.name not in stored):
+        if name == "latent":
+            continue                    # known: a checkpoint from before latent diffusion is a pixel / point model
         if name == "max_beta" and config.schedule.partition("+")[0] == "cosine":
             config.max_beta = float(np.max(process.betas))
             inferred[name] = "the largest stored beta"
