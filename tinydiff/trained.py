@@ -108,6 +108,14 @@ class TrainedDenoiser:
         return tuple(self.network.sample_shape) if self.kind == "images" else (self.network.dim,)
 
     @property
+    def output_shape(self) -> tuple:
+        """The shape of one sample in data units: ``data_shape``, except for a latent model, whose samples are
+        decoded to images (C, 28, 28)."""
+        if self.autoencoder is not None:
+            return (self.autoencoder.cfg.in_channels, 28, 28)
+        return self.data_shape
+
+    @property
     def sampling_defaults(self) -> dict:
         """sampler, steps and guidance used when ``.sample`` is not told (:data:`POINT_DEFAULTS` or
         :data:`IMAGE_DEFAULTS`; a flow model: its objective's sampler and steps, midpoint in t x 10 = 20 calls)."""
@@ -126,7 +134,8 @@ class TrainedDenoiser:
     def __repr__(self) -> str:
         where = f" from {self.path} (step {self.step})" if self.path is not None else ""
         labels = f", {self.num_classes} classes" if self.num_classes else ""
-        space = f"latents {self.data_shape} of a VAE" if self.autoencoder is not None else f"{self.kind} {self.data_shape}"
+        space = (f"latents {self.data_shape} of a VAE" if self.autoencoder is not None
+                 else f"{self.kind} {self.data_shape}")
         return (f"TrainedDenoiser({type(self.network).__name__}, {space}{labels}, "
                 f"{self.objective}/{self.prediction_type}, {type(self.process).__name__}{where})")
 
@@ -191,7 +200,7 @@ class TrainedDenoiser:
         if one_batch and batch_size is not None and batch_size < n:
             raise ValueError("return_trajectory and x_T need one batch: leave batch_size at None")
         size = self.plan_batches(n, n if one_batch else batch_size, self.uses_guidance(label, guidance))
-        x = np.empty((n, *self.data_shape), dtype=np.float32 if self.kind == "images" else np.float64)
+        x = np.empty((n, *self.output_shape), dtype=np.float32 if self.kind == "images" else np.float64)
         traj = None
         for i, part in self.batches(n, label, sampler, steps, guidance, clip, rng, size, progress, threads,
                                     return_trajectory=return_trajectory, x_T=x_T, **options):
@@ -261,7 +270,7 @@ class TrainedDenoiser:
         if free is None:
             return size
         itemsize = 4 if self.kind == "images" else 8
-        output = n * int(np.prod(self.data_shape)) * itemsize if in_memory else 0
+        output = n * int(np.prod(self.output_shape)) * itemsize if in_memory else 0
         if "_bytes_per_sample" not in self.__dict__:     # measured once per object
             self._bytes_per_sample = bytes_per_sample(self.network, self.data_shape, 0 if self.num_classes else None,
                                                       probe=1 if self.kind == "images" else 64)
