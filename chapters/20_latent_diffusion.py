@@ -208,7 +208,7 @@ latents and decodes the end, so it returns digits like the pixel model. `latent_
 An honest caveat: the shipped latent model is undertrained. It had 1,800 steps of batch 64 (the time this machine
 allowed; the pixel model had 6,000), and at n = 500 it scores FD 67 against a floor of 5.6 and 63 % accuracy
 (README, "Latent diffusion"): many samples are stroke-like scribbles near the right digit. The cost per step is 7x
-lower (section 5), so the pixel model's 6,000 steps cost the latent one less than 900 pixel steps' time; whether that
+lower (section 5), so 6,000 latent steps cost the time of fewer than 900 pixel steps; whether that
 reaches the pixel model's quality is the open measurement.
 """
 
