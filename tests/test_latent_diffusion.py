@@ -40,8 +40,8 @@ def test_latent_training_data_are_the_scaled_latents_with_unit_variance(ae_path,
     trainer = Trainer(latent_config(ae_path))
     assert trainer.x.shape == (40, 3, 7, 7)
     assert np.std(trainer.x.astype(np.float64)) == pytest.approx(1.0, rel=1e-4)   # fitted on these same images
-    np.testing.assert_allclose(trainer.x, trainer.autoencoder.scale_factor * trainer.autoencoder.encode_mean(fake_mnist),
-                               rtol=1e-5, atol=1e-6)
+    vae = trainer.autoencoder
+    np.testing.assert_allclose(trainer.x, vae.scale_factor * vae.encode_mean(fake_mnist), rtol=1e-5, atol=1e-6)
 
 
 def test_latent_unet_has_one_level_at_7x7_and_the_latent_channels(ae_path, fake_mnist):

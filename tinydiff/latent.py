@@ -3,7 +3,7 @@
 The forward process x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps was designed for data of variance ~1 (pixels
 in [-1, 1]). For data of standard deviation sigma_data the signal-to-noise ratio at step t is
 
-    SNR(t) = alpha_bar_t sigma_data^2 / (1 - alpha_bar_t)                          (Kingma et al. 2021, eq. 2, per entry)
+    SNR(t) = alpha_bar_t sigma_data^2 / (1 - alpha_bar_t)                (Kingma et al. 2021, eq. 2, per entry)
 
 so latents with sigma_data = 0.1 are drowned 100x earlier in SNR than unit-variance ones: most of the schedule's steps
 are spent on pure noise. Rombach et al. (2022, appendix G) rescale the latents by s = 1 / std(z) for this reason
