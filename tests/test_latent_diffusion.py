@@ -108,10 +108,12 @@ def test_the_three_commands_of_latent_diffusion_run_end_to_end(tmp_path):
     assert x.shape == (2, 1, 28, 28) and 0 <= x.min() and x.max() <= 1
 
 
-@pytest.mark.parametrize("prediction_type", ["sample", "v_prediction"])
-def test_latent_space_needs_no_special_case_for_other_targets(ae_path, fake_mnist, prediction_type):
-    """The Trainer and sampler see latents as any other (B, C, H, W) data: every target trains and samples."""
-    trainer = Trainer(latent_config(ae_path, prediction_type=prediction_type))
+@pytest.mark.parametrize("setting", [dict(prediction_type="sample"), dict(prediction_type="v_prediction"),
+                                     dict(objective="flow")], ids=["x0", "v", "flow"])
+def test_latent_space_needs_no_special_case_for_other_targets_or_objectives(ae_path, fake_mnist, setting):
+    """The Trainer and sampler see latents as any other (B, C, H, W) data: every target and objective trains and
+    samples, and sampling decodes to images."""
+    trainer = Trainer(latent_config(ae_path, **setting))
     assert np.isfinite(trainer.step())
     x = trainer.trained().sample(2, label=1, steps=2, rng=0)
     assert x.shape == (2, 1, 28, 28) and np.all(np.isfinite(x))
