@@ -14,6 +14,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "chapter": ("tinydiff.commands.chapter", "run one of the chapters (lectures) in chapters/ and write its figures"),
     "train": ("tinydiff.commands.train", "train a denoiser (MLP on points, U-Net on --data mnist); every setting is a flag"),
+    "train-autoencoder": ("tinydiff.commands.train_autoencoder",
+                          "train the VAE of latent diffusion on MNIST: --data mnist --out AE_DIR"),
     "sample": ("tinydiff.commands.sample", "draw points or images from a trained model: --checkpoint DIR/model.npz --n N --out F"),
     "reflow": ("tinydiff.commands.reflow",
                "rectified flow: retrain a flow model on its own (noise, sample) pairs: --checkpoint DIR/model.npz --out D2"),

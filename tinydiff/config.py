@@ -35,6 +35,8 @@ class TrainConfig:
                                    # of the 60,000 images)
     conditional: bool = False      # train eps(x, t, y) on a labelled toy set or mnist (for classifier-free guidance)
     label_dropout: float = 0.1     # with conditional: fraction of labels replaced by the null label
+    latent: str | None = None      # mnist: PATH of an autoencoder.npz (train-autoencoder); the denoiser then learns
+                                   # its scaled latents s mu(x) (latent diffusion) and sampling decodes them
     # diffusion
     T: int = 1000                  # diffusion steps
     schedule: str = "cosine"       # linear | cosine | sigmoid | scaled_linear (+ztsnr: zero terminal SNR); cosine
@@ -83,11 +85,18 @@ class TrainConfig:
 
     @classmethod
     def for_data(cls, data: str, **overrides) -> "TrainConfig":
-        """The config for ``data`` with its own defaults (:data:`MNIST_DEFAULTS` for mnist, :data:`FLOW_POINT_DEFAULTS`
-        for flow matching on points), then ``overrides``."""
+        """The config for ``data`` with its own defaults (:data:`MNIST_DEFAULTS` for mnist, then
+        :data:`LATENT_DEFAULTS` with ``latent``; :data:`FLOW_POINT_DEFAULTS` for flow matching on points), then
+        ``overrides``."""
         defaults = MNIST_DEFAULTS if str(data).lower() == "mnist" else \
             FLOW_POINT_DEFAULTS if overrides.get("objective") == "flow" else {}
+        if str(data).lower() == "mnist" and overrides.get("latent"):
+            defaults = {**defaults, **LATENT_DEFAULTS}
         return cls(**{**defaults, "data": data, **overrides})
+
+    def model_layout(self) -> dict:
+        """UNetConfig fields fixed by the data: a latent (Z, 7, 7) cannot be halved, so one level (LATENT_UNET)."""
+        return dict(LATENT_UNET) if self.latent else {}
 
     def model_kwargs(self, dim: int, num_classes: int = 0) -> dict:
         """The MLPConfig fields of this run for points of dimension ``dim``."""
@@ -143,3 +152,8 @@ MNIST_DEFAULTS = dict(
 # Flow matching on points learns the velocity of the linear interpolant in fewer steps than DDPM's eps (README: every
 # toy set passes the MMD test with these at 20 model calls).
 FLOW_POINT_DEFAULTS = dict(steps=4000)
+
+# Latent diffusion (--latent AE_DIR/autoencoder.npz): the U-Net sees (4, 7, 7) latents, 16x fewer positions than 28 x 28
+# pixels, so it can afford wider layers; 7 is odd, so the U-Net has a single level (ResBlocks and attention at 7 x 7).
+LATENT_DEFAULTS = dict(base_channels=32)
+LATENT_UNET = dict(channel_mults=(1,), num_res_blocks=2)

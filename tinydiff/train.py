@@ -77,9 +77,25 @@ def load_mnist_training_data(config: TrainConfig, rng: np.random.Generator):
     return x, (labels.astype(np.int64) if config.conditional else None)
 
 
-def make_standardizer(config: TrainConfig, x) -> Standardizer:
+def encode_latents(config: TrainConfig, x):
+    """Latent diffusion: (the autoencoder of ``config.latent``, its latents mu(x) (N, Z, 7, 7) float32), or (None, x)
+    without ``config.latent``. The denoiser then trains on s mu(x) (s: the stored scale factor; make_standardizer)."""
+    if not config.latent:
+        return None, x
+    from tinydiff.models.autoencoder import load_autoencoder
+
+    if np.ndim(x) != 4:
+        raise DatasetError(f"--latent needs image data (--data mnist), got data of shape {np.shape(x)}")
+    vae = load_autoencoder(config.latent)
+    return vae, vae.encode_mean(x)
+
+
+def make_standardizer(config: TrainConfig, x, autoencoder=None) -> Standardizer:
     """Points: per-coordinate mean and std. Images: the fixed map [0, 1] -> [-1, 1] (x_std = (x - 0.5) / 0.5), the
-    DDPM convention; per-pixel statistics would blow up the always-black border pixels."""
+    DDPM convention; per-pixel statistics would blow up the always-black border pixels. Latents: x_std = s z, the
+    autoencoder's scale factor (Rombach et al. 2022), i.e. mean 0 and std 1 / s."""
+    if autoencoder is not None:
+        return Standardizer(0.0, 1.0 / autoencoder.scale_factor)
     return Standardizer(0.5, 0.5) if np.ndim(x) == 4 else Standardizer().fit(x)
 
 
@@ -90,7 +106,8 @@ def make_model(config: TrainConfig, data_shape, num_classes: int = 0):
             raise DatasetError(f"--model unet goes with image data (--data mnist) and image data with --model unet; "
                                f"got model={config.model!r} and data of shape {tuple(data_shape)}")
         return build_network("unet", dict(in_channels=data_shape[1], base_channels=config.base_channels,
-                                          num_classes=num_classes, image_size=data_shape[2]), rng=config.seed)
+                                          num_classes=num_classes, image_size=data_shape[2],
+                                          **config.model_layout()), rng=config.seed)
     return build_network("mlp", config.model_kwargs(data_shape[1], num_classes), rng=config.seed)
 
 
@@ -163,7 +180,8 @@ class Trainer:
         self.config, self.out_dir = config, (Path(out_dir) if out_dir is not None else None)
         data_rng, self.rng = np.random.default_rng(config.seed).spawn(2)
         x, self.labels = load_training_data(config, data_rng)
-        self.standardizer = make_standardizer(config, x)
+        self.autoencoder, x = encode_latents(config, x)                        # latent diffusion: x = mu(images)
+        self.standardizer = make_standardizer(config, x, self.autoencoder)
         self.x = self.standardizer.transform(x).astype(np.float32)              # (N, D) or (N, C, H, W) standardised
         self.num_classes = int(self.labels.max()) + 1 if self.labels is not None else 0
         self.schedule = config.make_schedule()
@@ -328,6 +346,10 @@ class Trainer:
         arrays["meta/config"] = ckpt.json_array(asdict(self.config))
         arrays["meta/model"] = ckpt.json_array(model_spec(self.model))
         arrays["meta/command"] = ckpt.json_array(self.command)
+        if self.autoencoder is not None:          # a latent model carries its decoder: one file samples images
+            from tinydiff.models.autoencoder import autoencoder_arrays
+
+            arrays.update(autoencoder_arrays(self.autoencoder))
         return arrays
 
     def save(self, path=None) -> Path:
@@ -402,7 +424,7 @@ class Trainer:
         network.num_timesteps = self.time_steps
         network.eval()
         return TrainedDenoiser.of(network, self.schedule, self.config, standardizer=self.standardizer,
-                                  step=self.step_count, command=self.command)
+                                  step=self.step_count, command=self.command, autoencoder=self.autoencoder)
 
 
 def trainer_class(objective: str) -> type[Trainer]:

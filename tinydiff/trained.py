@@ -64,6 +64,8 @@ class TrainedDenoiser:
     path, step:       the checkpoint it came from and the optimiser step it was saved at
     command:          the command line that made it (None for checkpoints older than this field)
     inferred:         config fields the checkpoint did not store, with how their value was found
+    autoencoder:      latent diffusion: the VAE whose scaled latents the network denoises (None in pixel space);
+                      ``.sample`` then decodes, so it returns images like a pixel model
     """
 
     network: object
@@ -76,6 +78,7 @@ class TrainedDenoiser:
     step: int | None = None
     command: str | None = None
     inferred: dict = field(default_factory=dict)
+    autoencoder: object = None
 
     # ---- what it is -------------------------------------------------------------------------------------------
     @property
@@ -103,8 +106,16 @@ class TrainedDenoiser:
 
     @property
     def data_shape(self) -> tuple:
-        """The shape of one sample: (D,) for points, (C, H, W) for images."""
+        """The shape of what the network denoises: (D,) for points, (C, H, W) for images, (Z, 7, 7) for latents."""
         return tuple(self.network.sample_shape) if self.kind == "images" else (self.network.dim,)
+
+    @property
+    def output_shape(self) -> tuple:
+        """The shape of one sample in data units: ``data_shape``, except for a latent model, whose samples are
+        decoded to images (C, 28, 28)."""
+        if self.autoencoder is not None:
+            return (self.autoencoder.cfg.in_channels, 28, 28)
+        return self.data_shape
 
     @property
     def sampling_defaults(self) -> dict:
@@ -141,7 +152,9 @@ class TrainedDenoiser:
     def __repr__(self) -> str:
         where = f" from {self.path} (step {self.step})" if self.path is not None else ""
         labels = f", {self.num_classes} classes" if self.num_classes else ""
-        return (f"TrainedDenoiser({type(self.network).__name__}, {self.kind} {self.data_shape}{labels}, "
+        space = (f"latents {self.data_shape} of a VAE" if self.autoencoder is not None
+                 else f"{self.kind} {self.data_shape}")
+        return (f"TrainedDenoiser({type(self.network).__name__}, {space}{labels}, "
                 f"{self.objective}/{self.prediction_type}, {type(self.process).__name__}{where})")
 
     # ---- predictions ------------------------------------------------------------------------------------------
@@ -206,7 +219,7 @@ class TrainedDenoiser:
         if one_batch and batch_size is not None and batch_size < n:
             raise ValueError("return_trajectory and x_T need one batch: leave batch_size at None")
         size = self.plan_batches(n, n if one_batch else batch_size, self.uses_guidance(label, guidance))
-        x = np.empty((n, *self.data_shape), dtype=np.float32 if self.kind == "images" else np.float64)
+        x = np.empty((n, *self.output_shape), dtype=np.float32 if self.kind == "images" else np.float64)
         traj = None
         for i, part in self.batches(n, label, sampler, steps, guidance, clip, rng, size, progress, threads,
                                     return_trajectory=return_trajectory, x_T=x_T, churn=churn, **options):
@@ -277,7 +290,7 @@ class TrainedDenoiser:
         if free is None:
             return size
         itemsize = 4 if self.kind == "images" else 8
-        output = n * int(np.prod(self.data_shape)) * itemsize if in_memory else 0
+        output = n * int(np.prod(self.output_shape)) * itemsize if in_memory else 0
         if "_bytes_per_sample" not in self.__dict__:     # measured once per object
             self._bytes_per_sample = bytes_per_sample(self.network, self.data_shape, 0 if self.num_classes else None,
                                                       probe=1 if self.kind == "images" else 64)
@@ -298,8 +311,10 @@ class TrainedDenoiser:
 
     def to_data(self, x_std):
         """Standardised samples -> data units (images: clipped to [0, 1], float32; the last x0 estimate can
-        overshoot a little)."""
+        overshoot a little). Latents: z = x_std / s, decoded to images (B, 1, 28, 28) in [0, 1]."""
         x = self.standardizer.inverse_transform(x_std)
+        if self.autoencoder is not None:
+            return self.autoencoder.decode(x)
         if self.kind == "images":
             return np.clip(x, 0.0, 1.0).astype(np.float32)
         return x
@@ -343,6 +358,11 @@ def _from_arrays(arrays: dict, path, use_ema: bool) -> TrainedDenoiser:
         raise ckpt.CheckpointError(f"{path}: the weights do not fit the stored model configuration: {err}") from err
     network.eval()
     network.num_timesteps = process.T              # steps t >= T are refused by the network (models.inputs)
+    autoencoder = None
+    if "autoencoder_meta/config" in arrays:       # a latent denoiser carries its VAE (train --latent)
+        from tinydiff.models.autoencoder import autoencoder_from_arrays
+
+        autoencoder = autoencoder_from_arrays(arrays, where=str(path))
     if objective.name == "flow":                   # continuous time: the network sees the objective's 1000 t
         from tinydiff.flow import FlowNetwork
 
@@ -350,7 +370,7 @@ def _from_arrays(arrays: dict, path, use_ema: bool) -> TrainedDenoiser:
         return TrainedDenoiser(
             network=FlowNetwork(network), process=objective.process(config), prediction_type="velocity",
             standardizer=Standardizer.from_dict(ckpt.group(arrays, "standardizer")), config=config,
-            objective=objective.name, path=Path(path), step=int(arrays["meta/step"]),
+            objective=objective.name, path=Path(path), step=int(arrays["meta/step"]), autoencoder=autoencoder,
             command=ckpt.from_json_array(arrays["meta/command"]) if "meta/command" in arrays else None,
             inferred=inferred)
     if config.objective != "ddpm":
@@ -359,7 +379,7 @@ def _from_arrays(arrays: dict, path, use_ema: bool) -> TrainedDenoiser:
         network.num_timesteps = TIME_STEPS         # ncsn, edm: the time input is c_noise on 0..999
     return TrainedDenoiser.of(
         network, process, config, standardizer=Standardizer.from_dict(ckpt.group(arrays, "standardizer")),
-        path=Path(path), step=int(arrays["meta/step"]),
+        path=Path(path), step=int(arrays["meta/step"]), autoencoder=autoencoder,
         command=ckpt.from_json_array(arrays["meta/command"]) if "meta/command" in arrays else None,
         inferred=inferred)
 
@@ -372,6 +392,8 @@ def _infer_missing(stored: dict, config: TrainConfig, process: NoiseSchedule, ne
     today's default and is marked unknown."""
     inferred = {}
     for name in (f.name for f in fields(TrainConfig) if f.name not in stored):
+        if name == "latent":
+            continue                    # known: a checkpoint from before latent diffusion is a pixel / point model
         if name == "max_beta" and config.schedule.partition("+")[0] == "cosine":
             config.max_beta = float(np.max(process.betas))
             inferred[name] = "the largest stored beta"

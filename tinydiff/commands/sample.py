@@ -109,7 +109,7 @@ def check_disk(out: Path, nbytes: int) -> None:
 def write_samples(m, args, out: Path, size: int) -> None:
     """Stream the batches of ``m.batches`` to OUT (.npy through a memory map, .csv row by row), via a temporary file
     renamed at the end, so an interrupted run leaves no half-written OUT."""
-    shape, dtype = (args.n, *m.data_shape), np.float32 if m.kind == "images" else np.float64
+    shape, dtype = (args.n, *m.output_shape), np.float32 if m.kind == "images" else np.float64
     tmp = out.with_name(f".{out.name}.part")
     batches = m.batches(args.n, label=args.label, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                         clip=args.clip, rng=args.seed, batch_size=size, progress=True,   # a bar on stderr
@@ -145,13 +145,13 @@ def run(args):
                          "--conditional and a --label" + ("" if m.num_classes else "; this model is unconditional"))
     try:
         size = m.plan_batches(args.n, args.batch_size, m.uses_guidance(args.label, args.guidance), in_memory=False)
-        check_disk(out, args.n * int(np.prod(m.data_shape)) * (4 if m.kind == "images" else 8))
+        check_disk(out, args.n * int(np.prod(m.output_shape)) * (4 if m.kind == "images" else 8))
         write_samples(m, args, out, size)
     except ValueError as err:          # steps > T, a label out of range, ...
         if isinstance(err, TinydiffError):
             raise
         raise UsageError(f"sample: {err}") from None
-    print(f"wrote {args.n} {m.kind} of shape {m.data_shape} to {out}")
+    print(f"wrote {args.n} {m.kind} of shape {m.output_shape} to {out}")
     if args.plot is not None:
         from tinydiff import viz
 
@@ -164,7 +164,7 @@ def run(args):
             shown = min(len(x), 256)
             title = (f"{shown} of {len(x)} samples: {what}; {how['sampler']}, {how['steps'] or m.schedule.T} steps, "
                      f"seed {args.seed}")
-            viz.save(viz.image_grid(np.asarray(x[:256]).reshape(-1, *m.data_shape), title=title), args.plot)
+            viz.save(viz.image_grid(np.asarray(x[:256]).reshape(-1, *m.output_shape), title=title), args.plot)
         elif x.shape[1] != 2:
             print(f"--plot draws 2D points only; these have dimension {x.shape[1]}")
         else:

@@ -21,7 +21,8 @@ from tinydiff.commands.common import finite_float, positive_float, positive_int,
 # TrainConfig fields whose flag takes an integer >= 1 (the other ints may be 0 or negative), and fixed choices
 POSITIVE = {"n_train", "T", "steps", "batch_size", "checkpoint_every", "log_every", "loss_buckets", "blas_threads",
             "base_channels", "width", "emb_dim"}
-TYPES = {"int": int, "float": finite_float, "str": str, "float | None": finite_float, "int | None": int}
+TYPES = {"int": int, "float": finite_float, "str": str, "float | None": finite_float, "int | None": int,
+         "str | None": str}
 POSITIVE_FLOAT = {"lr"}
 
 
