@@ -33,13 +33,12 @@ from numba import config as numba_config
 from numba import njit
 from scipy.special import erf as _erf_scipy
 
+from tinydiff.nn.kernels.fastexp import exp_nonpos32 as _exp_nonpos32
 from tinydiff.nn.kernels.jit import FAST
 
 f32 = np.float32
 SQRT_HALF = f32(0.7071067811865476)        # 1 / sqrt(2)
 INV_SQRT_2PI = f32(0.3989422804014327)     # 1 / sqrt(2 pi)
-LOG2E = f32(1.4426950408889634)
-LN2 = f32(0.6931471805599453)
 
 
 # ---- float32 scalar building blocks (inlined) -----------------------------------------------------------------------
@@ -61,28 +60,6 @@ def _erf32(z):
     q = q * z2 - f32(7.37332916720468e-03)
     q = q * z2 - f32(1.42647390514189e-02)
     return z * p / q
-
-
-@njit(inline="always", **FAST)
-def _exp_nonpos32(y):
-    """exp(y) for y <= 0 (clipped to [-87, 0]): exp(y) = 2^-k exp(r), k = round(-y / ln 2), |r| <= ln 2 / 2.
-
-    k = int(-y log2(e) + 1/2) rounds because the argument is >= 0 (no floor call, which would stop vectorisation);
-    exp(r) is its degree-7 Taylor polynomial and 2^-k is built from the seven bits of k by selects."""
-    y = min(max(y, f32(-87.0)), f32(0.0))
-    k = np.int32(-y * LOG2E + f32(0.5))
-    r = y + f32(k) * LN2
-    p = f32(1.0) + r * (f32(1.0) + r * (f32(0.5) + r * (f32(1 / 6) + r * (f32(1 / 24) + r * (
-        f32(1 / 120) + r * (f32(1 / 720) + r * f32(1 / 5040)))))))
-    s = f32(1.0)
-    s *= f32(0.5) if k & 1 else f32(1.0)
-    s *= f32(0.25) if k & 2 else f32(1.0)
-    s *= f32(0.0625) if k & 4 else f32(1.0)
-    s *= f32(0.00390625) if k & 8 else f32(1.0)
-    s *= f32(1.52587890625e-05) if k & 16 else f32(1.0)
-    s *= f32(2.3283064365386963e-10) if k & 32 else f32(1.0)
-    s *= f32(5.421010862427522e-20) if k & 64 else f32(1.0)
-    return s * p
 
 
 # ---- the input features ------------------------------------------------------------------------------------------------
