@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 EPILOG = """\
 start with:  python -m tinydiff demo            (about a minute; figures in demo_out/)
-then read:   python -m tinydiff chapter 1 ... 13 (each `--quick` in seconds)
+then read:   python -m tinydiff chapter 1 ... 20 (each `--quick` in about a minute or less)
 
 more tools, outside this command:
   python -m tinydiff.exercises list | make-student --out DIR | grade DIR

@@ -47,8 +47,6 @@ class TrainConfig:
     beta_start: float | None = None  # linear and scaled_linear only: the first beta (None: the schedule's own)
     beta_end: float | None = None  # linear and scaled_linear only: the last beta (None: the schedule's own)
     prediction_type: str = "epsilon"  # what the network outputs: epsilon | sample | v_prediction
-    objective: str = "ddpm"        # ddpm (the loss above on the schedule) | ncsn (denoising score matching on the VE
-                                   # process, Song & Ermon 2019) | edm (Karras et al. 2022); see tinydiff.objectives
     sigma_min: float | None = None  # ncsn/edm: smallest noise level (None: the objective's, ncsn 0.01, edm 0.002)
     sigma_max: float | None = None  # ncsn/edm: largest noise level (None: ncsn 10, edm 80)
     sigma_data: float | None = None  # ncsn/edm: std of the standardised data (None: 1)
@@ -78,10 +76,15 @@ class TrainConfig:
     model: str = "mlp"             # mlp (points) | unet (images)
     base_channels: int = 24        # UNet channels at full resolution (levels: 1x, 2x, 2x)
     # objective (tinydiff.objectives): what the network learns along which path
-    objective: str = "ddpm"        # ddpm: eps/x0/v on the noise schedule; flow: flow matching, the velocity of
-                                   # x_t = (1 - t) x0 + t eps (sampled with midpoint in t, 10 steps = 20 calls)
+    objective: str = "ddpm"        # ddpm: eps/x0/v on the noise schedule; ncsn: denoising score matching on the VE
+                                   # process (Song & Ermon 2019); edm: Karras et al. (2022); flow: flow matching, the
+                                   # velocity of x_t = (1 - t) x0 + t eps (sampled with midpoint in t, 10 steps = 20
+                                   # calls); see tinydiff.objectives
     coupling: str = "independent"  # flow only: pair data and noise independently, or by minibatch optimal transport (ot)
     reflow: int = 0                # flow only: rounds of rectified flow's reflow behind this model (0: trained on data)
+
+    def __post_init__(self):
+        check_ranges(self)
 
     @classmethod
     def for_data(cls, data: str, **overrides) -> "TrainConfig":
@@ -109,7 +112,8 @@ class TrainConfig:
         base = self.schedule.partition("+")[0]
         given = {k: v for k, v in (("beta_start", self.beta_start), ("beta_end", self.beta_end)) if v is not None}
         if given and base not in ("linear", "scaled_linear"):
-            raise ConfigError(f"{' and '.join(given)} set the linear and scaled_linear schedules, not {base!r}: "
+            flags = " and ".join("--" + name.replace("_", "-") for name in given)
+            raise ConfigError(f"{flags} set the linear and scaled_linear schedules, not {base!r}: "
                               "drop them or pick --schedule linear")
         if base == "cosine":
             return {"max_beta": self.max_beta}
@@ -122,6 +126,49 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# ---- the range of every numeric setting ----------------------------------------------------------------------------
+# field -> (test, what it expects). None (not given) always passes; the other fields are checked where they are used
+# (a data set's name by the loader, a schedule's name by NoiseSchedule.from_name).
+def _at_least(lo):
+    return (lambda v: v >= lo), f"an integer >= {lo}"
+
+
+_POSITIVE = (lambda v: v > 0), "a number > 0"
+_FRACTION = (lambda v: 0 <= v < 1), "a number in [0, 1)"
+_NONNEGATIVE = (lambda v: v >= 0), "a number >= 0"
+_BETA = (lambda v: 0 < v < 1), "a number in (0, 1)"
+
+RANGES = {
+    "n_train": _at_least(1), "label_dropout": _FRACTION, "T": _at_least(2), "max_beta": ((lambda v: 0 < v <= 1),
+    "a number in (0, 1]"), "beta_start": _BETA, "beta_end": _BETA, "sigma_min": _POSITIVE, "sigma_max": _POSITIVE,
+    "sigma_data": _POSITIVE, "width": _at_least(1), "n_blocks": _at_least(0), "emb_dim": ((lambda v: v >= 2 and v % 2 == 0),
+    "an even integer >= 2"), "coord_scale": _POSITIVE, "steps": _at_least(1), "batch_size": _at_least(1),
+    "lr": _POSITIVE, "min_lr": _NONNEGATIVE, "warmup_steps": _at_least(0), "weight_decay": _NONNEGATIVE,
+    "grad_clip": _POSITIVE, "ema_decay": _FRACTION, "seed": _at_least(0), "checkpoint_every": _at_least(1),
+    "log_every": _at_least(1), "loss_buckets": _at_least(1), "blas_threads": _at_least(1),
+    "max_loss_rise": _NONNEGATIVE, "base_channels": ((lambda v: v >= 8 and v % 8 == 0),
+    "a multiple of 8 (GroupNorm's 8 groups must divide every level's channels)"), "reflow": _at_least(0),
+}
+
+
+def check_ranges(config: "TrainConfig") -> None:
+    """ConfigError naming the flag, its value and what it expects, for the first setting out of its range, or for a
+    pair that contradicts itself (min_lr above lr, sigma_min above sigma_max, beta_start above beta_end, a flow-only
+    setting on another objective)."""
+    for name, (ok, expected) in RANGES.items():
+        value = getattr(config, name)
+        if value is not None and not ok(value):
+            raise ConfigError(f"--{name.replace('_', '-')} {value}: expected {expected}")
+    pairs = (("min_lr", "lr"), ("sigma_min", "sigma_max"), ("beta_start", "beta_end"))
+    for low, high in pairs:
+        lo, hi = getattr(config, low), getattr(config, high)
+        if lo is not None and hi is not None and lo > hi:
+            raise ConfigError(f"--{low.replace('_', '-')} {lo} is above --{high.replace('_', '-')} {hi}: "
+                              f"the first must not exceed the second")
+    if config.objective != "flow" and (config.coupling != "independent" or config.reflow):
+        raise ConfigError(f"--coupling and --reflow apply to --objective flow, not {config.objective!r}")
 
 
 @lru_cache(maxsize=None)
