@@ -4,9 +4,11 @@ The build tests need the `book` extra (pip install -e ".[book]") and skip withou
 browser test also needs Chromium (Debian package `chromium`)."""
 
 import shutil
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,3 +122,57 @@ def test_a_headless_browser_draws_the_figure_and_the_math(built, tmp_path):
     rgb = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     colourful = (rgb.max(axis=2) - rgb.min(axis=2)) > 80          # viridis is saturated; text and frames are grey
     assert colourful.sum() > 5000, "no figure drawn on the page"
+
+
+# ---- the chapters' own math --------------------------------------------------------------------------------------
+CHAPTERS = sorted((Path(__file__).resolve().parents[1] / "chapters").glob("[0-9][0-9]_*.py"))
+_INDENTED = re.compile(r"^(?: {4}|\t).*$", re.M)
+_MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$(?!\s)([^$\n]+?)(?<!\s)\$(?!\$)", re.S)
+# Equations still typed as plain text in the prose of a chapter that writes its math in LaTeX.
+PLAIN_MATH = re.compile(r"sqrt\(|alpha_bar|alphas?_t\b|\bbeta_t|\beps(?:ilon)?_?(?:t|theta)?\b|\bsigma_|\bx_?0\b|"
+                        r"\bx_\{?t|\bN\(0, ?I\)|\w\^[\w({]|\|\|\w|\bnabla|\blog p\(")
+
+
+def prose_and_math(markdown: str) -> tuple[str, list[str]]:
+    """A text cell's prose (code blocks, code spans and math removed) and its LaTeX snippets."""
+    text = _INDENTED.sub("", markdown)
+    text = re.sub(r"(`+).+?\1", "", text, flags=re.S)
+    snippets = [display or inline for display, inline in _MATH.findall(text)]
+    return _MATH.sub(" ", text), snippets
+
+
+def markdown_cells(path: Path) -> list[str]:
+    return [source for kind, source in percent_cells(path.read_text(encoding="utf-8")) if kind == "markdown"]
+
+
+def uses_latex(path: Path) -> bool:
+    return any(prose_and_math(cell)[1] for cell in markdown_cells(path))
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_every_formula_in_a_chapter_converts_to_mathml(chapter):
+    pytest.importorskip("latex2mathml")
+    from latex2mathml.converter import convert
+
+    for cell in markdown_cells(chapter):
+        prose, snippets = prose_and_math(cell)
+        for latex in snippets:
+            mathml = convert(latex.strip())
+            assert "\\" not in mathml, f"{chapter.name}: latex2mathml does not know a command in ${latex}$"
+        assert "$" not in prose, f"{chapter.name}: an unpaired $ in: {prose[prose.index('$') - 60:][:120]!r}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_a_chapter_in_latex_has_no_plain_text_equation_left_in_its_prose(chapter):
+    if not uses_latex(chapter):
+        pytest.skip(f"{chapter.name} still writes its math as plain text")
+    left = [(m.group(), cell[max(m.start() - 50, 0):m.end() + 30]) for cell in map(lambda c: prose_and_math(c)[0],
+            markdown_cells(chapter)) for m in PLAIN_MATH.finditer(cell)]
+    assert not left, f"{chapter.name}: plain-text math in the prose (write it as $...$): {left[:5]}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_text_cells_with_latex_are_raw_strings(chapter):
+    """A backslash in a plain \"\"\" docstring is a Python escape: \\b in \\bar would become a backspace."""
+    for block in re.findall(r'^(r?)"""(.*?)"""', chapter.read_text(encoding="utf-8"), re.S | re.M):
+        assert block[0] == "r" or "\\" not in block[1], f"{chapter.name}: a text cell with LaTeX must start r\"\"\""
