@@ -20,8 +20,8 @@ $\beta_0, \ldots, \beta_{T-1}$ is small ($10^{-4}$ to 0.02 for $T = 1000$): each
 
 Unroll two steps:
 
-$$x_t = \sqrt{\alpha_t \alpha_{t-1}}\, x_{t-2} + \sqrt{\alpha_t \beta_{t-1}}\, \epsilon_{t-1}
-+ \sqrt{\beta_t}\, \epsilon_t.$$
+$$x_t = \sqrt{\alpha_t \alpha_{t-1}}\, x_{t-2} + \sqrt{\alpha_t \beta_{t-1}}\, \epsilon_{t-1} +
+\sqrt{\beta_t}\, \epsilon_t.$$
 
 The two noise terms are independent Gaussians, so their sum is one Gaussian with variance
 $\alpha_t (1 - \alpha_{t-1}) + (1 - \alpha_t) = 1 - \alpha_t \alpha_{t-1}$. By induction (Ho et al. 2020, eq. 4):
@@ -150,7 +150,7 @@ viz.save(fig, args.out / "chain_vs_closed_form.png")
 # $\sqrt{\bar\alpha_t}$ is the weight of the data in $x_t$ and $\sqrt{1 - \bar\alpha_t}$ the weight of the noise. Their
 # squares add to 1 at every step. With the linear schedule, half the variance is noise by $t = 259$ ($\bar\alpha_{200}$
 # is still 0.656); by the end only $\sqrt{\bar\alpha_{T-1}} \approx 0.006$ of the data is left. Chapter 2 asks whether
-# that is a good way to spend the T steps.
+# that is a good way to spend the $T$ steps.
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 3))

@@ -14,7 +14,7 @@ through two curves and one number.
   (2021, "Variational Diffusion Models", Sec. 5.1, eq. 17-18) show that in continuous time the diffusion loss is
   *invariant* to the schedule except at its end points $\mathrm{SNR}_{\min}$ and $\mathrm{SNR}_{\max}$: between them,
   the shape of the log-SNR curve changes only the variance of the Monte Carlo estimate of the loss, not its value. With
-  a finite T and a model that must learn every noise level, the shape still decides where the training effort and the
+  a finite $T$ and a model that must learn every noise level, the shape still decides where the training effort and the
   sampler's steps go: Nichol & Dhariwal (2021, "Improved DDPM", Sec. 3.2) observe that the linear schedule's last steps
   are nearly pure noise and add little to sample quality, and design the cosine schedule to waste fewer of them.
 - **terminal SNR**, the SNR at $t = T-1$. Sampling starts from $\mathcal{N}(0, I)$, which is the distribution of
@@ -115,7 +115,7 @@ claims.claim(abs(schedules["scaled_linear"].terminal_snr - 0.005) < 0.001,
              snr=schedules["scaled_linear"].terminal_snr)
 
 # %% [markdown]
-# ## Why T matters
+# ## Why $T$ matters
 #
 # With $T = 50$ and Ho et al.'s betas ($10^{-4} \ldots 0.02$) the chain stops at $\bar\alpha_{T-1} \approx 0.6$: most of
 # the data is still there, and a sampler started from $\mathcal{N}(0, I)$ begins in the wrong place. tinydiff's

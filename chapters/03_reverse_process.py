@@ -12,8 +12,8 @@ We cannot compute $q(x_{t-1} \mid x_t)$ (it needs the whole data distribution), 
 is easy: by Bayes, $q(x_{t-1} \mid x_t, x_0)$ is proportional to $q(x_t \mid x_{t-1})\, q(x_{t-1} \mid x_0)$, a product
 of two Gaussians in $x_{t-1}$, hence Gaussian. Completing the square (Ho et al. 2020, eq. 6-7):
 
-$$\tilde\mu_t(x_t, x_0) = \frac{\sqrt{\bar\alpha_{t-1}}\, \beta_t}{1 - \bar\alpha_t}\, x_0
-+ \frac{\sqrt{\alpha_t}\, (1 - \bar\alpha_{t-1})}{1 - \bar\alpha_t}\, x_t, \qquad
+$$\tilde\mu_t(x_t, x_0) = \frac{\sqrt{\bar\alpha_{t-1}}\, \beta_t}{1 - \bar\alpha_t}\, x_0 +
+\frac{\sqrt{\alpha_t}\, (1 - \bar\alpha_{t-1})}{1 - \bar\alpha_t}\, x_t, \qquad
 \tilde\beta_t = \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t}\, \beta_t$$
 
 (`tinydiff.diffusion.q_posterior` returns this mean and variance.)
@@ -33,9 +33,9 @@ replaced by the network's guess.
 
 The variational bound on $-\log p_\theta(x_0)$ is a sum of KL divergences, one per step (Ho et al. 2020, eq. 5):
 
-$$L = \mathrm{KL}\big(q(x_{T-1} \mid x_0) \,\|\, \mathcal{N}(0, I)\big)
-+ \sum_{t \ge 1} \mathrm{KL}\big(q(x_{t-1} \mid x_t, x_0) \,\|\, p_\theta(x_{t-1} \mid x_t)\big)
-- \log p_\theta\big(x_0 \mid x_{(t=0)}\big)$$
+$$L = \mathrm{KL}\big(q(x_{T-1} \mid x_0) \,\|\, \mathcal{N}(0, I)\big) +
+\sum_{t \ge 1} \mathrm{KL}\big(q(x_{t-1} \mid x_t, x_0) \,\|\, p_\theta(x_{t-1} \mid x_t)\big) -
+\log p_\theta\big(x_0 \mid x_{(t=0)}\big)$$
 
 (Index convention, chapter 1: $x_0$ is the data; $x_{(t=0)}$ is the data after one noising step, so the last term is
 the "decoder" that maps step 0 back to the data: Ho et al.'s $L_0 = -\log p_\theta(x_0 \mid x_1)$ in their 1-based
@@ -50,8 +50,8 @@ $$\mathrm{KL}_t = \text{const} + \lambda_t \|\epsilon - \epsilon_\theta(x_t, t)\
 
 Ho et al. found that dropping $\lambda_t$ (weighting every $t$ equally) trains better samples: the **simple loss**
 
-$$L_\text{simple} = \mathbb{E}_{x_0, t, \epsilon} \left\|\epsilon
-- \epsilon_\theta\big(\sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon,\ t\big)\right\|^2$$
+$$L_\text{simple} = \mathbb{E}_{x_0, t, \epsilon} \left\|\epsilon -
+\epsilon_\theta\big(\sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon,\ t\big)\right\|^2$$
 
 (`diffusion_loss`.)
 

@@ -19,7 +19,7 @@ $\epsilon^*(x_t, t) = \mathbb{E}[\epsilon \mid x_t]$ (the mean minimises squared
 is the score up to a factor: $\nabla \log q(x_t) = -\epsilon^*(x_t, t) / \sqrt{1 - \bar\alpha_t}$. So $L_\text{simple}$
 has a floor: the variance of $\epsilon$ given $x_t$, which the best network cannot remove. For the 8 Gaussians we know
 $\epsilon^*$ exactly (``tinydiff.analytic``), so we can see
-how far above the floor our network is at every t.
+how far above the floor our network is at every $t$.
 
 ## The network (``tinydiff.models.MLPDenoiser``)
 
@@ -37,7 +37,7 @@ with $E = 128$, $s = 25$, width 128 and 3 residual blocks: 99k parameters, the s
 Backward through the Fourier features gives $\partial L / \partial x$ too ($\frac{d}{da} \sin a = \cos a$), checked
 against finite differences in tests/test_models_mlp.py.
 
-## Loss against t
+## Loss against $t$
 
 Not every step is equally hard, and the floor $\mathrm{Var}(\epsilon \mid x_t)$ has a shape worth understanding.
 Measure the noise in the data's units, $\sigma_t^2 = (1 - \bar\alpha_t) / \bar\alpha_t$
@@ -46,17 +46,17 @@ Gaussians added together, and the part of $\epsilon$ that $x_t$ cannot reveal is
 
 $$\mathrm{Var}(\epsilon \mid x_t, \text{this mode}) = \frac{s^2}{s^2 + \sigma_t^2}$$
 
-- **Small t** ($\sigma_t \ll s$): this is close to 1. The noise is much smaller than the spread *within* a mode, so
+- **Small $t$** ($\sigma_t \ll s$): this is close to 1. The noise is much smaller than the spread *within* a mode, so
   $x_t$ says nothing about which part of $x_t$ is noise: $\epsilon$ is unpredictable *everywhere*, inside a mode as
   much as between two. (Any data with a density behave like this: at small enough noise every density looks flat.)
 - **The dip** ($s \ll \sigma_t \ll$ the spacing of the modes): the noise has swamped the mode's own width, so $x_0$ is
   "the centre of the nearest mode" to within $s$, and
   $\epsilon = (x_t - \sqrt{\bar\alpha_t}\, x_0) / \sqrt{1 - \bar\alpha_t}$ is nearly determined.
-- **Middle t** ($\sigma_t$ comparable with the spacing): *which* mode $x_0$ came from becomes uncertain; the loss rises
-  again.
-- **Large t** ($\bar\alpha_t \to 0$): $x_t$ is almost pure noise, so $\epsilon \approx x_t$ and the loss falls to 0.
+- **Middle $t$** ($\sigma_t$ comparable with the spacing): *which* mode $x_0$ came from becomes uncertain; the loss
+  rises again.
+- **Large $t$** ($\bar\alpha_t \to 0$): $x_t$ is almost pure noise, so $\epsilon \approx x_t$ and the loss falls to 0.
 
-Chapter 9 tells the same story through the score. The loss per t is the picture to look at when a model trains badly.
+Chapter 9 tells the same story through the score. The loss per $t$ is the picture to look at when a model trains badly.
 
 Figures written (to `chapters/out/06/` unless `--out` says otherwise):
 `embeddings.png`, `loss_curve.png`, `loss_vs_t.png`, `denoised_predictions.png`.
@@ -140,7 +140,7 @@ print(f"{time.perf_counter() - t0:.1f} s, {1e3 * trainer.log.seconds / STEPS:.2f
 viz.save(viz.loss_curve(trainer.log.loss), args.out / "loss_curve.png")
 
 # %% [markdown]
-# ## Loss against t, and the floor
+# ## Loss against $t$, and the floor
 #
 # Measure $\mathbb{E} \|\epsilon - \epsilon_\theta(x_t, t)\|^2 / 2$ (the mean over the two coordinates, as in training)
 # at fixed steps on fresh points, for the trained network and for the exact conditional mean $\epsilon^*(x_t, t)$ of the

@@ -3,7 +3,7 @@ r"""
 # Chapter 7 — Sampling with DDPM: running the chain backwards
 
 Chapter 6 trained $\epsilon_\theta(x_t, t)$. Now we use it to draw new points: start from noise and step backwards,
-T steps, each one a small Gaussian move (Ho et al. 2020, Algorithm 2).
+$T$ steps, each one a small Gaussian move (Ho et al. 2020, Algorithm 2).
 
 ## One reverse step
 
@@ -11,8 +11,8 @@ If we knew $x_0$, the step back would be the posterior of chapter 3 (eq. 6-7):
 
 $$q(x_{t-1} \mid x_t, x_0) = \mathcal{N}\big(\tilde\mu_t(x_t, x_0),\ \tilde\beta_t I\big),$$
 
-$$\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\, \beta_t}{1 - \bar\alpha_t}\, x_0
-+ \frac{\sqrt{\alpha_t}\, (1 - \bar\alpha_{t-1})}{1 - \bar\alpha_t}\, x_t, \qquad
+$$\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\, \beta_t}{1 - \bar\alpha_t}\, x_0 +
+\frac{\sqrt{\alpha_t}\, (1 - \bar\alpha_{t-1})}{1 - \bar\alpha_t}\, x_t, \qquad
 \tilde\beta_t = \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t}\, \beta_t.$$
 
 We don't know $x_0$, so plug in the network's guess
@@ -26,7 +26,8 @@ $$x_{t-1} = \mu_\theta(x_t, t) + \sigma_t z, \qquad z \sim \mathcal{N}(0, I) \qq
 
 (Substitute $\hat x_0$ into $\tilde\mu_t$ and collect the $x_t$ terms: the coefficient is
 
-$$\frac{\sqrt{\bar\alpha_{t-1}}\, \beta_t / \sqrt{\bar\alpha_t} + \sqrt{\alpha_t}\, (1 - \bar\alpha_{t-1})}{1 - \bar\alpha_t}
+$$\frac{\sqrt{\bar\alpha_{t-1}}\, \beta_t / \sqrt{\bar\alpha_t} +
+\sqrt{\alpha_t}\, (1 - \bar\alpha_{t-1})}{1 - \bar\alpha_t}
 = \frac{1}{\sqrt{\alpha_t}},$$
 
 using $\bar\alpha_t = \alpha_t \bar\alpha_{t-1}$.) The first cell below checks the two forms agree to rounding.

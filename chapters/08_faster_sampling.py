@@ -16,7 +16,8 @@ $(\hat x_0, \hat\epsilon)$ in place of the unknown $x_0$ and $\epsilon$, is (the
 $$x_{t-1} = \sqrt{\bar\alpha_{t-1}}\, \hat x_0 + \sqrt{1 - \bar\alpha_{t-1} - \sigma_t^2}\, \hat\epsilon + \sigma_t z,
 \qquad z \sim \mathcal{N}(0, I)$$
 
-$$\sigma_t = \eta \sqrt{\frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t}} \sqrt{1 - \frac{\bar\alpha_t}{\bar\alpha_{t-1}}}$$
+$$\sigma_t = \eta \sqrt{\frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t}}
+\sqrt{1 - \frac{\bar\alpha_t}{\bar\alpha_{t-1}}}$$
 
 (eq. 16, `ddim_sigma`).
 

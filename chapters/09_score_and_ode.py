@@ -49,8 +49,8 @@ An ODE is an invertible map, so the change of variables applies (Chen et al. 201
 $\frac{d}{d\sigma} \log p\big(z(\sigma)\big) = -\nabla_z \cdot \epsilon(z, \sigma)$. Integrating from the data to
 $\sigma_\text{max}$, where $p$ is the Gaussian prior,
 
-$$\log p_0(x) = \log \mathcal{N}\big(z(\sigma_\text{max}); 0, (1 + \sigma_\text{max}^2) I\big)
-+ \int_{\sigma_\text{min}}^{\sigma_\text{max}} \nabla_z \cdot \epsilon\big(z(\sigma), \sigma\big)\, d\sigma$$
+$$\log p_0(x) = \log \mathcal{N}\big(z(\sigma_\text{max}); 0, (1 + \sigma_\text{max}^2) I\big) +
+\int_{\sigma_\text{min}}^{\sigma_\text{max}} \nabla_z \cdot \epsilon\big(z(\sigma), \sigma\big)\, d\sigma$$
 
 (`tinydiff.likelihood.ode_nll`, Song et al. 2021b, Sec. 4.3 and App. D.2). The divergence is a trace: exact for 2D, or
 Hutchinson's unbiased estimate $\mathbb{E}_v[v^\top J v]$ with random $\pm 1$ vectors $v$ for high dimensions
@@ -167,8 +167,8 @@ claims.claim(pulled[small_t][0] < np.sqrt(2) * MODE_STD and pulled[large_t][1] <
 # often drawn. Either way the raw field spans orders of magnitude, so we draw the bounded field
 # $(1 - \bar\alpha_t)\, \nabla \log q_t(x) = \sqrt{\bar\alpha_t}\, \mathbb{E}[x_0 \mid x_t] - x_t$: the arrow from $x$
 # to its (scaled) denoised guess. Late in the process (large $t$) it is the pull of one blurred blob towards the origin;
-# as t falls it splits into eight basins, and the boundaries between them (where the arrows turn) are where a sampler's
-# choice of mode is made.
+# as $t$ falls it splits into eight basins, and the boundaries between them (where the arrows turn) are where a
+# sampler's choice of mode is made.
 
 # %%
 gx, gy = np.meshgrid(np.linspace(-3.2, 3.2, GRID), np.linspace(-3.2, 3.2, GRID))   # (G, G) each

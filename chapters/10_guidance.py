@@ -26,7 +26,7 @@ and since $\epsilon = -\sqrt{1 - \bar\alpha_t}\, \text{score}$ is linear in the 
 $\epsilon$ (and for $x_0$ or $v$):
 `samplers.sample(..., y=y, guidance_scale=s)` does it in one batched call of 2B points.
 
-## Two conventions: s and w
+## Two conventions: $s$ and $w$
 
 Ho & Salimans (2022, eq. 6) write $\tilde\epsilon = (1 + w)\, \epsilon_c - w\, \epsilon_u$: $w = 0$ is the plain
 conditional model. Diffusers, Imagen and tinydiff write $\epsilon_u + s\, (\epsilon_c - \epsilon_u)$: $s = 1$ is the
@@ -196,7 +196,7 @@ claims.claim(all(two_stats[a][0] < two_stats[b][0] and two_stats[a][1] >= two_st
              quick=False)
 
 # %% [markdown]
-# ## How far, how narrow: measured against s
+# ## How far, how narrow: measured against $s$
 #
 # For each sample of label $y$, split its offset from the centre $\mu_y$ into a radial part (outwards, away from the
 # origin and the other modes) and a tangential part (along the circle). Deterministic DDIM keeps the push it gets at

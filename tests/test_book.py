@@ -160,6 +160,8 @@ def test_every_formula_in_a_chapter_converts_to_mathml(chapter):
             mathml = convert(latex.strip())
             assert "\\" not in mathml, f"{chapter.name}: latex2mathml does not know a command in ${latex}$"
         assert "$" not in prose, f"{chapter.name}: an unpaired $ in: {prose[prose.index('$') - 60:][:120]!r}"
+        for latex in snippets:        # Markdown would read "+ x" or "- x" opening a line as a list item
+            assert not re.search(r"\n\s*[-+*] ", latex), f"{chapter.name}: put the sign at the end of the line in {latex!r}"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
