@@ -13,12 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinydiff.book import math_to_mathml, percent_cells
+from tinydiff.book import math_to_mathml, percent_cells, unprefix_mathml
 
 TINY_CHAPTER = textwrap.dedent('''\
     # %% [markdown]
     r"""
     # Chapter 99 — A test page
+
+    ## A heading with $\\bar\\alpha_t$
 
     The forward process in one line:
 
@@ -62,6 +64,12 @@ def test_math_becomes_mathml_outside_code():
     assert "`$HOME`" in out and "    indented $x$ stays" in out
 
 
+def test_mathml_in_headings_loses_the_namespace_prefix_html_cannot_read():
+    heading = '<h2 xmlns:ns0="http://www.w3.org/1998/Math/MathML">A <ns0:math><ns0:mi>x</ns0:mi></ns0:math></h2>'
+    assert unprefix_mathml(heading) == "<h2>A <math><mi>x</mi></math></h2>"
+    assert unprefix_mathml("<p>no math</p>") == "<p>no math</p>"
+
+
 def test_book_without_its_extra_says_how_to_install_it(monkeypatch, tmp_path):
     from tinydiff.cli import main
 
@@ -90,6 +98,7 @@ def test_the_book_executes_the_chapter_with_its_figures_and_math(built):
     assert "data:image/png;base64" in page                      # the figure viz.save wrote, inline
     assert "data:image/gif;base64" in page                      # and the animation
     assert "<math" in page and 'display="block"' in page        # MathML: no MathJax, no network
+    assert "ns0:" not in page                                   # the heading's math is MathML an HTML page reads
     assert "quick run" in page and "book set-up" not in page    # --quick reached the chapter; set-up cell hidden
     assert "PosixPath(" not in page
     assert not any(f'src="http{s}://' in page for s in ("", "s"))
