@@ -8,36 +8,42 @@ everything else builds on.
 
 ## The chain
 
-Start from a data point x_0. At each of T steps, shrink it a little and add a little noise (Ho et al. 2020, eq. 2):
+Start from a data point $x_0$. At each of $T$ steps, shrink it a little and add a little noise (Ho et al. 2020, eq. 2):
 
 $$q(x_t \mid x_{t-1}) = \mathcal{N}\big(\sqrt{1 - \beta_t}\, x_{t-1},\ \beta_t I\big), \quad\text{i.e.}\quad
 x_t = \sqrt{\alpha_t}\, x_{t-1} + \sqrt{\beta_t}\, \epsilon_t$$
 
-with alpha_t = 1 - beta_t and fresh noise eps_t ~ N(0, I) at every step. The schedule beta_0, ..., beta_{T-1} is small
-(1e-4 to 0.02 for T = 1000): each step barely changes the data.
+with $\alpha_t = 1 - \beta_t$ and fresh noise $\epsilon_t \sim \mathcal{N}(0, I)$ at every step. The schedule
+$\beta_0, \ldots, \beta_{T-1}$ is small ($10^{-4}$ to 0.02 for $T = 1000$): each step barely changes the data.
 
 ## The closed form
 
-Unroll two steps: x_t = sqrt(alpha_t alpha_{t-1}) x_{t-2} + sqrt(alpha_t beta_{t-1}) eps_{t-1} + sqrt(beta_t) eps_t.
+Unroll two steps:
+
+$$x_t = \sqrt{\alpha_t \alpha_{t-1}}\, x_{t-2} + \sqrt{\alpha_t \beta_{t-1}}\, \epsilon_{t-1} +
+\sqrt{\beta_t}\, \epsilon_t.$$
+
 The two noise terms are independent Gaussians, so their sum is one Gaussian with variance
-alpha_t (1 - alpha_{t-1}) + (1 - alpha_t) = 1 - alpha_t alpha_{t-1}. By induction (Ho et al. 2020, eq. 4):
+$\alpha_t (1 - \alpha_{t-1}) + (1 - \alpha_t) = 1 - \alpha_t \alpha_{t-1}$. By induction (Ho et al. 2020, eq. 4):
 
 $$q(x_t \mid x_0) = \mathcal{N}\big(\sqrt{\bar\alpha_t}\, x_0,\ (1 - \bar\alpha_t) I\big), \qquad
 \bar\alpha_t = \prod_{s \le t} \alpha_s$$
 
 $$x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon, \qquad \epsilon \sim \mathcal{N}(0, I)$$
 
-(`tinydiff.diffusion.q_sample`; in the code alpha_bar_t is `schedule.alphas_cumprod[t]`.)
+(`tinydiff.diffusion.q_sample`; in the code $\bar\alpha_t$ is `schedule.alphas_cumprod[t]`.)
 
-So we never need to run the chain to train: any step is one multiply-add away. Because sqrt(alpha_bar)^2 plus the noise
-variance is exactly 1, data with unit variance keeps unit variance all the way: the process is *variance preserving*.
-As alpha_bar_t -> 0 the signal fades and x_t becomes pure N(0, I) noise: the distribution we will sample from.
+So we never need to run the chain to train: any step is one multiply-add away. Because $\sqrt{\bar\alpha_t}^{\,2}$ plus
+the noise variance is exactly 1, data with unit variance keeps unit variance all the way: the process is *variance
+preserving*. As $\bar\alpha_t \to 0$ the signal fades and $x_t$ becomes pure $\mathcal{N}(0, I)$ noise: the distribution
+we will sample from.
 
-**Index convention (read this twice).** tinydiff counts noising steps t = 0, ..., T-1: our step t is Ho et al.'s
-t + 1. The data x0 come *before* step 0, so **x0 is not x_t at t = 0**: x_t at t = 0 is the data after one noising step,
-x_(t=0) = sqrt(alpha_bar_0) x0 + sqrt(beta_0) eps with alpha_bar_0 = 1 - beta_0 = 0.9999. That is why the last
-reverse step (chapter 3) is written p(x0 | x_(t=0)), "data given step 0", and why `schedule.alphas_cumprod_prev[0] = 1`
-stands for "no noise yet". In code and text, `x0` always means the data.
+**Index convention (read this twice).** tinydiff counts noising steps $t = 0, \ldots, T-1$: our step $t$ is Ho et al.'s
+ $t + 1$. The data $x_0$ come *before* step 0, so **$x_0$ is not $x_t$ at $t = 0$**: $x_t$ at $t = 0$ is the data after
+ one noising step, $x_{(t=0)} = \sqrt{\bar\alpha_0}\, x_0 + \sqrt{\beta_0}\, \epsilon$ with
+ $\bar\alpha_0 = 1 - \beta_0 = 0.9999$. That is why the last reverse step (chapter 3) is written
+ $p(x_0 \mid x_{(t=0)})$, "data given step 0", and why `schedule.alphas_cumprod_prev[0] = 1` stands for "no noise yet".
+ In code and text, `x0` always means the data.
 
 Figures written (to `chapters/out/01/` unless `--out` says otherwise):
 `forward_points.png`, `forward_image.png`, `chain_vs_closed_form.png`, `signal_and_noise.png`.
@@ -69,7 +75,7 @@ print(schedule)
 # ## Noising a point cloud
 #
 # The "moons" set, noised in one jump to several steps with `q_sample`. Watch the two crescents shrink towards the
-# origin (the sqrt(alpha_bar) factor) while the noise grows (sqrt(1 - alpha_bar)).
+# origin (the $\sqrt{\bar\alpha_t}$ factor) while the noise grows ($\sqrt{1 - \bar\alpha_t}$).
 
 # %%
 x0 = make_dataset("moons", N_POINTS, rng=rng)
@@ -87,7 +93,7 @@ claims.claim(np.abs(np.array(variances) - 1).max() < 0.2,
 # %% [markdown]
 # ## Noising an image
 #
-# The same formula works for any shape: each pixel is one coordinate. Images are scaled to [-1, 1] first so that the
+# The same formula works for any shape: each pixel is one coordinate. Images are scaled to $[-1, 1]$ first so that the
 # data and the noise have comparable size. (The digit is drawn by matplotlib, so this runs without downloading MNIST.)
 
 # %%
@@ -101,10 +107,10 @@ viz.save(viz.image_strip(image_panels, vmin=-2.5, vmax=2.5), args.out / "forward
 # %% [markdown]
 # ## The closed form equals the chain
 #
-# Run the Markov chain step by step (`q_chain`) from one fixed point x0 many times, and compare the mean and spread
-# of x_t across chains with the closed form: mean sqrt(alpha_bar_t) x0 and standard deviation sqrt(1 - alpha_bar_t).
-# The two should agree within sampling error, about 1/sqrt(N_CHAINS) (tests/test_diffusion.py checks this with a
-# stated tolerance).
+# Run the Markov chain step by step (`q_chain`) from one fixed point $x_0$ many times, and compare the mean and spread
+# of $x_t$ across chains with the closed form: mean $\sqrt{\bar\alpha_t}\, x_0$ and standard deviation
+# $\sqrt{1 - \bar\alpha_t}$. The two should agree within sampling error, about $1 / \sqrt{N}$ for $N$ = N_CHAINS chains
+# (tests/test_diffusion.py checks this with a stated tolerance).
 
 # %%
 start = np.tile([[1.5, -1.0]], (N_CHAINS, 1))
@@ -141,10 +147,10 @@ viz.save(fig, args.out / "chain_vs_closed_form.png")
 # %% [markdown]
 # ## How much signal is left?
 #
-# sqrt(alpha_bar_t) is the weight of the data in x_t and sqrt(1 - alpha_bar_t) the weight of the noise. Their squares
-# add to 1 at every step. With the linear schedule, half the variance is noise by t = 259 (alpha_bar_200 is still
-# 0.656); by the end only sqrt(alpha_bar_{T-1}) ~ 0.006 of the data is left. Chapter 2 asks whether that is a good way
-# to spend the T steps.
+# $\sqrt{\bar\alpha_t}$ is the weight of the data in $x_t$ and $\sqrt{1 - \bar\alpha_t}$ the weight of the noise. Their
+# squares add to 1 at every step. With the linear schedule, half the variance is noise by $t = 259$ ($\bar\alpha_{200}$
+# is still 0.656); by the end only $\sqrt{\bar\alpha_{T-1}} \approx 0.006$ of the data is left. Chapter 2 asks whether
+# that is a good way to spend the $T$ steps.
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 3))

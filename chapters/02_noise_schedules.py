@@ -1,5 +1,5 @@
 # %% [markdown]
-"""
+r"""
 # Chapter 2 — Noise schedules: how to spend T steps
 
 Chapter 1 used Ho et al.'s linear schedule. The schedule decides *where along the way* information is destroyed, and
@@ -8,27 +8,31 @@ through two curves and one number.
 
 ## What to look at
 
-- **alpha_bar_t**, the fraction of the data's variance left at step t. x_t = sqrt(alpha_bar_t) x0 + sqrt(1-alpha_bar_t) eps.
-- **log-SNR**, log(alpha_bar_t / (1 - alpha_bar_t)): signal-to-noise ratio on a log scale. Kingma et al. (2021,
-  "Variational Diffusion Models", Sec. 5.1, eq. 17-18) show that in continuous time the diffusion loss is *invariant*
-  to the schedule except at its end points SNR_min and SNR_max: between them, the shape of the log-SNR curve changes
-  only the variance of the Monte Carlo estimate of the loss, not its value. With a finite T and a model that must learn
-  every noise level, the shape still decides where the training effort and the sampler's steps go: Nichol & Dhariwal
-  (2021, "Improved DDPM", Sec. 3.2) observe that the linear schedule's last steps are nearly pure noise and add little
-  to sample quality, and design the cosine schedule to waste fewer of them.
-- **terminal SNR**, the SNR at t = T-1. Sampling starts from N(0, I), which is the distribution of x_{T-1} only if its SNR
-  is 0. A schedule with terminal SNR 0.005 (Stable Diffusion's) leaks low-frequency signal into the "noise" the model
-  is trained on, and the model learns to rely on it (Lin et al. 2023).
+- **$\bar\alpha_t$**, the fraction of the data's variance left at step $t$:
+  $x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon$.
+- **log-SNR**, $\log\big(\bar\alpha_t / (1 - \bar\alpha_t)\big)$: signal-to-noise ratio on a log scale. Kingma et al.
+  (2021, "Variational Diffusion Models", Sec. 5.1, eq. 17-18) show that in continuous time the diffusion loss is
+  *invariant* to the schedule except at its end points $\mathrm{SNR}_{\min}$ and $\mathrm{SNR}_{\max}$: between them,
+  the shape of the log-SNR curve changes only the variance of the Monte Carlo estimate of the loss, not its value. With
+  a finite $T$ and a model that must learn every noise level, the shape still decides where the training effort and the
+  sampler's steps go: Nichol & Dhariwal (2021, "Improved DDPM", Sec. 3.2) observe that the linear schedule's last steps
+  are nearly pure noise and add little to sample quality, and design the cosine schedule to waste fewer of them.
+- **terminal SNR**, the SNR at $t = T-1$. Sampling starts from $\mathcal{N}(0, I)$, which is the distribution of
+  $x_{T-1}$ only if its SNR is 0. A schedule with terminal SNR 0.005 (Stable Diffusion's) leaks low-frequency signal
+  into the "noise" the model is trained on, and the model learns to rely on it (Lin et al. 2023).
 
 ## The schedules (all in `tinydiff.schedules.NoiseSchedule`)
 
-    linear         beta_t evenly spaced, 1e-4 .. 0.02 at T = 1000                           (Ho et al. 2020)
-    cosine         alpha_bar(u) = cos^2((u + s)/(1 + s) pi/2) / cos^2(s/(1 + s) pi/2)      (Nichol & Dhariwal 2021, eq. 17)
-    sigmoid        alpha_bar(u) from a shifted, scaled sigmoid                              (Chen 2023)
-    scaled_linear  sqrt(beta_t) evenly spaced, 0.00085 .. 0.012                             (Stable Diffusion)
+| schedule | definition | source |
+| --- | --- | --- |
+| `linear` | $\beta_t$ evenly spaced, $10^{-4} \ldots 0.02$ at $T = 1000$ | Ho et al. 2020 |
+| `cosine` | $\bar\alpha(u) = \cos^2\big(\frac{u + s}{1 + s} \frac{\pi}{2}\big) \big/ \cos^2\big(\frac{s}{1 + s} \frac{\pi}{2}\big)$ | Nichol & Dhariwal 2021, eq. 17 |
+| `sigmoid` | $\bar\alpha(u)$ from a shifted, scaled sigmoid | Chen 2023 |
+| `scaled_linear` | $\sqrt{\beta_t}$ evenly spaced, $0.00085 \ldots 0.012$ | Stable Diffusion |
 
-and `rescale_zero_terminal_snr()` (Lin et al. 2023, Alg. 1) moves any of them to terminal SNR exactly 0 by shifting and
-scaling sqrt(alpha_bar) so that its first value is kept and its last becomes 0.
+($u = t/T$ is the position along the chain.) `rescale_zero_terminal_snr()` (Lin et al. 2023, Alg. 1) moves any of them
+to terminal SNR exactly 0 by shifting and scaling $\sqrt{\bar\alpha_t}$ so that its first value is kept and its last
+becomes 0.
 
 Figures: `alpha_bar.png`, `log_snr.png`, `why_T_matters.png`, `image_at_same_fraction.png`, `zero_terminal_snr.png`.
 """
@@ -61,14 +65,15 @@ plt = viz.plt()
 u = np.arange(T) / T
 
 # %% [markdown]
-# ## alpha_bar and log-SNR
+# ## $\bar\alpha_t$ and log-SNR
 #
-# The linear schedule destroys the signal quickly: alpha_bar is below 0.1 by the middle of the chain, so half of the
-# steps are spent on nearly pure noise (a third below alpha_bar = 0.01; cosine spends 7 % there). The cosine schedule
-# falls gently and almost linearly in the middle. On the log-SNR plot *both* are nearly straight over the middle
-# 10-90 % of the chain; what differs is the slope and the range they cover: the linear schedule falls from log-SNR +2
-# to -8 there (slope ~ -12 per unit of t/T), cosine from +3.5 to -3.7 (slope ~ -8), keeping most of its steps where the
-# signal and the noise are of comparable size. Cosine's steep parts are the very first and very last few percent.
+# The linear schedule destroys the signal quickly: $\bar\alpha_t$ is below 0.1 by the middle of the chain, so half of
+# the steps are spent on nearly pure noise (a third below $\bar\alpha_t = 0.01$; cosine spends 7 % there). The cosine
+# schedule falls gently and almost linearly in the middle. On the log-SNR plot *both* are nearly straight over the
+# middle 10-90 % of the chain; what differs is the slope and the range they cover: the linear schedule falls from
+# log-SNR +2 to -8 there (slope $\approx -12$ per unit of $t/T$), cosine from +3.5 to -3.7 (slope $\approx -8$), keeping
+# most of its steps where the signal and the noise are of comparable size. Cosine's steep parts are the very first and
+# very last few percent.
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -110,11 +115,12 @@ claims.claim(abs(schedules["scaled_linear"].terminal_snr - 0.005) < 0.001,
              snr=schedules["scaled_linear"].terminal_snr)
 
 # %% [markdown]
-# ## Why T matters
+# ## Why $T$ matters
 #
-# With T = 50 and Ho et al.'s betas (1e-4 .. 0.02) the chain stops at alpha_bar ~ 0.6: most of the data is still
-# there, and a sampler started from N(0, I) begins in the wrong place. tinydiff's `linear(T)` therefore scales the
-# betas by 1000/T by default (as the improved-DDPM code does) and warns when a schedule does not reach noise.
+# With $T = 50$ and Ho et al.'s betas ($10^{-4} \ldots 0.02$) the chain stops at $\bar\alpha_{T-1} \approx 0.6$: most of
+# the data is still there, and a sampler started from $\mathcal{N}(0, I)$ begins in the wrong place. tinydiff's
+# `linear(T)` therefore scales the betas by $1000/T$ by default (as the improved-DDPM code does) and warns when a
+# schedule does not reach noise.
 
 # %%
 with warnings.catch_warnings(record=True) as caught:
@@ -144,7 +150,7 @@ viz.save(fig, args.out / "why_T_matters.png")
 # %% [markdown]
 # ## The same fraction of the way, two schedules
 #
-# The same image and the same noise, at the same fractions t/T of the chain. Under the linear schedule the digit is
+# The same image and the same noise, at the same fractions $t/T$ of the chain. Under the linear schedule the digit is
 # nearly gone by ~40% of the chain (SNR 0.24 there); under cosine it survives much longer (SNR 1.8 at 40 %, still
 # 0.25 at 70 %), so more of the model's training (and of a sampler's steps) happens where there is still something to
 # denoise.
@@ -170,9 +176,10 @@ claims.claim(linear.snr[at[0.4]] < 0.3 and cosine.snr[at[0.4]] > 1.5 and cosine.
 # %% [markdown]
 # ## Zero terminal SNR
 #
-# Rescaling keeps alpha_bar_0 and moves alpha_bar_{T-1} to exactly 0. The price: at t = T-1, x_t is pure noise and
-# an epsilon-predicting model cannot say anything about x0 (x0 = (x_t - sqrt(1-ab) eps)/sqrt(ab) divides by 0), so such
-# schedules are paired with v-prediction (chapter 3).
+# Rescaling keeps $\bar\alpha_0$ and moves $\bar\alpha_{T-1}$ to exactly 0. The price: at $t = T-1$, $x_t$ is pure
+# noise and an $\epsilon$-predicting model cannot say anything about $x_0$
+# ($x_0 = (x_t - \sqrt{1 - \bar\alpha_t}\, \epsilon) / \sqrt{\bar\alpha_t}$ divides by 0), so such schedules are paired
+# with v-prediction (chapter 3).
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 3.2))

@@ -1,56 +1,75 @@
 # %% [markdown]
-"""
+r"""
 # Chapter 3 — The reverse process: what the network has to learn
 
-To generate, we run the chain backwards: start from x_{T-1} ~ N(0, I) and sample x_{t-1} given x_t, down to the data.
+To generate, we run the chain backwards: start from $x_{T-1} \sim \mathcal{N}(0, I)$ and sample $x_{t-1}$ given $x_t$,
+down to the data.
 This chapter derives what each backward step needs and ends at the loss a network is trained with.
 
-## 1. The posterior q(x_{t-1} | x_t, x_0) is Gaussian
+## 1. The posterior $q(x_{t-1} \mid x_t, x_0)$ is Gaussian
 
-We cannot compute q(x_{t-1} | x_t) (it needs the whole data distribution), but if we *also* knew x0 the answer is
-easy: by Bayes, q(x_{t-1} | x_t, x0) is proportional to q(x_t | x_{t-1}) q(x_{t-1} | x0), a product of two Gaussians in
-x_{t-1}, hence Gaussian. Completing the square (Ho et al. 2020, eq. 6-7):
+We cannot compute $q(x_{t-1} \mid x_t)$ (it needs the whole data distribution), but if we *also* knew $x_0$ the answer
+is easy: by Bayes, $q(x_{t-1} \mid x_t, x_0)$ is proportional to $q(x_t \mid x_{t-1})\, q(x_{t-1} \mid x_0)$, a product
+of two Gaussians in $x_{t-1}$, hence Gaussian. Completing the square (Ho et al. 2020, eq. 6-7):
 
-    mean     = sqrt(ab_{t-1}) beta_t / (1 - ab_t) * x0  +  sqrt(alpha_t) (1 - ab_{t-1}) / (1 - ab_t) * x_t
-    variance = beta_tilde_t = beta_t (1 - ab_{t-1}) / (1 - ab_t)                    <- tinydiff.diffusion.q_posterior
+$$\tilde\mu_t(x_t, x_0) = \frac{\sqrt{\bar\alpha_{t-1}}\, \beta_t}{1 - \bar\alpha_t}\, x_0 +
+\frac{\sqrt{\alpha_t}\, (1 - \bar\alpha_{t-1})}{1 - \bar\alpha_t}\, x_t, \qquad
+\tilde\beta_t = \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t}\, \beta_t$$
 
-Since ab_{t-1} >= ab_t, beta_tilde_t <= beta_t: knowing x0 makes the backward step *less* uncertain than the forward
-one. At t = 0, ab_{-1} = 1, the mean is x0 itself and the variance 0.
+(`tinydiff.diffusion.q_posterior` returns this mean and variance.)
+
+Since $\bar\alpha_{t-1} \ge \bar\alpha_t$, $\tilde\beta_t \le \beta_t$: knowing $x_0$ makes the backward step *less*
+uncertain than the forward one. At $t = 0$, $\bar\alpha_{-1} = 1$, the mean is $x_0$ itself and the variance 0.
 
 ## 2. Each reverse step is (nearly) Gaussian, so the model predicts a mean
 
-When beta_t is small, the true reverse step q(x_{t-1} | x_t) is close to Gaussian too (Feller 1949; Sohl-Dickstein et
-al. 2015). So we model p(x_{t-1} | x_t) = N(mu_theta(x_t, t), sigma_t^2 I) with a fixed sigma_t^2 (beta_t or beta_tilde_t)
-and let a network supply mu_theta. The natural choice: the posterior mean with x0 replaced by the network's guess.
+When $\beta_t$ is small, the true reverse step $q(x_{t-1} \mid x_t)$ is close to Gaussian too (Feller 1949;
+Sohl-Dickstein et al. 2015). So we model
+$p_\theta(x_{t-1} \mid x_t) = \mathcal{N}\big(\mu_\theta(x_t, t), \sigma_t^2 I\big)$ with a fixed $\sigma_t^2$
+($\beta_t$ or $\tilde\beta_t$) and let a network supply $\mu_\theta$. The natural choice: the posterior mean with $x_0$
+replaced by the network's guess.
 
 ## 3. The ELBO reduces to predicting the noise
 
-The variational bound on -log p(x0) is a sum of KL divergences, one per step (Ho et al. 2020, eq. 5):
+The variational bound on $-\log p_\theta(x_0)$ is a sum of KL divergences, one per step (Ho et al. 2020, eq. 5):
 
-    L = KL(q(x_{T-1} | x0) || N(0, I)) + sum_{t >= 1} KL(q(x_{t-1} | x_t, x0) || p(x_{t-1} | x_t)) - log p(x0 | x_(t=0))
+$$L = \mathrm{KL}\big(q(x_{T-1} \mid x_0) \,\|\, \mathcal{N}(0, I)\big) +
+\sum_{t \ge 1} \mathrm{KL}\big(q(x_{t-1} \mid x_t, x_0) \,\|\, p_\theta(x_{t-1} \mid x_t)\big) -
+\log p_\theta\big(x_0 \mid x_{(t=0)}\big)$$
 
-(Index convention, chapter 1: x0 is the data; x_(t=0) is the data after one noising step, so the last term is the
-"decoder" that maps step 0 back to the data: Ho et al.'s L_0 = -log p(x_0 | x_1) in their 1-based counting.)
+(Index convention, chapter 1: $x_0$ is the data; $x_{(t=0)}$ is the data after one noising step, so the last term is
+the "decoder" that maps step 0 back to the data: Ho et al.'s $L_0 = -\log p_\theta(x_0 \mid x_1)$ in their 1-based
+counting.)
 
-Between two Gaussians with fixed variances, the KL is a squared distance between means. Write x0 through the noise,
-x0 = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t), and the means differ only through eps (Ho et al. 2020, eq. 12):
+Between two Gaussians with fixed variances, the KL is a squared distance between means. Write $x_0$ through the noise,
+$x_0 = (x_t - \sqrt{1 - \bar\alpha_t}\, \epsilon) / \sqrt{\bar\alpha_t}$, and the means differ only through
+$\epsilon$ (Ho et al. 2020, eq. 12):
 
-    KL_t = const + lambda_t ||eps - eps_theta(x_t, t)||^2,     lambda_t = beta_t^2 / (2 sigma_t^2 alpha_t (1 - ab_t))
+$$\mathrm{KL}_t = \text{const} + \lambda_t \|\epsilon - \epsilon_\theta(x_t, t)\|^2, \qquad
+\lambda_t = \frac{\beta_t^2}{2 \sigma_t^2 \alpha_t (1 - \bar\alpha_t)}$$
 
-Ho et al. found that dropping lambda_t (weighting every t equally) trains better samples: the **simple loss**
+Ho et al. found that dropping $\lambda_t$ (weighting every $t$ equally) trains better samples: the **simple loss**
 
-    L_simple = E_{x0, t, eps} || eps - eps_theta( sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, t ) ||^2   <- diffusion_loss
+$$L_\text{simple} = \mathbb{E}_{x_0, t, \epsilon} \left\|\epsilon -
+\epsilon_\theta\big(\sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon,\ t\big)\right\|^2$$
+
+(`diffusion_loss`.)
 
 ## 4. Three equivalent targets, and the score
 
-Given x_t, predicting eps, x0 ("sample") or v = sqrt(ab) eps - sqrt(1 - ab) x0 (Salimans & Ho 2022) carry the same
-information; `convert_prediction` turns one into another. They differ in how the squared error weighs each t:
+Given $x_t$, predicting $\epsilon$, $x_0$ ("sample") or
+$v = \sqrt{\bar\alpha_t}\, \epsilon - \sqrt{1 - \bar\alpha_t}\, x_0$ (Salimans & Ho 2022) carry the same information;
+`convert_prediction` turns one into another. They differ in how the squared error weighs each $t$
+($\mathrm{snr}_t = \bar\alpha_t / (1 - \bar\alpha_t)$):
 
-    ||eps - eps_hat||^2 = snr_t ||x0 - x0_hat||^2          ||v - v_hat||^2 = (snr_t + 1) ||x0 - x0_hat||^2
+$$\|\epsilon - \hat\epsilon\|^2 = \mathrm{snr}_t\, \|x_0 - \hat x_0\|^2, \qquad
+\|v - \hat v\|^2 = (\mathrm{snr}_t + 1)\, \|x_0 - \hat x_0\|^2$$
 
 And the noise prediction is, up to scale, the **score** of the noisy data distribution (Tweedie's formula):
 
-    E[x0 | x_t] = (x_t + (1 - ab_t) grad log q(x_t)) / sqrt(ab_t),     so   grad log q(x_t) = -E[eps | x_t] / sqrt(1 - ab_t)
+$$\mathbb{E}[x_0 \mid x_t] = \frac{x_t + (1 - \bar\alpha_t)\, \nabla \log q(x_t)}{\sqrt{\bar\alpha_t}},
+\qquad\text{so}\qquad
+\nabla \log q(x_t) = -\frac{\mathbb{E}[\epsilon \mid x_t]}{\sqrt{1 - \bar\alpha_t}}$$
 
 Figures: `posterior_check.png`, `elbo_weights.png`, `target_weights.png`, `tweedie.png`.
 """
@@ -79,9 +98,9 @@ plt = viz.plt()
 # %% [markdown]
 # ## The posterior, checked by simulation
 #
-# Fix x0 = 1 (a 1D "data set" of one point). Simulate many pairs (x_{t-1}, x_t) with the forward process, keep those
-# whose x_t falls in a thin slice around a chosen value, and histogram their x_{t-1}. It should match
-# N(mean, beta_tilde_t) from `q_posterior`, which knows nothing about the simulation.
+# Fix $x_0 = 1$ (a 1D "data set" of one point). Simulate many pairs $(x_{t-1}, x_t)$ with the forward process, keep
+# those whose $x_t$ falls in a thin slice around a chosen value, and histogram their $x_{t-1}$. It should match
+# $\mathcal{N}(\tilde\mu_t, \tilde\beta_t)$ from `q_posterior`, which knows nothing about the simulation.
 
 # %%
 x0 = np.ones((N, 1))
@@ -111,14 +130,15 @@ viz.save(fig, args.out / "posterior_check.png")
 # %% [markdown]
 # ## The ELBO's weights, and what the simple loss does to them
 #
-# With the linear schedule lambda_t is **U-shaped** and **below 1 everywhere**: 0.27 at t = 1 with sigma_t^2 = beta_t
-# (0.60 with beta_tilde_t), falling to a minimum of 0.005 near t = 350 and rising again to 0.010 at t = 999. The small,
-# nearly noise-free steps carry the largest weights, but they are few: summed over t >= 50 the weights still exceed
-# those of t < 50. What Ho et al. (2020, Sec. 3.4) say is a statement *relative to the bound*: the simple loss
-# (lambda_t = 1 for every t) "down-weights loss terms corresponding to small t": against the bound, step 1 gets 55
-# times less weight than the middle steps (120 times with beta_tilde_t) (right panel: the weight L_simple puts on step t divided by the bound's, 1 / lambda_t), so the network
-# spends its effort on the harder denoising tasks at larger t. (tests/test_diffusion.py checks that KL_t equals
-# lambda_t ||eps - eps_theta||^2 exactly.)
+# With the linear schedule $\lambda_t$ is **U-shaped** and **below 1 everywhere**: 0.27 at $t = 1$ with
+# $\sigma_t^2 = \beta_t$ (0.60 with $\tilde\beta_t$), falling to a minimum of 0.005 near $t = 350$ and rising again to
+# 0.010 at $t = 999$. The small, nearly noise-free steps carry the largest weights, but they are few: summed over
+# $t \ge 50$ the weights still exceed those of $t < 50$. What Ho et al. (2020, Sec. 3.4) say is a statement *relative to
+# the bound*: the simple loss ($\lambda_t = 1$ for every $t$) "down-weights loss terms corresponding to small t":
+# against the bound, step 1 gets 55 times less weight than the middle steps (120 times with $\tilde\beta_t$) (right
+# panel: the weight $L_\text{simple}$ puts on step $t$ divided by the bound's, $1 / \lambda_t$), so the network spends
+# its effort on the harder denoising tasks at larger $t$. (tests/test_diffusion.py checks that $\mathrm{KL}_t$ equals
+# $\lambda_t \|\epsilon - \epsilon_\theta\|^2$ exactly.)
 
 # %%
 steps = np.arange(T)
@@ -157,10 +177,11 @@ claims.claim(50 < large[1] / large[low] < 60 and 110 < small[1] / small[low] < 1
 # %% [markdown]
 # ## Each target weighs the steps differently
 #
-# Measured, not just claimed: perturb a consistent (x0, eps) pair, convert the perturbed prediction between types
-# with `convert_prediction`, and compare squared errors. The ratio ||eps error||^2 / ||x0 error||^2 is snr_t and the
-# v ratio is snr_t + 1. So an epsilon-trained model cares little about x0 at high noise, and x0-prediction cares little
-# at low noise; v sits in between (and stays finite at zero terminal SNR).
+# Measured, not just claimed: perturb a consistent $(x_0, \epsilon)$ pair, convert the perturbed prediction between
+# types with `convert_prediction`, and compare squared errors. The ratio
+# $\|\epsilon\text{ error}\|^2 / \|x_0\text{ error}\|^2$ is $\mathrm{snr}_t$ and the $v$ ratio is $\mathrm{snr}_t + 1$.
+# So an $\epsilon$-trained model cares little about $x_0$ at high noise, and $x_0$-prediction cares little at low noise;
+# $v$ sits in between (and stays finite at zero terminal SNR).
 
 # %%
 t_all = np.arange(T)
@@ -189,10 +210,11 @@ claims.claim(np.allclose(eps_ratio, 1, rtol=1e-6) and np.allclose(v_ratio, 1, rt
 # %% [markdown]
 # ## Tweedie's formula, checked by simulation
 #
-# For 1D Gaussian data N(m, s^2) the noisy marginal is N(sqrt(ab) m, ab s^2 + 1 - ab), whose score is
-# -(x - sqrt(ab) m) / (ab s^2 + 1 - ab). Tweedie turns that score into the best possible denoiser E[x0 | x_t]
-# (`convert_prediction(..., "score", "sample")`). The dots average the true x0 of simulated pairs in bins of x_t: the
-# conditional mean a perfect network would learn.
+# For 1D Gaussian data $\mathcal{N}(m, s^2)$ the noisy marginal is
+# $\mathcal{N}\big(\sqrt{\bar\alpha_t}\, m,\ \bar\alpha_t s^2 + 1 - \bar\alpha_t\big)$, whose score is
+# $-(x - \sqrt{\bar\alpha_t}\, m) / (\bar\alpha_t s^2 + 1 - \bar\alpha_t)$. Tweedie turns that score into the best
+# possible denoiser $\mathbb{E}[x_0 \mid x_t]$ (`convert_prediction(..., "score", "sample")`). The dots average the true
+# $x_0$ of simulated pairs in bins of $x_t$: the conditional mean a perfect network would learn.
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 3.2))

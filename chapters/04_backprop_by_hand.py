@@ -1,44 +1,54 @@
 # %% [markdown]
-"""
+r"""
 # Chapter 4 — Backpropagation by hand
 
 tinydiff has no autograd. Every layer has a `forward` that computes its output and caches what it will need, and a
-`backward` that turns dL/d(output) into dL/d(input) and fills the gradients of its parameters. This chapter derives the
-backward pass of the smallest useful network, checks it against finite differences, and trains it with Adam.
+`backward` that turns $\partial L / \partial\,\text{output}$ into $\partial L / \partial\,\text{input}$ and fills the
+gradients of its parameters. This chapter derives the backward pass of the smallest useful network, checks it against
+finite differences, and trains it with Adam.
 
 ## The network and its loss
 
-For inputs x of shape (B, 2) and targets y of shape (B, 1):
+For inputs $x$ of shape (B, 2) and targets $y$ of shape (B, 1):
 
-    a    = x W1^T + b1             (B, H)      Linear(2, H)
-    h    = GELU(a) = a Phi(a)      (B, H)      Phi: the standard normal CDF
-    yhat = h W2^T + b2             (B, 1)      Linear(H, 1)
-    L    = (1/B) sum_b (yhat_b - y_b)^2        mse_loss
+| forward | shape | |
+| --- | --- | --- |
+| $a = x W_1^\top + b_1$ | (B, H) | `Linear(2, H)` |
+| $h = \mathrm{GELU}(a) = a\, \Phi(a)$ | (B, H) | $\Phi$: the standard normal CDF |
+| $\hat y = h W_2^\top + b_2$ | (B, 1) | `Linear(H, 1)` |
+| $L = \frac{1}{B} \sum_b (\hat y_b - y_b)^2$ | | `mse_loss` |
 
 ## The backward pass, one line per forward line, in reverse
 
-Write g_z for dL/dz. The chain rule, applied from the loss back to the input:
+Write $g_z$ for $\partial L / \partial z$. The chain rule, applied from the loss back to the input:
 
-    g_yhat = 2 (yhat - y) / B                              (B, 1)    mse_loss returns it next to the loss
-    g_W2   = g_yhat^T h       g_b2 = sum_b g_yhat          each weight collects from every sample: a sum over the batch
-    g_h    = g_yhat W2                                     (B, H)    the transpose of the forward matmul
-    g_a    = g_h * GELU'(a),  GELU'(a) = Phi(a) + a phi(a) element-wise; phi is the normal density
-    g_W1   = g_a^T x          g_b1 = sum_b g_a
-    g_x    = g_a W1                                        (B, 2)
+| backward | shape | |
+| --- | --- | --- |
+| $g_{\hat y} = 2 (\hat y - y) / B$ | (B, 1) | `mse_loss` returns it next to the loss |
+| $g_{W_2} = g_{\hat y}^\top h, \quad g_{b_2} = \sum_b g_{\hat y}$ | (1, H), (1) | a sum over the batch: each weight collects from every sample |
+| $g_h = g_{\hat y} W_2$ | (B, H) | the transpose of the forward matmul |
+| $g_a = g_h \odot \mathrm{GELU}'(a)$, $\ \mathrm{GELU}'(a) = \Phi(a) + a\, \varphi(a)$ | (B, H) | $\varphi$: the normal density |
+| $g_{W_1} = g_a^\top x, \quad g_{b_1} = \sum_b g_a$ | (H, 2), (H) | |
+| $g_x = g_a W_1$ | (B, 2) | |
 
-Two habits make this mechanical. **Shapes**: a gradient has the shape of the thing it differentiates, which fixes
-where the transposes go (g_W2 must be (1, H), so it is g_yhat^T h, not h^T g_yhat). **Broadcasts become sums**: b2 is
-added to every row, so its gradient sums over the rows. Forgetting that sum is the classic bug.
+Two habits make this mechanical. **Shapes**: a gradient has the shape of the thing it differentiates, which fixes where
+the transposes go ($g_{W_2}$ must be (1, H), so it is $g_{\hat y}^\top h$, not $h^\top g_{\hat y}$). **Broadcasts become
+sums**: $b_2$ is added to every row, so its gradient sums over the rows. Forgetting that sum is the classic bug.
 
 ## Checking it: finite differences
 
-For any scalar L(theta), the central difference (L(theta + eps e_k) - L(theta - eps e_k)) / (2 eps) approximates
-dL/dtheta_k with error O(eps^2) from the Taylor series, plus a rounding error of about machine_eps * |L| / eps.
-The two balance near eps ~ (machine_eps |L| / |L'''|)^(1/3): for a function of unit scale about 1e-5 in float64
-(error ~1e-10) but 1e-2 in float32 (error ~1e-3 at best), which is why gradient checks run in float64. The bottom of
-the V is flat and its position moves with the function's scale: this chapter's run measures its best eps at 1e-4 in
-float64 (relative error 1e-8 or below anywhere between 3e-6 and 3e-4) and 3e-2 in float32. `tinydiff.nn.check_module` projects the output onto a random r
-(L = sum(r * forward(x)), so backward(r) gives every analytic gradient at once) and compares, tensor by tensor.
+For any scalar $L(\theta)$, the central difference
+
+$$\frac{L(\theta + \varepsilon e_k) - L(\theta - \varepsilon e_k)}{2 \varepsilon}$$
+
+approximates $\partial L / \partial \theta_k$ with error $O(\varepsilon^2)$ from the Taylor series, plus a rounding
+error of about $\varepsilon_\text{mach} |L| / \varepsilon$. The two balance near
+$\varepsilon \approx (\varepsilon_\text{mach} |L| / |L'''|)^{1/3}$: for a function of unit scale about $10^{-5}$ in
+float64 (error $\approx 10^{-10}$) but $10^{-2}$ in float32 (error $\approx 10^{-3}$ at best), which is why gradient
+checks run in float64. The bottom of the V is flat and its position moves with the function's scale: this chapter's run
+measures its best $\varepsilon$ at 1e-4 in float64 (relative error 1e-8 or below anywhere between 3e-6 and 3e-4) and
+3e-2 in float32. `tinydiff.nn.check_module` projects the output onto a random $r$ ($L = \sum r \odot \text{forward}(x)$,
+so `backward(r)` gives every analytic gradient at once) and compares, tensor by tensor.
 
 Figures written (to `chapters/out/04/` unless `--out` says otherwise):
 `finite_difference_error.png`, `gradient_check.png`, `training_loss.png`, `regression_fit.png`.
@@ -97,12 +107,13 @@ for name, g in net.gradients().items():
     print(f"  dL/d{name:<16} shape {str(g.shape):<10} norm {np.linalg.norm(g):.3e}")
 
 # %% [markdown]
-# ## Choosing eps: the V-shaped error of a finite difference
+# ## Choosing $\varepsilon$: the V-shaped error of a finite difference
 #
-# For one weight, compare the analytic gradient with central differences over a range of eps, in float64 and in a
-# float32 copy of the same network. Truncation error falls like eps^2 to the right; rounding error grows like 1/eps to
-# the left. In float32 an eps below about 1e-7 |w| does not even change w (w + eps rounds back to w), so the numeric
-# gradient is 0 and the relative error is 1. Figure: `finite_difference_error.png`.
+# For one weight, compare the analytic gradient with central differences over a range of $\varepsilon$, in float64 and
+# in a float32 copy of the same network. Truncation error falls like $\varepsilon^2$ to the right; rounding error grows
+# like $1/\varepsilon$ to the left. In float32 an $\varepsilon$ below about $10^{-7} |w|$ does not even change $w$
+# ($w + \varepsilon$ rounds back to $w$), so the numeric gradient is 0 and the relative error is 1. Figure:
+# `finite_difference_error.png`.
 
 # %%
 EPSILONS = np.logspace(-12, -1, 23)
@@ -146,14 +157,14 @@ claims.claim(best["float32"] >= 1e-3 and fd_errors["float32"].min() > 1e-5,
 # %% [markdown]
 # ## The gradient check, and what a bug looks like
 #
-# `check_module` checks every input and parameter of the network. To see it fail, break GELU's backward the way
-# students often do: return GELU'(a) and forget to multiply by the incoming gradient g_h. Three tensors fail: the
-# input gradient **and** layer 0's weight and bias, although Linear's formulas are right. Gradients flow down from
-# the output, so the wrong g_a that GELU hands down spoils *every* gradient below it. The last layer's parameters
-# stay right: the gradient reaching them never passed through GELU. So a failing tensor says "the error entered at
-# or above me", and the right reading is: the error enters between the highest failing layer (layers.0) and the next
-# layer that passes (layers.2), i.e. in layers.0 or layers.1 (GELU). The hints say exactly that; checking each
-# candidate *alone* then names GELU. Figure: `gradient_check.png`.
+# `check_module` checks every input and parameter of the network. To see it fail, break GELU's backward the way students
+# often do: return $\mathrm{GELU}'(a)$ and forget to multiply by the incoming gradient $g_h$. Three tensors fail: the
+# input gradient **and** layer 0's weight and bias, although Linear's formulas are right. Gradients flow down from the
+# output, so the wrong $g_a$ that GELU hands down spoils *every* gradient below it. The last layer's parameters stay
+# right: the gradient reaching them never passed through GELU. So a failing tensor says "the error entered at or above
+# me", and the right reading is: the error enters between the highest failing layer (layers.0) and the next layer that
+# passes (layers.2), i.e. in layers.0 or layers.1 (GELU). The hints say exactly that; checking each candidate *alone*
+# then names GELU. Figure: `gradient_check.png`.
 
 # %%
 good = check_module(make_net(np.float64), x_small, verbose=True)

@@ -1,5 +1,5 @@
 # %% [markdown]
-"""
+r"""
 # Chapter 5 — Convolutions and normalisation with Numba
 
 An image denoiser must treat every part of the image alike: an edge is an edge wherever it is. A convolution builds
@@ -10,11 +10,12 @@ GroupNorm, the normalisation a diffusion U-Net uses between its convolutions.
 
 ## What a convolution computes
 
-With input x: (B, C, H, W), weights w: (O, C, kh, kw), bias b: (O,), stride s and zero padding p
+With input $x$: (B, C, H, W), weights $w$: (O, C, kh, kw), bias $b$: (O,), stride $s$ and zero padding $p$
 (`tinydiff/nn/kernels/conv.py`, eq. 1):
 
-    y[b, o, m, n] = b[o] + sum_{c, i, j} w[o, c, i, j] * x[b, c, m s - p + i, n s - p + j]
-    y: (B, O, Ho, Wo),   Ho = (H + 2p - kh) // s + 1
+$$y_{b,o,m,n} = b_o + \sum_{c, i, j} w_{o,c,i,j}\, x_{b,\, c,\, ms - p + i,\, ns - p + j}$$
+
+$$y: (B, O, H_o, W_o), \qquad H_o = \left\lfloor \frac{H + 2p - k_h}{s} \right\rfloor + 1$$
 
 (Deep-learning libraries compute this cross-correlation and call it convolution; flipping the kernel would change
 nothing, since the weights are learned.) Stride 2 halves the resolution; `Upsample(2)` followed by a 3x3 convolution
@@ -22,37 +23,44 @@ doubles it; `AvgPool2d(2)` averages 2x2 blocks.
 
 ## Two ways to compute it
 
-**Direct loops** run the formula as written: seven nested loops. Readable, but the inner loop is short (Wo = 28
+**Direct loops** run the formula as written: seven nested loops. Readable, but the inner loop is short ($W_o = 28$
 values) and each weight is reused only along one row, so the CPU's vector units sit mostly idle.
 
-**im2col** copies every receptive field into a column of a matrix, cols: (B, C kh kw, Ho Wo), so that the whole
-convolution becomes one matrix product per image, y[b] = W2 @ cols[b] + b with W2 = w.reshape(O, C kh kw). The copy
-costs memory (9x the input for a 3x3 kernel) and a few milliseconds, but the product runs in BLAS, which is tuned to
-keep every vector unit busy. The layout matters too: in NHWC order (channels last) a direct loop can run its inner loop
-over the contiguous channel axis, which vectorises much better than NCHW's short rows.
+**im2col** copies every receptive field into a column of a matrix, `cols`: (B, C kh kw, Ho Wo), so that the whole
+ convolution becomes one matrix product per image, $y_b = W_2\, \mathrm{cols}_b + b$ with $W_2$ = `w.reshape(O, C kh
+ kw)`. The copy costs memory (9x the input for a 3x3 kernel) and a few milliseconds, but the product runs in BLAS, which
+ is tuned to keep every vector unit busy. The layout matters too: in NHWC order (channels last) a direct loop can run
+ its inner loop over the contiguous channel axis, which vectorises much better than NCHW's short rows.
 
 ## The backward passes, written out
 
-From dy = dL/dy, the chain rule applied to eq. 1 gives (eqs. 2-4 in `kernels/conv.py`):
+From $dy = \partial L / \partial y$, the chain rule applied to eq. 1 gives (eqs. 2-4 in `kernels/conv.py`):
 
-    dw[o, c, i, j] = sum_{b, m, n} dy[b, o, m, n] x[b, c, m s - p + i, n s - p + j]     dW2 = sum_b dy[b] @ cols[b]^T
-    db[o]          = sum_{b, m, n} dy[b, o, m, n]
-    dx             = every w[o, c, i, j] dy[b, o, m, n] sent back to the pixel it read  dcols = W2^T @ dy,  dx = col2im(dcols)
+$$dw_{o,c,i,j} = \sum_{b, m, n} dy_{b,o,m,n}\, x_{b,\, c,\, ms - p + i,\, ns - p + j}
+\qquad\left(dW_2 = \sum_b dy_b\, \mathrm{cols}_b^\top\right)$$
 
-col2im is the adjoint (transpose) of im2col: where im2col copied one pixel into up to kh kw columns, col2im adds
-those kh kw entries back together. So the backward pass is two more matrix products of the same size as the forward:
+$$db_o = \sum_{b, m, n} dy_{b,o,m,n}$$
+
+and $dx$ collects every $w_{o,c,i,j}\, dy_{b,o,m,n}$ at the pixel it was read from
+($d\mathrm{cols} = W_2^\top dy$, $dx = \mathrm{col2im}(d\mathrm{cols})$).
+
+col2im is the adjoint (transpose) of im2col: where im2col copied one pixel into up to $k_h k_w$ columns, col2im adds
+those $k_h k_w$ entries back together. So the backward pass is two more matrix products of the same size as the forward:
 training costs about three forward passes.
 
 ## GroupNorm and its backward
 
-GroupNorm (Wu & He 2018) splits the C channels into G groups and normalises each image's group over its
-N = (C/G) H W values: xhat = (x - mu) / sqrt(var + eps), y = gamma[c] xhat + beta[c]. Unlike BatchNorm it never
-mixes images, so it works at any batch size and the same in training and sampling. Its backward is LayerNorm's,
-once per (image, group), with g = dy gamma:
+GroupNorm (Wu & He 2018) splits the $C$ channels into $G$ groups and normalises each image's group over its
+$N = (C/G)\, H W$ values: $\hat x = (x - \mu) / \sqrt{\sigma^2 + \varepsilon}$, $y = \gamma_c \hat x + \beta_c$.
+Unlike BatchNorm it never mixes images, so it works at any batch size and the same in training and sampling. Its
+backward is LayerNorm's, once per (image, group), with $g = dy\, \gamma$ and $r = 1 / \sqrt{\sigma^2 + \varepsilon}$
+(`rstd` in the code):
 
-    dx = rstd (g - mean(g) - xhat mean(g xhat))        dgamma = sum dy xhat        dbeta = sum dy
+$$dx = r \big(g - \mathrm{mean}(g) - \hat x\, \mathrm{mean}(g \hat x)\big), \qquad
+d\gamma = \sum dy\, \hat x, \qquad d\beta = \sum dy$$
 
-The mean(g) term is the path through mu; the xhat mean(g xhat) term is the path through var.
+The $\mathrm{mean}(g)$ term is the path through $\mu$; the $\hat x\, \mathrm{mean}(g \hat x)$ term is the path through
+$\sigma^2$.
 
 Figures written (to `chapters/out/05/` unless `--out` says otherwise):
 `conv_filters.png`, `im2col_columns.png`, `groupnorm_statistics.png`, `conv_speed.png`.
@@ -137,9 +145,9 @@ save(fig, "conv_filters.png")
 # %% [markdown]
 # ## im2col: the convolution as a matrix product
 #
-# For an 8x8 crop and a 3x3 kernel with padding 1, im2col makes a (9, 64) matrix: column (m, n) holds the 3x3 patch
-# around pixel (m, n), row (i, j) holds the image shifted by (i - 1, j - 1). Multiplying by the (3, 9) filter matrix
-# gives the three filtered crops at once. Figure: `im2col_columns.png`.
+# For an 8x8 crop and a 3x3 kernel with padding 1, im2col makes a (9, 64) matrix: column $(m, n)$ holds the 3x3 patch
+# around pixel $(m, n)$, row $(i, j)$ holds the image shifted by $(i - 1, j - 1)$. Multiplying by the (3, 9) filter
+# matrix gives the three filtered crops at once. Figure: `im2col_columns.png`.
 
 # %%
 crop = np.ascontiguousarray(digit[:, :, 10:18, 8:16])            # (1, 1, 8, 8)
@@ -166,7 +174,7 @@ save(fig, "im2col_columns.png")
 # %% [markdown]
 # ## Checking the backward passes
 #
-# `check_module` compares dx, dweight and dbias with central finite differences in float64 (chapter 4). A correct
+# `check_module` compares $dx$, $dw$ and $db$ with central finite differences in float64 (chapter 4). A correct
 # backward agrees to about 1e-9; a wrong one is off by order 1.
 
 # %%
@@ -183,8 +191,8 @@ claims.claim(report_conv.ok and report_gn.ok and max(*report_conv.errors.values(
 # ## What GroupNorm does to the statistics
 #
 # Feature maps coming out of a convolution have group means and spreads that drift from image to image. After
-# GroupNorm(8, 32) every (image, group) has mean 0 and standard deviation 1 (before gamma and beta, which start at 1
-# and 0). Figure: `groupnorm_statistics.png`.
+# GroupNorm(8, 32) every (image, group) has mean 0 and standard deviation 1 (before $\gamma$ and $\beta$, which start at
+# 1 and 0). Figure: `groupnorm_statistics.png`.
 
 # %%
 features = Conv2d(1, 32, 3, padding=1, rng=rng, dtype=np.float64)(
@@ -249,12 +257,12 @@ print(f"GroupNorm({gn_groups}, {BENCH_CHANNELS}) on ({BENCH_BATCH}, {BENCH_CHANN
 # %% [markdown]
 # ## Why the obvious convolution is slow, and what the fast one does
 #
-# **Arithmetic intensity.** A 3x3 convolution from C to O channels does 2 * 9 C O flops per output pixel but only
-# needs to read C input values and write O outputs per pixel, plus the 9 C O weights once. Its arithmetic
-# intensity (flops per byte that must come from memory) is therefore high, dozens of flops per byte for 32 channels
-# (the cell below computes it), far more than the machine's balance (peak flops / memory bandwidth, of order 5-10
-# flops per byte on today's CPUs). So a convolution *can* run at the CPU's peak: the data fits the caches and the
-# limit is how many multiply-adds per cycle the code issues.
+# **Arithmetic intensity.** A 3x3 convolution from $C$ to $O$ channels does $2 \cdot 9\, C O$ flops per output pixel but
+#  only needs to read $C$ input values and write $O$ outputs per pixel, plus the $9\, C O$ weights once. Its arithmetic
+#  intensity (flops per byte that must come from memory) is therefore high, dozens of flops per byte for 32 channels
+#  (the cell below computes it), far more than the machine's balance (peak flops / memory bandwidth, of order 5-10 flops
+#  per byte on today's CPUs). So a convolution *can* run at the CPU's peak: the data fits the caches and the limit is
+#  how many multiply-adds per cycle the code issues.
 #
 # **Why the direct loops do not.** The seven nested loops of eq. 1 update one output sum per multiply-add. Compiled,
 # the innermost loop loads an input, loads the partial sum, adds, and stores it again: two loads and a store for one
@@ -264,10 +272,10 @@ print(f"GroupNorm({gn_groups}, {BENCH_CHANNELS}) on ({BENCH_BATCH}, {BENCH_CHANN
 #
 # **What the fast kernel does** (`tinydiff/nn/kernels/pconv.py`, used by the U-Net's fast path):
 #
-# 1. *Layout.* Each channel of all images is one long "plane", image rows stored with one shared zero column after
-#    them and one zero row after each image (`kernels/playout.py` draws it). A 3x3 tap (i, j) is then the constant
-#    offset (i - 1) Wp + (j - 1) from the output position, padding included, so no im2col copy is needed: the
-#    convolution is nine shifted multiply-adds of whole planes.
+# 1. *Layout.* Each channel of all images is one long "plane", image rows stored with one shared zero column after them
+#    and one zero row after each image (`kernels/playout.py` draws it). A 3x3 tap $(i, j)$ is then the constant offset
+#    $(i - 1) W_p + (j - 1)$ ($W_p = W + 1$, the padded row length) from the output position, padding included, so no
+#    im2col copy is needed: the convolution is nine shifted multiply-adds of whole planes.
 # 2. *Register blocking.* A generated kernel keeps 4 output channels x 64 positions of partial sums in 16 vector
 #    registers (an explicit 16 x float32 vector type, `kernels/simd.py`). For every input channel and tap it loads
 #    4 vectors of inputs and broadcasts 4 weights, then does 16 vector multiply-adds: every load feeds 4 FMAs
@@ -275,10 +283,11 @@ print(f"GroupNorm({gn_groups}, {BENCH_CHANNELS}) on ({BENCH_BATCH}, {BENCH_CHANN
 # 3. *Backward.* The input gradient is the same kernel reading the tap list backwards (weights transposed, offsets
 #    negated); the weight gradient has its own generated kernel (4 x 6 accumulators over chunks of 512 positions).
 #
-# The cell below measures the machine's float32 GEMM peak on one thread in this run (BLAS on a 384^3 product), then times the three passes of
-# the P-layout kernel, im2col + BLAS and the direct loops on the benchmark's convolution, the same way (best of
-# repeated calls: on a shared machine the minimum is the least disturbed by other jobs). The P kernel's time leaves
-# out the layout conversion: the U-Net keeps its activations in this layout from the first layer to the last.
+# The cell below measures the machine's float32 GEMM peak on one thread in this run (BLAS on a $384^3$ product), then
+# times the three passes of the P-layout kernel, im2col + BLAS and the direct loops on the benchmark's convolution, the
+# same way (best of repeated calls: on a shared machine the minimum is the least disturbed by other jobs). The P
+# kernel's time leaves out the layout conversion: the U-Net keeps its activations in this layout from the first layer to
+# the last.
 
 # %%
 from tinydiff.nn.kernels.pconv import PConv, conv_source  # noqa: E402

@@ -1,53 +1,62 @@
 # %% [markdown]
-"""
+r"""
 # Chapter 6 — A denoiser for points: the MLP, its embeddings, and the simple loss
 
-Chapters 1-3 built the forward chain and showed that running it backwards needs one unknown: the noise eps that is
-in x_t (equivalently E[x0 | x_t], or the score). This chapter trains a network eps_theta(x_t, t) to predict it, on
-2D points, with the layers of chapter 4.
+Chapters 1-3 built the forward chain and showed that running it backwards needs one unknown: the noise $\epsilon$ that
+is in $x_t$ (equivalently $\mathbb{E}[x_0 \mid x_t]$, or the score). This chapter trains a network
+$\epsilon_\theta(x_t, t)$ to predict it, on 2D points, with the layers of chapter 4.
 
 ## The loss
 
-Draw a data point x0, a step t ~ Uniform{0..T-1} and noise eps ~ N(0, I); make x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps
-(eq. 4). The network sees only (x_t, t) and must guess eps. Ho et al. (2020, eq. 14) train with the plain squared error
+Draw a data point $x_0$, a step $t \sim \mathrm{Uniform}\{0, \ldots, T-1\}$ and noise $\epsilon \sim \mathcal{N}(0, I)$;
+make $x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon$ (eq. 4). The network sees only $(x_t, t)$
+and must guess $\epsilon$. Ho et al. (2020, eq. 14) train with the plain squared error
 
-    L_simple(theta) = E_{x0, t, eps} || eps - eps_theta(x_t, t) ||^2
+$$L_\text{simple}(\theta) = \mathbb{E}_{x_0, t, \epsilon} \|\epsilon - \epsilon_\theta(x_t, t)\|^2$$
 
-which is the ELBO of chapter 3 with its per-step weights lambda_t set to 1. Its minimiser is the conditional mean,
-eps*(x_t, t) = E[eps | x_t] (the mean minimises squared error), and by Tweedie's formula that is the score up to a
-factor: grad log q(x_t) = -eps*(x_t, t) / sqrt(1 - ab_t). So L_simple has a floor: the variance of eps given x_t,
-which the best network cannot remove. For the 8 Gaussians we know eps* exactly (``tinydiff.analytic``), so we can see
-how far above the floor our network is at every t.
+which is the ELBO of chapter 3 with its per-step weights $\lambda_t$ set to 1. Its minimiser is the conditional mean,
+$\epsilon^*(x_t, t) = \mathbb{E}[\epsilon \mid x_t]$ (the mean minimises squared error), and by Tweedie's formula that
+is the score up to a factor: $\nabla \log q(x_t) = -\epsilon^*(x_t, t) / \sqrt{1 - \bar\alpha_t}$. So $L_\text{simple}$
+has a floor: the variance of $\epsilon$ given $x_t$, which the best network cannot remove. For the 8 Gaussians we know
+$\epsilon^*$ exactly (``tinydiff.analytic``), so we can see
+how far above the floor our network is at every $t$.
 
 ## The network (``tinydiff.models.MLPDenoiser``)
 
-An MLP with a raw (x, t) input learns smooth functions first (spectral bias) and sees t = 3 and t = 4 as nearly the
-same number. Both inputs are therefore lifted to sinusoids (Vaswani et al. 2017; Fourier features, Tancik et al. 2020):
+An MLP with a raw $(x, t)$ input learns smooth functions first (spectral bias) and sees $t = 3$ and $t = 4$ as nearly
+the same number. Both inputs are therefore lifted to sinusoids (Vaswani et al. 2017; Fourier features, Tancik et al.
+2020):
 
-    e_t = [sin(t f_j), cos(t f_j)]_j,   e_x = [sin(s x_d f_j), cos(s x_d f_j)]_{d,j},   f_j = 10000^(-j / (E/2 - 1))
-    h_0 = GELU(W_in [e_x, e_t] + b),   h_k = h_{k-1} + GELU(W_k h_{k-1} + b_k),   eps_theta = W_out h_K + b_out
+$$e_t = \big[\sin(t f_j), \cos(t f_j)\big]_j, \quad e_x = \big[\sin(s x_d f_j), \cos(s x_d f_j)\big]_{d,j}, \quad
+f_j = 10000^{-j / (E/2 - 1)}$$
 
-with E = 128, s = 25, width 128 and 3 residual blocks: 99k parameters, the shape of tanelp/tiny-diffusion.
-Backward through the Fourier features gives dL/dx too (d sin(a)/da = cos(a)), checked against finite differences in
-tests/test_models_mlp.py.
+$$h_0 = \mathrm{GELU}\big(W_\text{in} [e_x, e_t] + b\big), \quad h_k = h_{k-1} + \mathrm{GELU}(W_k h_{k-1} + b_k), \quad
+\epsilon_\theta = W_\text{out} h_K + b_\text{out}$$
 
-## Loss against t
+with $E = 128$, $s = 25$, width 128 and 3 residual blocks: 99k parameters, the shape of tanelp/tiny-diffusion.
+Backward through the Fourier features gives $\partial L / \partial x$ too ($\frac{d}{da} \sin a = \cos a$), checked
+against finite differences in tests/test_models_mlp.py.
 
-Not every step is equally hard, and the floor Var(eps | x_t) has a shape worth understanding. Measure the noise in the
-data's units, sigma_t^2 = (1 - ab_t) / ab_t (x_t / sqrt(ab_t) = x0 + sigma_t eps). For one Gaussian mode of width s,
-x0 and the noise are two Gaussians added together, and the part of eps that x_t cannot reveal is
+## Loss against $t$
 
-    Var(eps | x_t, this mode) = s^2 / (s^2 + sigma_t^2)           (per coordinate)
+Not every step is equally hard, and the floor $\mathrm{Var}(\epsilon \mid x_t)$ has a shape worth understanding.
+Measure the noise in the data's units, $\sigma_t^2 = (1 - \bar\alpha_t) / \bar\alpha_t$
+($x_t / \sqrt{\bar\alpha_t} = x_0 + \sigma_t \epsilon$). For one Gaussian mode of width $s$, $x_0$ and the noise are two
+Gaussians added together, and the part of $\epsilon$ that $x_t$ cannot reveal is (per coordinate)
 
-- **Small t** (sigma_t << s): this is close to 1. The noise is much smaller than the spread *within* a mode, so x_t
-  says nothing about which part of x_t is noise: eps is unpredictable *everywhere*, inside a mode as much as between
-  two. (Any data with a density behave like this: at small enough noise every density looks flat.)
-- **The dip** (s << sigma_t << the spacing of the modes): the noise has swamped the mode's own width, so x0 is "the
-  centre of the nearest mode" to within s, and eps = (x_t - sqrt(ab_t) x0) / sqrt(1 - ab_t) is nearly determined.
-- **Middle t** (sigma_t comparable with the spacing): *which* mode x0 came from becomes uncertain; the loss rises again.
-- **Large t** (ab_t -> 0): x_t is almost pure noise, so eps ~ x_t and the loss falls to 0.
+$$\mathrm{Var}(\epsilon \mid x_t, \text{this mode}) = \frac{s^2}{s^2 + \sigma_t^2}$$
 
-Chapter 9 tells the same story through the score. The loss per t is the picture to look at when a model trains badly.
+- **Small $t$** ($\sigma_t \ll s$): this is close to 1. The noise is much smaller than the spread *within* a mode, so
+  $x_t$ says nothing about which part of $x_t$ is noise: $\epsilon$ is unpredictable *everywhere*, inside a mode as
+  much as between two. (Any data with a density behave like this: at small enough noise every density looks flat.)
+- **The dip** ($s \ll \sigma_t \ll$ the spacing of the modes): the noise has swamped the mode's own width, so $x_0$ is
+  "the centre of the nearest mode" to within $s$, and
+  $\epsilon = (x_t - \sqrt{\bar\alpha_t}\, x_0) / \sqrt{1 - \bar\alpha_t}$ is nearly determined.
+- **Middle $t$** ($\sigma_t$ comparable with the spacing): *which* mode $x_0$ came from becomes uncertain; the loss
+  rises again.
+- **Large $t$** ($\bar\alpha_t \to 0$): $x_t$ is almost pure noise, so $\epsilon \approx x_t$ and the loss falls to 0.
+
+Chapter 9 tells the same story through the score. The loss per $t$ is the picture to look at when a model trains badly.
 
 Figures written (to `chapters/out/06/` unless `--out` says otherwise):
 `embeddings.png`, `loss_curve.png`, `loss_vs_t.png`, `denoised_predictions.png`.
@@ -81,8 +90,8 @@ SEED = 0
 # %% [markdown]
 # ## The two embeddings
 #
-# Left: the time embedding e_t for every t, one row per step: slow columns tell far-apart steps apart, fast columns
-# tell neighbours apart. Right: the Fourier features of one coordinate x in [-2, 2] (after scaling by s = 25): the
+# Left: the time embedding $e_t$ for every $t$, one row per step: slow columns tell far-apart steps apart, fast columns
+# tell neighbours apart. Right: the Fourier features of one coordinate $x \in [-2, 2]$ (after scaling by $s = 25$): the
 # network can now draw sharp edges, like a checkerboard's, as sums of these.
 
 # %%
@@ -109,7 +118,7 @@ viz.save(fig, args.out / "embeddings.png")
 #
 # `Trainer` runs Algorithm 1 of Ho et al. (2020) with AdamW, gradient clipping, a warm-up then cosine learning rate,
 # and an exponential moving average (EMA) of the weights, which is what we evaluate. Each step: 512 points, one
-# random t each, one forward, one backward. The loss falls quickly and then flattens, not at 0 but at the floor
+# random $t$ each, one forward, one backward. The loss falls quickly and then flattens, not at 0 but at the floor
 # described above.
 #
 # For this MLP the step does not call the layers one by one: `MLPTrainStep` (`tinydiff/models/mlp_step.py`) computes
@@ -131,10 +140,11 @@ print(f"{time.perf_counter() - t0:.1f} s, {1e3 * trainer.log.seconds / STEPS:.2f
 viz.save(viz.loss_curve(trainer.log.loss), args.out / "loss_curve.png")
 
 # %% [markdown]
-# ## Loss against t, and the floor
+# ## Loss against $t$, and the floor
 #
-# Measure E||eps - eps_theta(x_t, t)||^2 / 2 (the mean over the two coordinates, as in training) at fixed steps on
-# fresh points, for the trained network and for the exact conditional mean eps*(x_t, t) of the mixture. The exact one
+# Measure $\mathbb{E} \|\epsilon - \epsilon_\theta(x_t, t)\|^2 / 2$ (the mean over the two coordinates, as in training)
+# at fixed steps on fresh points, for the trained network and for the exact conditional mean $\epsilon^*(x_t, t)$ of the
+# mixture. The exact one
 # is the floor; the gap between the curves is what the network has still to learn.
 
 # %%
@@ -197,10 +207,11 @@ viz.save(fig, args.out / "loss_vs_t.png")
 # %% [markdown]
 # ## What the network predicts
 #
-# From eps_theta we get the network's guess of the clean point, x0_hat = (x_t - sqrt(1 - ab) eps_theta) / sqrt(ab)
-# (``predict_x0_and_eps``). For small t it is close to x_t; for large t x_t says little, and the best guess is a
-# weighted average of the modes, which pulls every x0_hat towards the centre. Grey: x_t. Blue: the network's x0_hat.
-# Orange: the exact one.
+# From $\epsilon_\theta$ we get the network's guess of the clean point,
+# $\hat x_0 = (x_t - \sqrt{1 - \bar\alpha_t}\, \epsilon_\theta) / \sqrt{\bar\alpha_t}$ (``predict_x0_and_eps``). For
+# small $t$ it is close to $x_t$; for large $t$, $x_t$ says little, and the best guess is a weighted average of the
+# modes, which pulls every $\hat x_0$ towards the centre. Grey: $x_t$. Blue: the network's $\hat x_0$. Orange: the exact
+# one.
 
 # %%
 fig, axes = plt.subplots(1, len(SHOW_TS), figsize=(3 * len(SHOW_TS), 3))
@@ -225,7 +236,7 @@ fig.tight_layout(rect=(0, 0.08, 1, 1))
 viz.save(fig, args.out / "denoised_predictions.png")
 
 # %% [markdown]
-# Next (chapter 7): plug eps_theta into the reverse chain and draw new points, step by step.
+# Next (chapter 7): plug $\epsilon_\theta$ into the reverse chain and draw new points, step by step.
 
 # %%
 claims.finish()   # every claim above was checked in this run: exit 1 if one failed

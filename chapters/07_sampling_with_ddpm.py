@@ -1,36 +1,46 @@
 # %% [markdown]
-"""
+r"""
 # Chapter 7 — Sampling with DDPM: running the chain backwards
 
-Chapter 6 trained eps_theta(x_t, t). Now we use it to draw new points: start from noise and step backwards,
-T steps, each one a small Gaussian move (Ho et al. 2020, Algorithm 2).
+Chapter 6 trained $\epsilon_\theta(x_t, t)$. Now we use it to draw new points: start from noise and step backwards,
+$T$ steps, each one a small Gaussian move (Ho et al. 2020, Algorithm 2).
 
 ## One reverse step
 
-If we knew x0, the step back would be the posterior of chapter 3 (eq. 6-7):
+If we knew $x_0$, the step back would be the posterior of chapter 3 (eq. 6-7):
 
-    q(x_{t-1} | x_t, x0) = N( mu~_t(x_t, x0), beta~_t I ),
-    mu~_t = sqrt(ab_{t-1}) beta_t / (1 - ab_t) x0 + sqrt(alpha_t) (1 - ab_{t-1}) / (1 - ab_t) x_t,
-    beta~_t = beta_t (1 - ab_{t-1}) / (1 - ab_t).
+$$q(x_{t-1} \mid x_t, x_0) = \mathcal{N}\big(\tilde\mu_t(x_t, x_0),\ \tilde\beta_t I\big),$$
 
-We don't know x0, so plug in the network's guess x0_hat = (x_t - sqrt(1 - ab_t) eps_theta) / sqrt(ab_t). Simplifying
-the mean gives Ho et al.'s eq. 11:
+$$\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\, \beta_t}{1 - \bar\alpha_t}\, x_0 +
+\frac{\sqrt{\alpha_t}\, (1 - \bar\alpha_{t-1})}{1 - \bar\alpha_t}\, x_t, \qquad
+\tilde\beta_t = \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t}\, \beta_t.$$
 
-    mu_theta(x_t, t) = 1 / sqrt(alpha_t) * ( x_t - beta_t / sqrt(1 - ab_t) * eps_theta(x_t, t) )
-    x_{t-1} = mu_theta(x_t, t) + sigma_t z,    z ~ N(0, I)        (no noise at the last step)
+We don't know $x_0$, so plug in the network's guess
+$\hat x_0 = (x_t - \sqrt{1 - \bar\alpha_t}\, \epsilon_\theta) / \sqrt{\bar\alpha_t}$. Simplifying the mean gives Ho et
+al.'s eq. 11:
 
-(Substitute x0_hat into mu~_t and collect the x_t terms: the coefficient is
-[sqrt(ab_{t-1}) beta_t / sqrt(ab_t) + sqrt(alpha_t)(1 - ab_{t-1})] / (1 - ab_t) = 1 / sqrt(alpha_t), using
-ab_t = alpha_t ab_{t-1}.) The first cell below checks the two forms agree to rounding.
+$$\mu_\theta(x_t, t) = \frac{1}{\sqrt{\alpha_t}} \Big(x_t - \frac{\beta_t}{\sqrt{1 - \bar\alpha_t}}\,
+\epsilon_\theta(x_t, t)\Big)$$
+
+$$x_{t-1} = \mu_\theta(x_t, t) + \sigma_t z, \qquad z \sim \mathcal{N}(0, I) \qquad \text{(no noise at the last step)}$$
+
+(Substitute $\hat x_0$ into $\tilde\mu_t$ and collect the $x_t$ terms: the coefficient is
+
+$$\frac{\sqrt{\bar\alpha_{t-1}}\, \beta_t / \sqrt{\bar\alpha_t} +
+\sqrt{\alpha_t}\, (1 - \bar\alpha_{t-1})}{1 - \bar\alpha_t}
+= \frac{1}{\sqrt{\alpha_t}},$$
+
+using $\bar\alpha_t = \alpha_t \bar\alpha_{t-1}$.) The first cell below checks the two forms agree to rounding.
 
 ## Which variance?
 
-Two choices are both "right" in a limit (Ho et al. 2020, Sec. 3.2): sigma_t^2 = beta~_t (``fixed_small``) is exact when
-the data are a single point; sigma_t^2 = beta_t (``fixed_large``) is exact when the data are N(0, I). With T = 1000
-they hardly differ: beta~_t / beta_t = (1 - ab_{t-1}) / (1 - ab_t) is above 0.99 from t = 167 on, so the two chains
-differ only in their last steps, where the noise added is tiny either way. This chapter's run shows the
-same spreads, the same MMD verdict and indistinguishable figures. The choice matters when the steps are few (a
-respaced chain's big jumps have beta~' well below beta') and for the log-likelihood: Nichol & Dhariwal (2021,
+Two choices are both "right" in a limit (Ho et al. 2020, Sec. 3.2): $\sigma_t^2 = \tilde\beta_t$ (``fixed_small``) is
+exact when the data are a single point; $\sigma_t^2 = \beta_t$ (``fixed_large``) is exact when the data are
+$\mathcal{N}(0, I)$. With $T = 1000$ they hardly differ:
+$\tilde\beta_t / \beta_t = (1 - \bar\alpha_{t-1}) / (1 - \bar\alpha_t)$ is above 0.99 from $t = 167$ on, so the two
+chains differ only in their last steps, where the noise added is tiny either way. This chapter's run shows the same
+spreads, the same MMD verdict and indistinguishable figures. The choice matters when the steps are few (a respaced
+chain's big jumps have $\tilde\beta'$ well below $\beta'$) and for the log-likelihood: Nichol & Dhariwal (2021,
 "Improved DDPM", Sec. 3.1 and Fig. 1-2) show that the first few steps dominate the bound, exactly where the two
 variances differ most, and learn an interpolation between them to improve the NLL.
 
@@ -110,8 +120,8 @@ data = std.transform(make_dataset(DATA, N_SAMPLES, rng=10_001))   # held-out poi
 # %% [markdown]
 # ## One step by hand
 #
-# Take some x_t, ask the network for eps_theta, and compute the mean of p(x_{t-1} | x_t) twice: through the posterior
-# with x0_hat plugged in, and with eq. 11. Then compare with ``samplers.ddpm_step``.
+# Take some $x_t$, ask the network for $\epsilon_\theta$, and compute the mean of $p_\theta(x_{t-1} \mid x_t)$ twice:
+# through the posterior with $\hat x_0$ plugged in, and with eq. 11. Then compare with ``samplers.ddpm_step``.
 
 # %%
 rng = np.random.default_rng(SEED)
@@ -135,12 +145,12 @@ print(f"at t = {t}: beta_t = {beta:.4g}, beta~_t = {float(var_small.ravel()[0]):
 # %% [markdown]
 # ## The whole chain
 #
-# ``sample(model, shape, schedule, method="ddpm")`` loops that step from t = T-1 to 0, starting from N(0, I). With
-# ``return_trajectory=True`` it also returns every x_t and every x0_hat. The points stay a shapeless blob for most
-# of the chain and find their crescents late, in the last tenth of the steps. The x0 estimates run ahead of them,
-# but not from the start: x0_hat is a posterior *mean*, and at t = T/2 the best guess for every point is close to the
-# average of the data, a tight blob in the middle. By t = T/10, where x_t is still a blob, x0_hat already lies on
-# thin crescents.
+# ``sample(model, shape, schedule, method="ddpm")`` loops that step from $t = T-1$ to 0, starting from
+# $\mathcal{N}(0, I)$. With ``return_trajectory=True`` it also returns every $x_t$ and every $\hat x_0$. The points stay
+# a shapeless blob for most of the chain and find their crescents late, in the last tenth of the steps. The $x_0$
+# estimates run ahead of them, but not from the start: $\hat x_0$ is a posterior *mean*, and at $t = T/2$ the best guess
+# for every point is close to the average of the data, a tight blob in the middle. By $t = T/10$, where $x_t$ is still a
+# blob, $\hat x_0$ already lies on thin crescents.
 
 # %%
 samples, traj = sample(model, (N_SAMPLES, 2), schedule, method="ddpm", rng=SEED + 1, return_trajectory=True)
@@ -197,20 +207,19 @@ claims.claim(np.abs(x_small.std(0) - x_large.std(0)).max() < 0.02 and min(p_smal
 # %% [markdown]
 # ## Fewer steps
 #
-# DDPM with K < T steps visits only every T/K-th step and uses the *respaced* chain whose betas make the jumps
-# consistent (beta'_j = 1 - ab[s_j] / ab[s_{j-1}], Nichol & Dhariwal 2021; ``samplers.respace``). Each jump is now a
-# big move, and the ancestral sampler degrades in a way you may not expect: the crescents get **thinner**, not
-# thicker, and with very few steps points land *between* them. The last jump lands on the posterior mean
-# x0_hat = E[x0 | x_t] with no noise added, and with K steps it starts from t = 1000/K - 1, far noisier than t = 0:
-# that mean pulls a point onto the centre line of its crescent (chapter 8 measures this final-step shrinkage), or,
-# when x_t could have come from either crescent, to a weighted average of the two, between them. With 50 steps the
-# first effect wins: the crescents are a third thinner than the data's. With 10 steps (from t = 99) both show: thin
-# arcs, and 15 % of the points strewn between and around them. The panels print the
-# crescents' thickness (the median distance to their centre lines of the points within 0.2, 4 noise stds, of them)
-# and the fraction of points farther than that from both.
-# Here the variance choice matters too: with 10 steps the last noisy jump (t = 199 -> 99; the jump to the data adds no
-# noise) adds noise of std 0.52 under fixed_large and 0.28 under fixed_small, where with all 1000 steps the last noisy
-# step adds 0.011 against 0.007. The deterministic samplers of
+# DDPM with $K < T$ steps visits only every $T/K$-th step and uses the *respaced* chain whose betas make the jumps
+# consistent ($\beta'_j = 1 - \bar\alpha_{s_j} / \bar\alpha_{s_{j-1}}$, Nichol & Dhariwal 2021; ``samplers.respace``).
+# Each jump is now a big move, and the ancestral sampler degrades in a way you may not expect: the crescents get
+# **thinner**, not thicker, and with very few steps points land *between* them. The last jump lands on the posterior
+# mean $\hat x_0 = \mathbb{E}[x_0 \mid x_t]$ with no noise added, and with $K$ steps it starts from $t = 1000/K - 1$,
+# far noisier than $t = 0$: that mean pulls a point onto the centre line of its crescent (chapter 8 measures this
+# final-step shrinkage), or, when $x_t$ could have come from either crescent, to a weighted average of the two, between
+# them. With 50 steps the first effect wins: the crescents are a third thinner than the data's. With 10 steps (from
+# $t = 99$) both show: thin arcs, and 15 % of the points strewn between and around them. The panels print the crescents'
+# thickness (the median distance to their centre lines of the points within 0.2, 4 noise stds, of them) and the fraction
+# of points farther than that from both. Here the variance choice matters too: with 10 steps the last noisy jump
+# ($t = 199 \to 99$; the jump to the data adds no noise) adds noise of std 0.52 under fixed_large and 0.28 under
+# fixed_small, where with all 1000 steps the last noisy step adds 0.011 against 0.007. The deterministic samplers of
 # ``tinydiff.samplers`` (DDIM, DPM-Solver++) do much better with few steps.
 
 # %%

@@ -1,44 +1,58 @@
 # %% [markdown]
-"""
+r"""
 # Chapter 8 — Faster sampling: DDIM, step spacing, DPM-Solver++ and the ODE
 
-Ancestral DDPM sampling calls the network once per step, T = 1000 times. This chapter samples the 8 Gaussians in 5 to
+Ancestral DDPM sampling calls the network once per step, $T = 1000$ times. This chapter samples the 8 Gaussians in 5 to
 50 calls, with the *exact* denoiser of the mixture (`tinydiff.analytic`) so that every error we see is the sampler's.
 
 ## DDIM: the same marginals, a different (non-Markovian) process
 
-The DDPM loss only ever looks at the marginals q(x_t | x0); it never uses the Markov chain itself. Song et al. (2021,
-"Denoising Diffusion Implicit Models") build a family of forward processes with exactly these marginals but a
-non-Markovian q(x_{t-1} | x_t, x0) (their eq. 6-7). Its reverse step, with the network's (x0_hat, eps_hat) in place of
-the unknown x0 and eps, is (their eq. 12, computed by `samplers.ddim_step`):
+The DDPM loss only ever looks at the marginals $q(x_t \mid x_0)$; it never uses the Markov chain itself. Song et al.
+(2021, "Denoising Diffusion Implicit Models") build a family of forward processes with exactly these marginals but a
+non-Markovian $q(x_{t-1} \mid x_t, x_0)$ (their eq. 6-7). Its reverse step, with the network's
+$(\hat x_0, \hat\epsilon)$ in place of the unknown $x_0$ and $\epsilon$, is (their eq. 12, computed by
+`samplers.ddim_step`):
 
-    x_{t-1} = sqrt(ab_{t-1}) x0_hat  +  sqrt(1 - ab_{t-1} - sigma_t^2) eps_hat  +  sigma_t z,      z ~ N(0, I)
+$$x_{t-1} = \sqrt{\bar\alpha_{t-1}}\, \hat x_0 + \sqrt{1 - \bar\alpha_{t-1} - \sigma_t^2}\, \hat\epsilon + \sigma_t z,
+\qquad z \sim \mathcal{N}(0, I)$$
 
-    sigma_t = eta sqrt((1 - ab_{t-1}) / (1 - ab_t)) sqrt(1 - ab_t / ab_{t-1})                     (eq. 16, `ddim_sigma`)
+$$\sigma_t = \eta \sqrt{\frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t}}
+\sqrt{1 - \frac{\bar\alpha_t}{\bar\alpha_{t-1}}}$$
 
-eta = 1 is the DDPM posterior variance (DDPM is the member of the family that is Markovian); eta = 0 makes the step
-deterministic. Because training never saw the chain, the step "t-1" may be any earlier step: DDIM can jump from 999 to
-899 in one call. With eta = 0, DDIM is Euler's method on the probability-flow ODE in the frame z = x_t / sqrt(ab),
-sigma = sqrt((1 - ab) / ab) (Karras et al. 2022, eq. 4):  dz/dsigma = eps(z, sigma).
+(eq. 16, `ddim_sigma`).
+
+$\eta = 1$ is the DDPM posterior variance (DDPM is the member of the family that is Markovian); $\eta = 0$ makes the
+step deterministic. Because training never saw the chain, the step "$t-1$" may be any earlier step: DDIM can jump from
+999 to 899 in one call. With $\eta = 0$, DDIM is Euler's method on the probability-flow ODE in the frame
+$z = x_t / \sqrt{\bar\alpha_t}$, $\sigma = \sqrt{(1 - \bar\alpha_t) / \bar\alpha_t}$ (Karras et al. 2022, eq. 4):
+$dz / d\sigma = \epsilon(z, \sigma)$.
 
 ## Higher order: Heun and DPM-Solver++(2M)
 
-Heun (Karras et al. 2022, Alg. 1) takes an Euler guess, evaluates eps there too, and steps with the average: second
-order, two calls per step. DPM-Solver++(2M) (Lu et al. 2022b, Alg. 2) is second order for the price of one call: it
-writes the step in lambda = log(alpha / sigma), with alpha = sqrt(ab) and sigma = sqrt(1 - ab) (Lu et al. 2022a,
-"DPM-Solver", Sec. 3.1), which is **half** the log-SNR of chapter 2: log(ab / (1 - ab)) = 2 lambda. It extrapolates
-the x0 prediction linearly from the previous step's, D = (1 + 1/(2r)) x0_t - 1/(2r) x0_prev with r = h_prev / h and
-h = lambda_prev - lambda_t. In the sigma frame of Euler and Heun, sigma_VE = sqrt((1 - ab) / ab) = e^(-lambda).
+Heun (Karras et al. 2022, Alg. 1) takes an Euler guess, evaluates $\epsilon$ there too, and steps with the average:
+second order, two calls per step. DPM-Solver++(2M) (Lu et al. 2022b, Alg. 2) is second order for the price of one
+call: it writes the step in $\lambda = \log(\alpha / \sigma)$, with $\alpha = \sqrt{\bar\alpha_t}$ and
+$\sigma = \sqrt{1 - \bar\alpha_t}$ (Lu et al. 2022a, "DPM-Solver", Sec. 3.1), which is **half** the log-SNR of chapter
+2: $\log\big(\bar\alpha_t / (1 - \bar\alpha_t)\big) = 2 \lambda$. It extrapolates the $x_0$ prediction linearly from
+the previous step's:
 
-"Second order" is a promise about convergence: halve every step and the error of a method of order p falls by 2^p.
+$$D = \Big(1 + \frac{1}{2r}\Big)\, \hat x_0 - \frac{1}{2r}\, \hat x_0^\text{last}, \qquad
+r = \frac{h_\text{last}}{h}, \qquad h = \lambda_\text{prev} - \lambda_t,$$
+
+where "prev" is the step being computed (as in $x_{t-1}$) and "last" the step taken before this one. In the $\sigma$
+frame of Euler and Heun, $\sigma_\text{VE} = \sqrt{(1 - \bar\alpha_t) / \bar\alpha_t} = e^{-\lambda}$.
+
+"Second order" is a promise about convergence: halve every step and the error of a method of order $p$ falls by
+$2^p$.
 The section "Order, measured" checks it with fitted slopes on log-log axes.
 
 ## Which steps? (Lin et al. 2023, Table 2)
 
-With S steps out of T the sampler can visit "linspace" (round(linspace(0, T-1, S)), both ends), "leading" (0, T/S, ...,
-as in DDIM: never the last, noisiest step) or "trailing" (T-1, T-1-T/S, ...: starts at pure noise, but stops at
-t = T/S - 1). Every method ends with a jump to the clean data that returns E[x0 | x_{t_last}], a posterior *mean*.
-For narrow modes that mean is narrower than the data: the **final-step shrinkage**, large when t_last is large.
+With $S$ steps out of $T$ the sampler can visit "linspace" (`round(linspace(0, T-1, S))`, both ends), "leading"
+($0, T/S, \ldots$, as in DDIM: never the last, noisiest step) or "trailing" ($T-1, T-1-T/S, \ldots$: starts at pure
+noise, but stops at $t = T/S - 1$). Every method ends with a jump to the clean data that returns
+$\mathbb{E}[x_0 \mid x_{t_\text{last}}]$, a posterior *mean*. For narrow modes that mean is narrower than the data: the
+**final-step shrinkage**, large when $t_\text{last}$ is large.
 
 Figures: `spacings.png`, `trajectories.png`, `ode_convergence.png`, `final_step_shrinkage.png`, `quality_vs_nfe.png`,
 `quality_vs_nfe_mlp.png`.
@@ -95,8 +109,8 @@ MODE_STD = float(np.sqrt(mixture.covs[0, 0, 0]))                               #
 # ## Three ways to pick 10 steps out of 1000
 #
 # The left panel is Table 2 of Lin et al. (2023) in tinydiff's 0-based steps; the right shows how noisy each visited
-# step is (log-SNR of the cosine schedule). "leading" starts at t = 900, which is not pure noise; "trailing" never
-# visits t < 99, so its final jump to the data starts from a noisy x_99.
+# step is (log-SNR of the cosine schedule). "leading" starts at $t = 900$, which is not pure noise; "trailing" never
+# visits $t < 99$, so its final jump to the data starts from a noisy $x_{99}$.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 2.6))
@@ -120,12 +134,13 @@ viz.save(fig, args.out / "spacings.png")
 # ## Every sampler from the same start noise
 #
 # The same N_PATHS noise points, PATH_STEPS steps of each method (trailing spacing), all starting at the largest step
-# with sigma <= 80 (where Euler and Heun start by default). The paths of DDPM and of DDIM with eta > 0 wander: fresh
-# noise enters at every step, and each point lands in a mode chosen partly by that noise. The deterministic samplers
-# (DDIM with eta = 0, DPM-Solver++, Euler, Heun) integrate one ODE, so a start point has one destination, which they
-# all approximate; the last panel overlays their end points, with a fine Heun solution (black). How far each lands is
-# *not* a fair measure of the ODE error here: DDIM and DPM-Solver++ start at t = T-1 (sigma = 2e4), Euler and Heun at
-# sigma = 80, and every run ends with the final jump from its own t_last. The next section measures the error fairly.
+# with $\sigma \le 80$ (where Euler and Heun start by default). The paths of DDPM and of DDIM with $\eta > 0$ wander:
+# fresh noise enters at every step, and each point lands in a mode chosen partly by that noise. The deterministic
+# samplers (DDIM with $\eta = 0$, DPM-Solver++, Euler, Heun) integrate one ODE, so a start point has one destination,
+# which they all approximate; the last panel overlays their end points, with a fine Heun solution (black). How far each
+# lands is *not* a fair measure of the ODE error here: DDIM and DPM-Solver++ start at $t = T-1$
+# ($\sigma = 2 \cdot 10^4$), Euler and Heun at $\sigma = 80$, and every run ends with the final jump from its own
+# $t_\text{last}$. The next section measures the error fairly.
 
 # %%
 x_T = rng.standard_normal((N_PATHS, 2))
@@ -175,22 +190,22 @@ claims.claim(gaps["ddpm"] > 10 * ode_gap and gaps["ddim eta=0.5"] > 10 * ode_gap
 # %% [markdown]
 # ## Order, measured: error against NFE
 #
-# To measure a solver's order, compare like with like. Every solver integrates the probability-flow ODE of the
-# exact mixture from the same start (sigma = 80, the same N_CONV noise points) to the same end (sigma = 0.005), with
+# To measure a solver's order, compare like with like. Every solver integrates the probability-flow ODE of the exact
+# mixture from the same start ($\sigma = 80$, the same N_CONV noise points) to the same end ($\sigma = 0.005$), with
 # `final_step="none"`, so no final jump (next section) is mixed in. It runs on Karras et al.'s EDM process
-# (`tinydiff.processes.EDMProcess`: x = x0 + sigma eps, time is the noise level), whose grids are set by name; the
-# samplers are the same. The reference is the same ODE on the fine grid
-# of FINE = 1024 steps (Heun, 2048 NFE), improved by one Richardson step (x_1024 + (x_1024 - x_512) / 3, which cancels
-# the h^2 error term); the same done with DPM-Solver++ agrees with it to ~1e-7. Two grids of noise
-# levels (`timestep_spacing`): uniform in lambda = -log sigma (DPM-Solver's choice) and Karras et al.'s (2022, eq. 5)
-# rho = 7 grid. The error is the RMS distance of the end points to the reference's.
+# (`tinydiff.processes.EDMProcess`: $x = x_0 + \sigma \epsilon$, time is the noise level), whose grids are set by name;
+# the samplers are the same. The reference is the same ODE on the fine grid of FINE = 1024 steps (Heun, 2048 NFE),
+# improved by one Richardson step ($x_{1024} + (x_{1024} - x_{512}) / 3$, which cancels the $h^2$ error term); the same
+# done with DPM-Solver++ agrees with it to ~1e-7. Two grids of noise levels (`timestep_spacing`): uniform in
+# $\lambda = -\log \sigma$ (DPM-Solver's choice) and Karras et al.'s (2022, eq. 5) $\rho = 7$ grid. The error is the RMS
+# distance of the end points to the reference's.
 #
-# On log-log axes a method of order p is a line of slope -p. The fitted slopes (from 16 steps on) are ~1 for Euler
-# (= DDIM with eta = 0, checked below), ~2 for Heun and 1.7-1.9 for DPM-Solver++(2M), creeping towards 2 as the
-# steps shrink (its first step is first order, and the x0 extrapolation needs a smooth x0 along the path). Per NFE,
-# DPM-Solver++(2M) wins from 32 NFE on: Heun's second order costs two calls per step, so at equal NFE it takes half
-# as many steps. At very few steps (4-8) no method is in its asymptotic range and Heun is the worst of the three.
-# Figure: `ode_convergence.png`.
+# On log-log axes a method of order $p$ is a line of slope $-p$. The fitted slopes (from 16 steps on) are ~1 for Euler
+# (= DDIM with $\eta = 0$, checked below), ~2 for Heun and 1.7-1.9 for DPM-Solver++(2M), creeping towards 2 as the steps
+# shrink (its first step is first order, and the $x_0$ extrapolation needs a smooth $\hat x_0$ along the path). Per NFE,
+# DPM-Solver++(2M) wins from 32 NFE on: Heun's second order costs two calls per step, so at equal NFE it takes half as
+# many steps. At very few steps (4-8) no method is in its asymptotic range and Heun is the worst of the three. Figure:
+# `ode_convergence.png`.
 
 # %%
 edm = EDMProcess(sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX)   # x = x0 + sigma eps: time is the noise level
@@ -258,22 +273,23 @@ for grid_name in GRID_NAMES.values():
 # %% [markdown]
 # ## The final-step shrinkage
 #
-# Suppose a sampler reached the last visited step t_last *perfectly*: x ~ q(x_{t_last}). Its final jump returns
-# E[x0 | x_{t_last}]. For one isotropic mode of std s, Gaussian conditioning gives E[x0 | x_t] = mu + c (x_t - ...)
-# with spread
+# Suppose a sampler reached the last visited step $t_\text{last}$ *perfectly*: $x \sim q(x_{t_\text{last}})$. Its final
+# jump returns $\mathbb{E}[x_0 \mid x_{t_\text{last}}]$. For one isotropic mode of std $s$, Gaussian conditioning gives
+# $\mathbb{E}[x_0 \mid x_t] = \mu + c\, (x_t - \ldots)$ with spread
 #
-#     std(E[x0 | x_t]) = s sqrt(snr s^2 / (1 + snr s^2)),       snr = ab_t / (1 - ab_t) = 1 / sigma_t^2
+# $$\mathrm{std}\big(\mathbb{E}[x_0 \mid x_t]\big) = s \sqrt{\frac{\mathrm{snr}\, s^2}{1 + \mathrm{snr}\, s^2}}, \qquad
+# \mathrm{snr} = \frac{\bar\alpha_t}{1 - \bar\alpha_t} = \frac{1}{\sigma_t^2}$$
 #
-# which falls below s once sigma_t is comparable with s = 0.1. The line is that formula, the grey dots the same
-# spread measured with the exact mixture denoiser (distance of each E[x0 | x_t] to its nearest centre). Beyond
-# sigma ~ 0.3 the dots rise again: a point of x_t in the tail between two modes gets a posterior mean *between* them.
-# The markers are real DDIM runs. With "trailing" spacing t_last = T/S - 1. The 5-step run (t_last = 199, sigma 0.34)
-# is about twice as wide as a perfect sampler stopping there (0.17 against 0.08): there the grey dots climb steeply,
-# and after four big steps its x_199 is itself too spread. From 20 steps on the runs sit near the grey dots, their
-# modes 21 % (20 steps), 11 % (50) and 6 % (100) too narrow. (At 10 steps the extra spread of an imperfect x_99 partly
-# offsets the shrinkage.) "linspace" and "leading" end at t = 0 (sigma_0 = 0.006), where the shrinkage is nil; what
-# remains is the ODE's discretisation error: modes too *wide* at 5 steps (big first jumps overshoot), slightly too
-# narrow at 10-50.
+# which falls below $s$ once $\sigma_t$ is comparable with $s = 0.1$. The line is that formula, the grey dots the same
+# spread measured with the exact mixture denoiser (distance of each $\mathbb{E}[x_0 \mid x_t]$ to its nearest centre).
+# Beyond $\sigma \approx 0.3$ the dots rise again: a point of $x_t$ in the tail between two modes gets a posterior mean
+# *between* them. The markers are real DDIM runs. With "trailing" spacing $t_\text{last} = T/S - 1$. The 5-step run
+# ($t_\text{last} = 199$, $\sigma = 0.34$) is about twice as wide as a perfect sampler stopping there (0.17 against
+# 0.08): there the grey dots climb steeply, and after four big steps its $x_{199}$ is itself too spread. From 20 steps
+# on the runs sit near the grey dots, their modes 21 % (20 steps), 11 % (50) and 6 % (100) too narrow. (At 10 steps the
+# extra spread of an imperfect $x_{99}$ partly offsets the shrinkage.) "linspace" and "leading" end at $t = 0$
+# ($\sigma_0 = 0.006$), where the shrinkage is nil; what remains is the ODE's discretisation error: modes too *wide* at
+# 5 steps (big first jumps overshoot), slightly too narrow at 10-50.
 
 # %%
 t_grid = np.unique(np.round(np.geomspace(1, 400, 16)).astype(int))
@@ -334,15 +350,15 @@ claims.claim(all(runs_shrink[k, sp][1] > 0.12 for k, sp in ends_at_0 if k == 5)
 # %% [markdown]
 # ## Quality against the number of network evaluations (NFE)
 #
-# `bench_nfe.nfe_table` samples N_NFE points with each method and step count (trailing spacing, full sampling with
-# the final jump: what a user gets). Left: the within-mode std ("mode std", the data have 0.1). Right: the mean
-# log-likelihood of the samples under the exact mixture, minus that of a second exact sample of the data; the grey
-# band is +-2 standard errors of such a mean, so a run outside it is resolved. Above 0 the modes are too narrow (the
-# final-step shrinkage of the previous section), below 0 too wide or points between modes. (MMD^2, the usual
-# two-sample statistic, cannot resolve these runs at n = 500: every one of them lies within the MMD^2 of the data
-# against itself; its values are printed.) At 5 steps the first-order samplers overshoot and their modes are too
-# wide; from 10 steps on the shrinkage of the trailing spacing's t_last dominates. Heun pays two NFE per step.
-# docs/samplers.md has the full tables (and linspace).
+# `bench_nfe.nfe_table` samples N_NFE points with each method and step count (trailing spacing, full sampling with the
+# final jump: what a user gets). Left: the within-mode std ("mode std", the data have 0.1). Right: the mean
+# log-likelihood of the samples under the exact mixture, minus that of a second exact sample of the data; the grey band
+# is $\pm 2$ standard errors of such a mean, so a run outside it is resolved. Above 0 the modes are too narrow (the
+# final-step shrinkage of the previous section), below 0 too wide or points between modes. ($\mathrm{MMD}^2$, the usual
+# two-sample statistic, cannot resolve these runs at $n = 500$: every one of them lies within the $\mathrm{MMD}^2$ of
+# the data against itself; its values are printed.) At 5 steps the first-order samplers overshoot and their modes are
+# too wide; from 10 steps on the shrinkage of the trailing spacing's $t_\text{last}$ dominates. Heun pays two NFE per
+# step. docs/samplers.md has the full tables (and linspace).
 
 # %%
 reference_points = mixture.sample(N_NFE, rng=SEED + 3)
@@ -402,19 +418,20 @@ viz.save(plot_quality(rows, floor, f"exact denoiser, {SCHEDULE} T={T}, trailing 
 # ## The same study with a trained network
 #
 # `data/checkpoints/8gaussians.npz` is the MLP denoiser of chapter 6, trained on the 8 Gaussians with the *uncapped*
-# cosine schedule (max_beta = 0.999, so its last step has sigma = 2e4) by
+# cosine schedule (`max_beta = 0.999`, so its last step has $\sigma = 2 \cdot 10^4$) by
 #
 #     python -m tinydiff train --data 8gaussians --schedule cosine --max-beta 0.999 --steps 4000 --batch-size 512 \
 #         --lr 2e-3 --out runs/8g
 #
-# (docs/samplers.md: how it was stripped for shipping; today's defaults, max_beta = 0.1, would end at sigma ~ 100 and
-# hide the failure below). It samples in standardised units; `to_data` maps its samples back. Now the error is the network's and the
-# sampler's together, and one new failure appears: the cosine schedule's first step has alpha_bar = 2.4e-9
-# (sigma = 2e4), where x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab) multiplies an eps error of 0.02 into an x0 error of
-# 400. The exact denoiser has no such error; the network does, and without a guard DDPM, DDIM and DPM-Solver++ all
-# start from that x0 and never recover (Euler and Heun start at sigma = 80 and survive, mostly). The guard image
-# models use is to clamp the x0 estimate to the data's range (`clip`, here [-3, 3] in standardised units) and
-# recompute eps from it.
+# (docs/samplers.md: how it was stripped for shipping; today's defaults, `max_beta = 0.1`, would end at
+# $\sigma \approx 100$ and hide the failure below). It samples in standardised units; `to_data` maps its samples back.
+# Now the error is the network's and the sampler's together, and one new failure appears: the cosine schedule's first
+# step has $\bar\alpha_t = 2.4 \cdot 10^{-9}$ ($\sigma = 2 \cdot 10^4$), where
+# $\hat x_0 = (x_t - \sqrt{1 - \bar\alpha_t}\, \hat\epsilon) / \sqrt{\bar\alpha_t}$ multiplies an $\epsilon$ error of
+# 0.02 into an $x_0$ error of 400. The exact denoiser has no such error; the network does, and without a guard DDPM,
+# DDIM and DPM-Solver++ all start from that $\hat x_0$ and never recover (Euler and Heun start at $\sigma = 80$ and
+# survive, mostly). The guard image models use is to clamp the $x_0$ estimate to the data's range (`clip`, here
+# $[-3, 3]$ in standardised units) and recompute $\hat\epsilon$ from it.
 
 # %%
 trained = load_trained(CHECKPOINT)           # the network with its schedule, prediction type and data scaling
@@ -444,7 +461,7 @@ for r in rows_mlp:
 # With clipping, DDPM's mode width is within 0.02 of the data's from 20 steps on, and the ODE samplers' from 20-50:
 # with a network their few-step runs are worse than with the exact denoiser (at 5-10 steps the deterministic
 # samplers' modes come out wider: they follow the network's errors at high noise, which DDPM's fresh noise would wash
-# out), and Heun's large first step from sigma = 80 costs it most. Compare `quality_vs_nfe.png`: the sampler ranking
+# out), and Heun's large first step from $\sigma = 80$ costs it most. Compare `quality_vs_nfe.png`: the sampler ranking
 # of the exact model does not carry over unchanged.
 
 # %%

@@ -1,52 +1,66 @@
 # %% [markdown]
-"""
+r"""
 # Chapter 9 — The score and the ODE: Tweedie, the probability-flow ODE, likelihoods and inversion
 
-A noise predictor is secretly a **score model**: an estimate of grad_x log q_t(x), the direction in which the noisy
+A noise predictor is secretly a **score model**: an estimate of $\nabla_x \log q_t(x)$, the direction in which the noisy
 data density grows fastest. This chapter looks at that field for the 8 Gaussians (whose exact score we know,
 `tinydiff.analytic`), follows it with an ODE that turns noise into data *deterministically*, and uses that ODE twice:
 to compute exact log-likelihoods, and to encode data back into noise.
 
 ## Tweedie's formula
 
-With x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, the noisy density is
-q_t(x) = int N(x; sqrt(ab) x0, (1 - ab) I) p(x0) dx0.
-Differentiate under the integral: grad_x N(x; sqrt(ab) x0, (1 - ab) I) = -(x - sqrt(ab) x0) / (1 - ab) N(...), so
+With $x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon$, the noisy density is
+$q_t(x) = \int \mathcal{N}\big(x; \sqrt{\bar\alpha_t}\, x_0, (1 - \bar\alpha_t) I\big)\, p(x_0)\, dx_0$.
+Differentiate under the integral:
 
-    grad log q_t(x) = -(x - sqrt(ab) E[x0 | x_t = x]) / (1 - ab) = -E[eps | x_t = x] / sqrt(1 - ab)
-    E[x0 | x_t] = (x_t + (1 - ab) grad log q_t(x_t)) / sqrt(ab)                       (Tweedie / Efron 2011, eq. 1.4)
+$$\nabla_x \mathcal{N}\big(x; \sqrt{\bar\alpha_t}\, x_0, (1 - \bar\alpha_t) I\big)
+= -\frac{x - \sqrt{\bar\alpha_t}\, x_0}{1 - \bar\alpha_t}\, \mathcal{N}(\ldots),$$
 
-The minimiser of the DDPM loss is eps_theta = E[eps | x_t] (a squared error is minimised by the conditional mean), so
-a perfectly trained network gives the score: score = -eps_theta / sqrt(1 - ab)  (`convert_prediction(..., "score")`).
+so
+
+$$\nabla \log q_t(x) = -\frac{x - \sqrt{\bar\alpha_t}\, \mathbb{E}[x_0 \mid x_t = x]}{1 - \bar\alpha_t}
+= -\frac{\mathbb{E}[\epsilon \mid x_t = x]}{\sqrt{1 - \bar\alpha_t}}$$
+
+$$\mathbb{E}[x_0 \mid x_t] = \frac{x_t + (1 - \bar\alpha_t)\, \nabla \log q_t(x_t)}{\sqrt{\bar\alpha_t}}
+\qquad \text{(Tweedie / Efron 2011, eq. 1.4)}$$
+
+The minimiser of the DDPM loss is $\epsilon_\theta = \mathbb{E}[\epsilon \mid x_t]$ (a squared error is minimised by
+the conditional mean), so a perfectly trained network gives the score:
+$\text{score} = -\epsilon_\theta / \sqrt{1 - \bar\alpha_t}$ (`convert_prediction(..., "score")`).
 
 ## The probability-flow ODE
 
 Song et al. (2021b, "Score-based generative modeling through SDEs") write the forward process as an SDE,
-dx = f(x, t) dt + g(t) dw, and show (their eq. 13) that the ODE
+$dx = f(x, t)\, dt + g(t)\, dw$, and show (their eq. 13) that the ODE
 
-    dx/dt = f(x, t) - 1/2 g(t)^2 grad log q_t(x)
+$$\frac{dx}{dt} = f(x, t) - \tfrac{1}{2} g(t)^2\, \nabla \log q_t(x)$$
 
-moves the points so that at every t they are distributed as q_t: the same marginals as the SDE, with no noise. In the
-frame z = x_t / sqrt(ab), sigma = sqrt((1 - ab) / ab), where z = x0 + sigma eps, it is simply (Karras et al. 2022,
-eq. 4) dz/dsigma = -sigma grad_z log p(z; sigma) = eps(z, sigma): DDIM with eta = 0 is Euler's method on it.
+moves the points so that at every $t$ they are distributed as $q_t$: the same marginals as the SDE, with no noise. In
+the frame $z = x_t / \sqrt{\bar\alpha_t}$, $\sigma = \sqrt{(1 - \bar\alpha_t) / \bar\alpha_t}$, where
+$z = x_0 + \sigma \epsilon$, it is simply (Karras et al. 2022, eq. 4)
+
+$$\frac{dz}{d\sigma} = -\sigma\, \nabla_z \log p(z; \sigma) = \epsilon(z, \sigma):$$
+
+DDIM with $\eta = 0$ is Euler's method on it.
 
 ## Likelihood through the ODE
 
 An ODE is an invertible map, so the change of variables applies (Chen et al. 2018, "Neural ODEs", Thm. 1):
-d log p(z(sigma)) / dsigma = -div_z eps(z, sigma). Integrating from the data to sigma_max, where p is the Gaussian
-prior,
+$\frac{d}{d\sigma} \log p\big(z(\sigma)\big) = -\nabla_z \cdot \epsilon(z, \sigma)$. Integrating from the data to
+$\sigma_\text{max}$, where $p$ is the Gaussian prior,
 
-    log p_0(x) = log N(z(sigma_max); 0, (1 + sigma_max^2) I)
-                 + int_{sigma_min}^{sigma_max} div_z eps(z(sigma), sigma) dsigma
+$$\log p_0(x) = \log \mathcal{N}\big(z(\sigma_\text{max}); 0, (1 + \sigma_\text{max}^2) I\big) +
+\int_{\sigma_\text{min}}^{\sigma_\text{max}} \nabla_z \cdot \epsilon\big(z(\sigma), \sigma\big)\, d\sigma$$
 
 (`tinydiff.likelihood.ode_nll`, Song et al. 2021b, Sec. 4.3 and App. D.2). The divergence is a trace: exact for 2D, or
-Hutchinson's unbiased estimate E_v[v^T J v] with random +-1 vectors v for high dimensions (Grathwohl et al. 2018).
+Hutchinson's unbiased estimate $\mathbb{E}_v[v^\top J v]$ with random $\pm 1$ vectors $v$ for high dimensions
+(Grathwohl et al. 2018).
 
 ## Inversion
 
 Running the deterministic sampler backwards maps data to the noise that would produce it (DDIM inversion, Song et al.
-2021, Sec. 4.3). Each backward step needs eps at the point it is stepping *to*; the usual approximation uses the
-point it starts from, and fixed-point iterations (`invert(..., fixed_point_iters=k)`) re-evaluate eps at the new
+2021, Sec. 4.3). Each backward step needs $\epsilon$ at the point it is stepping *to*; the usual approximation uses the
+point it starts from, and fixed-point iterations (`invert(..., fixed_point_iters=k)`) re-evaluate $\epsilon$ at the new
 point until the step is consistent.
 
 Figures: `tweedie.png`, `score_field.png`, `flow_1d.png`, `likelihood.png`, `inversion.png`, and for a trained
@@ -101,11 +115,12 @@ MODE_STD = float(np.sqrt(mixture.covs[0, 0, 0]))                                
 # %% [markdown]
 # ## Tweedie's formula, checked, and what it looks like
 #
-# `GaussianMixtureDenoiser.posterior` computes E[x0 | x_t] by Gaussian conditioning inside each component and the
-# score by differentiating log q_t: two different routes. Tweedie says they agree; the printed gap is rounding error.
-# The figure draws, for noisy points x_t (grey) at a few t, the arrow to their denoised guess E[x0 | x_t] (blue). At
-# small t each point is pulled into its own mode; at large t x_t says little and the guesses are pulled towards the
-# data's mean (at t = 700, sigma ~ 2, to about radius 1.2 from the modes' 2).
+# `GaussianMixtureDenoiser.posterior` computes $\mathbb{E}[x_0 \mid x_t]$ by Gaussian conditioning inside each component
+# and the score by differentiating $\log q_t$: two different routes. Tweedie says they agree; the printed gap is
+# rounding error. The figure draws, for noisy points $x_t$ (grey) at a few $t$, the arrow to their denoised guess
+# $\mathbb{E}[x_0 \mid x_t]$ (blue). At small $t$ each point is pulled into its own mode; at large $t$, $x_t$ says
+# little and the guesses are pulled towards the data's mean (at $t = 700$, $\sigma \approx 2$, to about radius 1.2 from
+# the modes' 2).
 
 # %%
 fig, axes = plt.subplots(1, len(FIELD_STEPS), figsize=(3 * len(FIELD_STEPS), 3.1))
@@ -144,14 +159,16 @@ claims.claim(pulled[small_t][0] < np.sqrt(2) * MODE_STD and pulled[large_t][1] <
 # %% [markdown]
 # ## The score field
 #
-# How steep is the score? Near the centre of one Gaussian mode of std s, q_t is N(sqrt(ab) mu, (ab s^2 + 1 - ab) I),
-# so grad log q_t(x) = -(x - sqrt(ab) mu) / (ab s^2 + 1 - ab): its slope is 1 / (ab s^2 + 1 - ab), which grows as t
-# falls but stays bounded by ~1 / s^2 (100 for these modes of std 0.1). Only for point masses (s = 0) does it grow
-# like 1 / sigma^2 without bound, the picture often drawn. Either way the raw field spans orders of magnitude, so we
-# draw the bounded field (1 - ab_t) grad log q_t(x) = sqrt(ab_t) E[x0 | x_t] - x_t: the arrow from x to its (scaled)
-# denoised guess. Late in the process (large t) it is
-# the pull of one blurred blob towards the origin; as t falls it splits into eight basins, and the boundaries between
-# them (where the arrows turn) are where a sampler's choice of mode is made.
+# How steep is the score? Near the centre of one Gaussian mode of std $s$, $q_t$ is
+# $\mathcal{N}\big(\sqrt{\bar\alpha_t}\, \mu, (\bar\alpha_t s^2 + 1 - \bar\alpha_t) I\big)$, so
+# $\nabla \log q_t(x) = -(x - \sqrt{\bar\alpha_t}\, \mu) / (\bar\alpha_t s^2 + 1 - \bar\alpha_t)$: its slope is
+# $1 / (\bar\alpha_t s^2 + 1 - \bar\alpha_t)$, which grows as $t$ falls but stays bounded by $\approx 1 / s^2$ (100 for
+# these modes of std 0.1). Only for point masses ($s = 0$) does it grow like $1 / \sigma^2$ without bound, the picture
+# often drawn. Either way the raw field spans orders of magnitude, so we draw the bounded field
+# $(1 - \bar\alpha_t)\, \nabla \log q_t(x) = \sqrt{\bar\alpha_t}\, \mathbb{E}[x_0 \mid x_t] - x_t$: the arrow from $x$
+# to its (scaled) denoised guess. Late in the process (large $t$) it is the pull of one blurred blob towards the origin;
+# as $t$ falls it splits into eight basins, and the boundaries between them (where the arrows turn) are where a
+# sampler's choice of mode is made.
 
 # %%
 gx, gy = np.meshgrid(np.linspace(-3.2, 3.2, GRID), np.linspace(-3.2, 3.2, GRID))   # (G, G) each
@@ -178,9 +195,9 @@ claims.claim(all(abs(m / f - 1) < 0.01 for m, f in slopes.values()) and max(m fo
 # %% [markdown]
 # ## The probability-flow ODE in 1D
 #
-# In one dimension we can draw the whole process: the background is the noisy density q_t(x) (exact, from
+# In one dimension we can draw the whole process: the background is the noisy density $q_t(x)$ (exact, from
 # `GaussianMixture.marginal`), time runs from noise (left) to data (right). The white lines are ODE paths (DDIM,
-# eta = 0): smooth, never crossing (an ODE's solutions cannot cross), each carrying its share of probability to a
+# $\eta = 0$): smooth, never crossing (an ODE's solutions cannot cross), each carrying its share of probability to a
 # mode. The red lines are DDPM paths from the same start points: they jitter, may cross, and a start point no longer
 # decides the mode. Both are samplers of the same distribution (chapter 8 measures how well).
 
@@ -214,13 +231,13 @@ viz.save(fig, args.out / "flow_1d.png")
 # %% [markdown]
 # ## Likelihood through the ODE, against the true density
 #
-# `ode_nll` integrates the ODE and the divergence with SciPy's RK45 from sigma_min = sigma_0 to the last finite
-# sigma. It returns -log p of x0 + sigma_min eps (the data blurred by sigma_0 = 0.006, far below the modes' 0.1), so we
-# compare with the mixture whose covariances are S_k + sigma_min^2 I. Left: points from the data and points off it
-# (uniform in a box: up to ~200 nats less likely), exact divergence; they sit on the diagonal to within 0.01 nats
-# (RK45's tolerance). Right: the error of
-# the Hutchinson estimate (one random +-1 probe per point, fixed along the path): unbiased but noisy per point;
-# averaging N_PROBES independent probes divides its spread by sqrt(N_PROBES).
+# `ode_nll` integrates the ODE and the divergence with SciPy's RK45 from $\sigma_\text{min} = \sigma_0$ to the last
+# finite $\sigma$. It returns $-\log p$ of $x_0 + \sigma_\text{min} \epsilon$ (the data blurred by $\sigma_0 = 0.006$,
+# far below the modes' 0.1), so we compare with the mixture whose covariances are $S_k + \sigma_\text{min}^2 I$. Left:
+# points from the data and points off it (uniform in a box: up to ~200 nats less likely), exact divergence; they sit on
+# the diagonal to within 0.01 nats (RK45's tolerance). Right: the error of the Hutchinson estimate (one random $\pm 1$
+# probe per point, fixed along the path): unbiased but noisy per point; averaging N_PROBES independent probes divides
+# its spread by the square root of N_PROBES.
 
 # %%
 sigma_min = float(schedule.sigmas[0])
@@ -266,9 +283,10 @@ viz.save(fig, args.out / "likelihood.png")
 # %% [markdown]
 # ## DDIM inversion: data -> noise -> data
 #
-# Invert data points with S steps, then sample from the resulting noise with the same S-step DDIM, and measure how
-# far each point comes back from where it started. Both runs stop at sigma_max = 80, where the noise is already
-# N(0, I) for all purposes (the cosine schedule's last step, sigma = 2e4, only adds rounding error). Plain inversion
+# Invert data points with $S$ steps, then sample from the resulting noise with the same $S$-step DDIM, and measure how
+# far each point comes back from where it started. Both runs stop at $\sigma_\text{max} = 80$, where the noise is
+# already $\mathcal{N}(0, I)$ for all purposes (the cosine schedule's last step, $\sigma = 2 \cdot 10^4$, only adds
+# rounding error). Plain inversion
 # (0 iterations) is off by the local truncation error; each fixed-point iteration makes the step more consistent.
 # Solid lines: the median point, which converges fast when the steps are small. Dashed: the worst point. With 10 or 20
 # steps the iteration does not help it: a few iterations even send it back to the wrong place, an error of order 1
@@ -314,11 +332,12 @@ claims.claim(all(round_trip[s][1][-1] > max(0.5, round_trip[s][1][0]) for s in b
 # %% [markdown]
 # ## A learned score
 #
-# `data/checkpoints/8gaussians.npz` is the MLP of chapter 6 trained for 4000 steps on the 8 Gaussians (cosine
-# schedule, uncapped: max_beta = 0.999; chapter 8 and docs/samplers.md quote the command). It learned eps for
-# *standardised* data, x_std = (x - mean) / std, so
-# we compare it with the exact denoiser of the same mixture seen through that map (means (mu - mean) / std,
-# covariances S / std^2). First its field, in standardised coordinates: at a glance, the picture of `score_field.png`.
+# `data/checkpoints/8gaussians.npz` is the MLP of chapter 6 trained for 4000 steps on the 8 Gaussians (cosine schedule,
+# uncapped: `max_beta = 0.999`; chapter 8 and docs/samplers.md quote the command). It learned $\epsilon$ for
+# *standardised* data, $x_\text{std} = (x - \bar x) / \mathrm{sd}$ with the data's mean $\bar x$ and std $\mathrm{sd}$,
+# so we compare it with the exact denoiser of the same mixture seen through that map (means
+# $(\mu - \bar x) / \mathrm{sd}$, covariances $S / \mathrm{sd}^2$). First its field, in standardised coordinates: at a
+# glance, the picture of `score_field.png`.
 
 # %%
 trained = load_trained(CHECKPOINT)              # the network with its schedule, prediction type and data scaling
@@ -340,13 +359,13 @@ viz.save(viz.vector_field(gx, gy, u, v, [f"{t} (learned)" for t in FIELD_STEPS],
                           data=standardizer.transform(data), lim=lim_std * 1.06, color_label="(1 - ab_t) |score|"),
          args.out / "score_field_learned.png")
 
-# %% [markdown]
-# Then its error, on points drawn from q_t itself (where the network was trained): the RMS of eps_theta - E[eps | x_t]
-# against t, next to the size of E[eps | x_t]: 2-3% of it at high noise, about 10% around t ~ 100 where the modes
-# separate, and as large as eps itself at t = 0, where eps is barely predictable and matters least. The right panel
-# is that error as the sampler sees it when it forms x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab): an eps
-# error e is an x0 error sigma_t e. At the cosine schedule's last step (sigma = 2e4) that is hundreds: the reason
-# chapter 8 clamps x0 when it samples this network.
+# %% [markdown] Then its error, on points drawn from $q_t$ itself (where the network was trained): the RMS of
+# $\epsilon_\theta - \mathbb{E}[\epsilon \mid x_t]$ against $t$, next to the size of $\mathbb{E}[\epsilon \mid x_t]$:
+# 2-3% of it at high noise, about 10% around $t \approx 100$ where the modes separate, and as large as $\epsilon$ itself
+# at $t = 0$, where $\epsilon$ is barely predictable and matters least. The right panel is that error as the sampler
+# sees it when it forms $\hat x_0 = (x_t - \sqrt{1 - \bar\alpha_t}\, \epsilon_\theta) / \sqrt{\bar\alpha_t}$: an
+# $\epsilon$ error $e$ is an $x_0$ error $\sigma_t e$. At the cosine schedule's last step ($\sigma = 2 \cdot 10^4$) that
+# is hundreds: the reason chapter 8 clamps $\hat x_0$ when it samples this network.
 
 # %%
 t_check = np.unique(np.concatenate([np.round(np.linspace(0, T - 1, 12 if args.quick else 40)), [T - 1]]).astype(int))
@@ -377,13 +396,13 @@ axes[1].set_xlabel("t")
 axes[1].set_title("sigma_t x RMS eps error: the x0 error it implies", fontsize=9)
 viz.save(fig, args.out / "score_error.png")
 
-# %% [markdown]
-# Last, the learned model's likelihood through the same ODE. `ode_nll` asks the network at integer steps and
-# interpolates in t, and takes the divergence by central differences (2D: four extra evaluations). The integrand is
-# then only piecewise smooth, so we use rtol = 1e-3 (1e-4 costs ten times more and moves the numbers by ~0.1 nats).
-# Densities change units with the standardisation: log p(x) = log p_std(x_std) - sum log std. On the data the network
-# is within a nat or two of the truth; off the data (uniform points, true NLL up to 200 nats) it is far too generous:
-# it never saw those regions at low noise, and the density there is not something the loss asked it to get right.
+# %% [markdown] Last, the learned model's likelihood through the same ODE. `ode_nll` asks the network at integer steps
+# and interpolates in $t$, and takes the divergence by central differences (2D: four extra evaluations). The integrand
+# is then only piecewise smooth, so we use `rtol = 1e-3` (1e-4 costs ten times more and moves the numbers by ~0.1 nats).
+# Densities change units with the standardisation:
+# $\log p(x) = \log p_\text{std}(x_\text{std}) - \sum_d \log \mathrm{sd}_d$. On the data the network is within a nat or
+# two of the truth; off the data (uniform points, true NLL up to 200 nats) it is far too generous: it never saw those
+# regions at low noise, and the density there is not something the loss asked it to get right.
 
 # %%
 x_nll = np.concatenate([mixture.sample(N_NLL_LEARNED * 2 // 3, rng=rng),

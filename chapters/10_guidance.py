@@ -1,39 +1,44 @@
 # %% [markdown]
-"""
+r"""
 # Chapter 10 — Guidance: trading diversity for fidelity
 
-A conditional model eps(x_t, t, y) samples p(x | y). Classifier-free guidance (Ho & Salimans 2022) samples
-something *more* typical of y than that, by pushing each step away from what the unconditional model would do.
+A conditional model $\epsilon(x_t, t, y)$ samples $p(x \mid y)$. Classifier-free guidance (Ho & Salimans 2022) samples
+something *more* typical of $y$ than that, by pushing each step away from what the unconditional model would do.
 We watch it on labelled 2D mixtures, where the exact conditional denoiser is known (`tinydiff.analytic`:
-`GaussianMixtureDenoiser(...)(x_t, t, y)` conditions on component y; the null label K means "no condition").
+`GaussianMixtureDenoiser(...)(x_t, t, y)` conditions on component $y$; the null label $K$ means "no condition").
 
 ## From Bayes to the guided score
 
-By Bayes, p(x_t | y) = p(y | x_t) q(x_t) / p(y), so the conditional score is the unconditional one plus a classifier's:
+By Bayes, $p(x_t \mid y) = p(y \mid x_t)\, q(x_t) / p(y)$, so the conditional score is the unconditional one plus a
+classifier's:
 
-    grad log p(x_t | y) = grad log q(x_t) + grad log p(y | x_t)
+$$\nabla \log p(x_t \mid y) = \nabla \log q(x_t) + \nabla \log p(y \mid x_t)$$
 
-Classifier guidance (Dhariwal & Nichol 2021) scales the classifier term: grad log q(x_t) + s grad log p(y | x_t).
-Classifier-free guidance gets the classifier's gradient for free, as the difference of two scores of one network
-trained with the label dropped (replaced by a null label) some of the time:
+Classifier guidance (Dhariwal & Nichol 2021) scales the classifier term:
+$\nabla \log q(x_t) + s\, \nabla \log p(y \mid x_t)$. Classifier-free guidance gets the classifier's gradient for free,
+as the difference of two scores of one network trained with the label dropped (replaced by a null label) some of the
+time:
 
-    score_s = score_u + s (score_c - score_u) = score_c + (s - 1) grad log p(y | x_t)
+$$\text{score}_s = \text{score}_u + s\, (\text{score}_c - \text{score}_u)
+= \text{score}_c + (s - 1)\, \nabla \log p(y \mid x_t)$$
 
-and since eps = -sqrt(1 - ab) score is linear in the score, the same combination holds for eps (and for x0 or v):
+and since $\epsilon = -\sqrt{1 - \bar\alpha_t}\, \text{score}$ is linear in the score, the same combination holds for
+$\epsilon$ (and for $x_0$ or $v$):
 `samplers.sample(..., y=y, guidance_scale=s)` does it in one batched call of 2B points.
 
-## Two conventions: s and w
+## Two conventions: $s$ and $w$
 
-Ho & Salimans (2022, eq. 6) write eps~ = (1 + w) eps_c - w eps_u: w = 0 is the plain conditional model. Diffusers,
-Imagen and tinydiff write eps_u + s (eps_c - eps_u): s = 1 is the conditional model, s = 0 the unconditional one.
-They are the same family with **w = s - 1**: "guidance 7.5" in Stable Diffusion is w = 6.5 in the paper's notation.
+Ho & Salimans (2022, eq. 6) write $\tilde\epsilon = (1 + w)\, \epsilon_c - w\, \epsilon_u$: $w = 0$ is the plain
+conditional model. Diffusers, Imagen and tinydiff write $\epsilon_u + s\, (\epsilon_c - \epsilon_u)$: $s = 1$ is the
+conditional model, $s = 0$ the unconditional one. They are the same family with **$w = s - 1$**: "guidance 7.5" in
+Stable Diffusion is $w = 6.5$ in the paper's notation.
 
 ## What to expect
 
-At each noise level the guided score is that of q(x_t | y) p(y | x_t)^(s-1): extra weight where the classifier is
-confident. Samples move *away from the other classes* and concentrate; diversity drops as s grows. (The samples
-are not exactly distributed as p(x | y) p(y | x)^(s-1): the guided fields at different t are not the diffused marginals
-of one distribution.)
+At each noise level the guided score is that of $q(x_t \mid y)\, p(y \mid x_t)^{s-1}$: extra weight where the
+classifier is confident. Samples move *away from the other classes* and concentrate; diversity drops as $s$ grows. (The
+samples are not exactly distributed as $p(x \mid y)\, p(y \mid x)^{s-1}$: the guided fields at different $t$ are not the
+diffused marginals of one distribution.)
 
 Figures: `guided_field.png`, `guidance_8gaussians.png`, `guidance_two_classes.png`, `guidance_stats.png`,
 `guidance_mlp.png`.
@@ -87,8 +92,8 @@ def scatter_by_label(ax, x, title, lim=3.2):
 # %% [markdown]
 # ## The two conventions give the same sampler
 #
-# A hand-made model returning Ho & Salimans' (1 + w) eps_c - w eps_u, sampled *without* guidance, must give the same
-# points as `sample(..., guidance_scale=s)` with s = 1 + w.
+# A hand-made model returning Ho & Salimans' $(1 + w)\, \epsilon_c - w\, \epsilon_u$, sampled *without* guidance, must
+# give the same points as `sample(..., guidance_scale=s)` with $s = 1 + w$.
 
 # %%
 def ho_salimans(w):
@@ -106,15 +111,14 @@ for s in SCALES:
 # %% [markdown]
 # ## The guided field
 #
-# The arrows are (1 - ab_t) times the guided score for label 0 (the mode on the right), at t = FIELD_T:
-# sqrt(ab) E[x0 | x_t] - x_t with the guided E[x0 | x_t]. s = 0 pulls towards all eight modes, s = 1 towards
-# mode 0 only.
-# For s > 1 the (s - 1) grad log p(y | x_t) term adds a push away from the other modes, strongest where they are.
-# At this noise level the pull towards mode 0 dominates everywhere once s >= 1, so the *directions* barely change
-# with s (drawn to scale, the panels s = 1, 3, 7 look alike). What changes is the strength and where the arrows meet.
-# So each arrow here shows only its direction, and its colour (one log scale shared by all panels) its length: the
-# field grows with s, and its zero, where the arrows meet, moves from mode 0's centre outwards, away from the other
-# modes: the outward push the samples show below.
+# The arrows are $(1 - \bar\alpha_t)$ times the guided score for label 0 (the mode on the right), at $t$ = FIELD_T:
+# $\sqrt{\bar\alpha_t}\, \mathbb{E}[x_0 \mid x_t] - x_t$ with the guided $\mathbb{E}[x_0 \mid x_t]$. $s = 0$ pulls
+# towards all eight modes, $s = 1$ towards mode 0 only. For $s > 1$ the $(s - 1)\, \nabla \log p(y \mid x_t)$ term adds
+# a push away from the other modes, strongest where they are. At this noise level the pull towards mode 0 dominates
+# everywhere once $s \ge 1$, so the *directions* barely change with $s$ (drawn to scale, the panels $s = 1, 3, 7$ look
+# alike). What changes is the strength and where the arrows meet. So each arrow here shows only its direction, and its
+# colour (one log scale shared by all panels) its length: the field grows with $s$, and its zero, where the arrows meet,
+# moves from mode 0's centre outwards, away from the other modes: the outward push the samples show below.
 
 # %%
 gx, gy = np.meshgrid(np.linspace(-3.2, 3.2, 17), np.linspace(-3.2, 3.2, 17))      # (G, G)
@@ -140,14 +144,15 @@ claims.claim(abs(meet[1.0] - 2) < 0.01 and meet[1.0] < meet[3.0] < meet[7.0] and
 # %% [markdown]
 # ## Guidance on the 8 Gaussians, exact model
 #
-# Each colour is one label (N / 8 samples each), all from the same start noise, DDIM with eta = 0. s = 0 ignores the
-# label: every colour spreads over all modes. s = 1 is the exact conditional: each colour in its own mode, but a
-# little *narrower* than the data (tangential std 0.087 with DDIM and 0.077 with DDPM, against 0.1). The model is
-# exact, so the gap is the sampler's: with 50 trailing steps the final jump starts from t_last = 19 (sigma = 0.04) and
-# returns the posterior mean E[x0 | x_19], whose spread is 0.1 sqrt(snr s^2 / (1 + snr s^2)) = 0.092 (chapter 8's
-# final-step shrinkage), and the discretisation of the remaining steps shrinks it a little more. s = 3 and 7 push each
-# mode outwards (away from the other seven) and squeeze it, most strongly along the circle, where the neighbouring
-# modes are.
+# Each colour is one label (N / 8 samples each), all from the same start noise, DDIM with $\eta = 0$. $s = 0$ ignores
+# the label: every colour spreads over all modes. $s = 1$ is the exact conditional: each colour in its own mode, but a
+# little *narrower* than the data (tangential std 0.087 with DDIM and 0.077 with DDPM, against 0.1). The model is exact,
+# so the gap is the sampler's: with 50 trailing steps the final jump starts from $t_\text{last} = 19$ ($\sigma = 0.04$)
+# and returns the posterior mean $\mathbb{E}[x_0 \mid x_{19}]$, whose spread is
+# $0.1 \sqrt{\mathrm{snr} \cdot 0.1^2 / (1 + \mathrm{snr} \cdot 0.1^2)} = 0.092$ (chapter 8's final-step shrinkage, with
+# the modes' std 0.1), and the discretisation of the remaining steps shrinks it a little more. $s = 3$ and 7 push each
+# mode outwards (away from the other seven) and squeeze it, most strongly along the circle, where the neighbouring modes
+# are.
 
 # %%
 fig, axes = plt.subplots(1, len(SCALES), figsize=(2.8 * len(SCALES), 2.9))
@@ -159,10 +164,11 @@ viz.save(fig, args.out / "guidance_8gaussians.png")
 # %% [markdown]
 # ## Two overlapping classes
 #
-# Now the classes overlap: two wide Gaussians (std 0.5) centred at x = -0.6 and +0.6. Samples of label 1 (orange)
-# with s = 1 cover its whole Gaussian, including the half-plane where class 0 is more likely. As s grows they leave
-# the region claimed by class 0 (the dashed line is the boundary p(y = 1 | x) = 1/2) and pile up where the classifier
-# is most confident: far to the right. That is what guidance does to images too: more recognisably "y", less varied.
+# Now the classes overlap: two wide Gaussians (std 0.5) centred at $x = -0.6$ and $+0.6$. Samples of label 1 (orange)
+# with $s = 1$ cover its whole Gaussian, including the half-plane where class 0 is more likely. As $s$ grows they leave
+# the region claimed by class 0 (the dashed line is the boundary $p(y = 1 \mid x) = 1/2$) and pile up where the
+# classifier is most confident: far to the right. That is what guidance does to images too: more recognisably "y", less
+# varied.
 
 # %%
 two = GaussianMixture(**TWO_CLASSES)
@@ -190,9 +196,9 @@ claims.claim(all(two_stats[a][0] < two_stats[b][0] and two_stats[a][1] >= two_st
              quick=False)
 
 # %% [markdown]
-# ## How far, how narrow: measured against s
+# ## How far, how narrow: measured against $s$
 #
-# For each sample of label y, split its offset from the centre mu_y into a radial part (outwards, away from the
+# For each sample of label $y$, split its offset from the centre $\mu_y$ into a radial part (outwards, away from the
 # origin and the other modes) and a tangential part (along the circle). Deterministic DDIM keeps the push it gets at
 # high noise; DDPM's fresh noise washes most of it out again, so with this exact, well-separated model stochastic
 # sampling barely responds to guidance. Dots: the trained conditional MLP (next section), DDIM.
@@ -246,13 +252,13 @@ claims.claim(ddpm[at[s_max], 1] < ddim[at[s_max], 1] / 3,
 #         --lr 2e-3 --conditional --out runs/8g_cond
 #
 # (10% of the labels replaced by the null label; the uncapped cosine schedule, as chapter 8's model: docs/samplers.md).
-# One network gives eps(x, t, y) and eps(x, t, null).
-# It works in standardised coordinates; samples are mapped back with the checkpoint's Standardizer. Its x0 estimate
-# is clamped to [-3, 3] (`clip`): at the cosine schedule's first step (sigma = 2e4) a 1% error in eps is an x0 error
-# of 200, and the deterministic sampler would carry it to the end. Its unconditional half (s = 0) is the weaker one:
-# only 10% of the training examples taught it, and a few of its samples land between modes. Up to s ~ 3 it behaves
-# like the exact model; at large s it amplifies its own errors (eps_c - eps_u is a small difference of two inexact
-# predictions) and the modes widen again instead of narrowing.
+# One network gives $\epsilon(x, t, y)$ and $\epsilon(x, t, \varnothing)$ ($\varnothing$: the null label). It works in
+# standardised coordinates; samples are mapped back with the checkpoint's Standardizer. Its $x_0$ estimate is clamped to
+# $[-3, 3]$ (`clip`): at the cosine schedule's first step ($\sigma = 2 \cdot 10^4$) a 1% error in $\epsilon$ is an $x_0$
+# error of 200, and the deterministic sampler would carry it to the end. Its unconditional half ($s = 0$) is the weaker
+# one: only 10% of the training examples taught it, and a few of its samples land between modes. Up to $s \approx 3$ it
+# behaves like the exact model; at large $s$ it amplifies its own errors ($\epsilon_c - \epsilon_u$ is a small
+# difference of two inexact predictions) and the modes widen again instead of narrowing.
 
 # %%
 trained = load_trained(CHECKPOINT)           # the network with its schedule, prediction type, scaling and labels

@@ -4,19 +4,23 @@ The build tests need the `book` extra (pip install -e ".[book]") and skip withou
 browser test also needs Chromium (Debian package `chromium`)."""
 
 import shutil
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tinydiff.book import math_to_mathml, percent_cells
+from tinydiff.book import math_to_mathml, percent_cells, unprefix_mathml
 
 TINY_CHAPTER = textwrap.dedent('''\
     # %% [markdown]
     r"""
     # Chapter 99 — A test page
+
+    ## A heading with $\\bar\\alpha_t$
 
     The forward process in one line:
 
@@ -60,6 +64,12 @@ def test_math_becomes_mathml_outside_code():
     assert "`$HOME`" in out and "    indented $x$ stays" in out
 
 
+def test_mathml_in_headings_loses_the_namespace_prefix_html_cannot_read():
+    heading = '<h2 xmlns:ns0="http://www.w3.org/1998/Math/MathML">A <ns0:math><ns0:mi>x</ns0:mi></ns0:math></h2>'
+    assert unprefix_mathml(heading) == "<h2>A <math><mi>x</mi></math></h2>"
+    assert unprefix_mathml("<p>no math</p>") == "<p>no math</p>"
+
+
 def test_book_without_its_extra_says_how_to_install_it(monkeypatch, tmp_path):
     from tinydiff.cli import main
 
@@ -88,6 +98,7 @@ def test_the_book_executes_the_chapter_with_its_figures_and_math(built):
     assert "data:image/png;base64" in page                      # the figure viz.save wrote, inline
     assert "data:image/gif;base64" in page                      # and the animation
     assert "<math" in page and 'display="block"' in page        # MathML: no MathJax, no network
+    assert "ns0:" not in page                                   # the heading's math is MathML an HTML page reads
     assert "quick run" in page and "book set-up" not in page    # --quick reached the chapter; set-up cell hidden
     assert "PosixPath(" not in page
     assert not any(f'src="http{s}://' in page for s in ("", "s"))
@@ -120,3 +131,59 @@ def test_a_headless_browser_draws_the_figure_and_the_math(built, tmp_path):
     rgb = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     colourful = (rgb.max(axis=2) - rgb.min(axis=2)) > 80          # viridis is saturated; text and frames are grey
     assert colourful.sum() > 5000, "no figure drawn on the page"
+
+
+# ---- the chapters' own math --------------------------------------------------------------------------------------
+CHAPTERS = sorted((Path(__file__).resolve().parents[1] / "chapters").glob("[0-9][0-9]_*.py"))
+_INDENTED = re.compile(r"^(?: {4}|\t).*$", re.M)
+_MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$(?!\s)([^$\n]+?)(?<!\s)\$(?!\$)", re.S)
+# Equations still typed as plain text in the prose of a chapter that writes its math in LaTeX.
+PLAIN_MATH = re.compile(r"sqrt\(|alpha_bar|alphas?_t\b|\bbeta_t|\beps(?:ilon)?_?(?:t|theta)?\b|\bsigma_|\bx_?0\b|"
+                        r"\bx_\{?t|\bN\(0, ?I\)|\w\^[\w({]|\|\|\w|\bnabla|\blog p\(")
+
+
+def prose_and_math(markdown: str) -> tuple[str, list[str]]:
+    """A text cell's prose (code blocks, code spans and math removed) and its LaTeX snippets."""
+    text = _INDENTED.sub("", markdown)
+    text = re.sub(r"(`+).+?\1", "", text, flags=re.S)
+    snippets = [display or inline for display, inline in _MATH.findall(text)]
+    return _MATH.sub(" ", text), snippets
+
+
+def markdown_cells(path: Path) -> list[str]:
+    return [source for kind, source in percent_cells(path.read_text(encoding="utf-8")) if kind == "markdown"]
+
+
+def uses_latex(path: Path) -> bool:
+    return any(prose_and_math(cell)[1] for cell in markdown_cells(path))
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_every_formula_in_a_chapter_converts_to_mathml(chapter):
+    pytest.importorskip("latex2mathml")
+    from latex2mathml.converter import convert
+
+    for cell in markdown_cells(chapter):
+        prose, snippets = prose_and_math(cell)
+        for latex in snippets:
+            mathml = convert(latex.strip())
+            assert "\\" not in mathml, f"{chapter.name}: latex2mathml does not know a command in ${latex}$"
+        assert "$" not in prose, f"{chapter.name}: an unpaired $ in: {prose[prose.index('$') - 60:][:120]!r}"
+        for latex in snippets:        # Markdown would read "+ x" or "- x" opening a line as a list item
+            assert not re.search(r"\n\s*[-+*] ", latex), f"{chapter.name}: put the sign at the end of the line in {latex!r}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_a_chapter_in_latex_has_no_plain_text_equation_left_in_its_prose(chapter):
+    if not uses_latex(chapter):
+        pytest.skip(f"{chapter.name} still writes its math as plain text")
+    left = [(m.group(), cell[max(m.start() - 50, 0):m.end() + 30]) for cell in map(lambda c: prose_and_math(c)[0],
+            markdown_cells(chapter)) for m in PLAIN_MATH.finditer(cell)]
+    assert not left, f"{chapter.name}: plain-text math in the prose (write it as $...$): {left[:5]}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_text_cells_with_latex_are_raw_strings(chapter):
+    """A backslash in a plain \"\"\" docstring is a Python escape: \\b in \\bar would become a backspace."""
+    for block in re.findall(r'^(r?)"""(.*?)"""', chapter.read_text(encoding="utf-8"), re.S | re.M):
+        assert block[0] == "r" or "\\" not in block[1], f"{chapter.name}: a text cell with LaTeX must start r\"\"\""

@@ -163,8 +163,18 @@ def notebook_html(nb, title: str) -> str:
     body = re.sub(r"<script\b[^>]*>(?:(?!</script>).)*?(?:mathjax|mermaid|MathJax)(?:(?!</script>).)*?</script>", "",
                   body, flags=re.S)
     body = re.sub(r'<script[^>]*src="(?:https?://[^"]*)?"[^>]*>\s*</script>', "", body)
+    body = unprefix_mathml(body)
     nav = '<p style="margin:1em 2em"><a href="index.html">&larr; all chapters</a></p>'
     return _insert_after_body(body, nav)
+
+
+def unprefix_mathml(page: str) -> str:
+    """``<ns0:math>`` -> ``<math>``. nbconvert re-serialises each heading to add its anchor link, and writes the MathML in
+    it with a namespace prefix, which an HTML page does not read as MathML: math in a heading would show as flat text."""
+    for prefix in set(re.findall(r'xmlns:(\w+)="http://www\.w3\.org/1998/Math/MathML"', page)):
+        page = page.replace(f' xmlns:{prefix}="http://www.w3.org/1998/Math/MathML"', "")
+        page = re.sub(rf"<(/?){prefix}:", r"<\1", page)
+    return page
 
 
 def _insert_after_body(page: str, snippet: str) -> str:
