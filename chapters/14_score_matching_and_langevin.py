@@ -24,8 +24,8 @@ We cannot regress on $\nabla_x \log p_\sigma$: nobody knows it. Vincent (2011, e
 the score of the *noising kernel* instead, $\nabla_x \log \mathcal{N}(x; x_0, \sigma^2 I) = -(x - x_0) / \sigma^2$,
 which we know for every training pair, has the same minimiser:
 
-$$\mathbb{E}_{x_0, x} \Big\| s(x) + \frac{x - x_0}{\sigma^2} \Big\|^2 =
-\mathbb{E}_x \big\| s(x) - \nabla_x \log p_\sigma(x) \big\|^2 + \text{const}$$
+$$\mathbb{E}_{x_0, x} \left\| s(x) + \frac{x - x_0}{\sigma^2} \right\|^2 =
+\mathbb{E}_x \left\| s(x) - \nabla_x \log p_\sigma(x) \right\|^2 + \text{const}$$
 
 because
 $\mathbb{E}[-(x - x_0) / \sigma^2 \mid x] = (\mathbb{E}[x_0 \mid x] - x) / \sigma^2 = \nabla_x \log p_\sigma(x)$: each

@@ -7,7 +7,7 @@ losses of chapters 3-15 apart into independent choices and chose each one from a
 for $x = x_0 + \sigma n$ ($\alpha = 1$; any process is this one after dividing by $\alpha$, `tinydiff.processes`), and
 the network $F$ is wrapped into a denoiser (their eq. 7, `tinydiff.preconditioning`):
 
-$$D(x; \sigma) = c_{\text{skip}}(\sigma)\, x + c_{\text{out}}(\sigma)\, F\big(c_{\text{in}}(\sigma)\, x;\
+$$D(x; \sigma) = c_{\text{skip}}(\sigma)\, x + c_{\text{out}}(\sigma)\, F\big(c_{\text{in}}(\sigma)\, x;\,
 c_{\text{noise}}(\sigma)\big)$$
 
 ## Preconditioning from unit variances (their App. B.6)

@@ -30,7 +30,7 @@ and lands on the data: $v$ satisfies the continuity equation $\partial p_t / \pa
 $v$ is unknown (it averages over the data), but the regression onto the *conditional* target
 
 $$\mathcal{L}_{\text{CFM}}(\theta) = \mathbb{E}_{t \sim \mathcal{U}[0, 1],\, x_0,\, \epsilon}
-\big\| v_\theta(x_t, t) - (\epsilon - x_0) \big\|^2$$
+\left\| v_\theta(x_t, t) - (\epsilon - x_0) \right\|^2$$
 
 has the same minimiser: the conditional mean $\mathbb{E}[\epsilon - x_0 \mid x_t] = v$ (Lipman et al. 2023, Thm. 2). It
 is DDPM's loss with another target; `tinydiff.flow.FlowTrainer` trains the same MLP with it (`train --objective flow`).

@@ -11,7 +11,7 @@ makes paths straighter in two ways, and then trains a network to take big steps 
 Liu et al. (2023, Def. 2.2) measure how far a flow is from taking straight constant-speed paths
 (`tinydiff.flow.straightness`):
 
-$$S = \int_0^1 \mathbb{E} \Big\| (x_1 - x_0) - \frac{dx_t}{dt} \Big\|^2 dt$$
+$$S = \int_0^1 \mathbb{E} \left\| (x_1 - x_0) - \frac{dx_t}{dt} \right\|^2 dt$$
 
 $S = 0$ exactly when every path is a straight line at constant speed; a half circle has $S = \pi^2 - 4$ (per unit
 radius).

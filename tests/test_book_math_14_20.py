@@ -65,6 +65,8 @@ def test_every_formula_in_the_text_converts_to_mathml(chapter):
             continue
         if "<merror" in mathml:
             failures.append(f"{latex!r}: latex2mathml gave <merror>")
+        elif "\\" in mathml:                                            # a command it did not know, e.g. "\\\n"
+            failures.append(f"{latex!r}: a backslash left in the MathML (an unknown command or a line-ending \\)")
     assert not failures, f"{chapter.name}: formulas latex2mathml cannot convert:\n" + "\n".join(failures)
 
 
@@ -88,3 +90,8 @@ def test_the_checker_finds_plain_text_math_and_bad_latex():
     assert "sigma_max" not in prose and "x0" not in prose
     assert re.search(PLAIN_MATH["sqrt("], prose) and re.search(PLAIN_MATH["a Greek letter spelt out"], prose)
     assert re.search(PLAIN_MATH["a power written ^"], "sigma(t)^2")
+
+
+def test_the_checker_catches_an_unconverted_command():
+    convert = pytest.importorskip("latex2mathml.converter").convert
+    assert "\\" in convert("x;\\\nc") and "\\" not in convert("x;\\ c")
