@@ -34,7 +34,7 @@ its own errors by $1/\alpha$ as an $\epsilon$ model does at the end of the chain
 ## Where to spend the training (Sec. 5, Fig. 5a)
 
 With every $\sigma$ weighted equally the question is which $\sigma$ to train. Karras et al. look at the loss a trained
-network reaches at each $\sigma$: at very small $\sigma$ $D \approx x$ is trivial, at very large $\sigma$
+network reaches at each $\sigma$: at very small $\sigma$, $D \approx x$ is trivial, at very large $\sigma$,
 $D \approx \mathbb{E}[x_0]$ is all one can do, and only in between is there something to learn. They draw
 $\ln \sigma \sim \mathcal{N}(P_{\text{mean}}, P_{\text{std}}^2)$ with $P_{\text{mean}} = -1.2$, $P_{\text{std}} = 1.2$.
 With the exact denoiser of a mixture we can compute that curve exactly.
