@@ -1,58 +1,65 @@
 # %% [markdown]
-"""
+r"""
 # Chapter 14 — Score matching and Langevin dynamics
 
 Chapters 3-9 learned to predict the noise. This chapter tells the same story from the other end, the way Song & Ermon
-(2019) told it: learn the **score** grad_x log p(x) of the data blurred at many noise levels, then walk uphill on it
-with noise added, **Langevin dynamics**. It uses the variance-exploding picture x = x0 + sigma n (alpha = 1,
+(2019) told it: learn the **score** $\nabla_x \log p(x)$ of the data blurred at many noise levels, then walk uphill on
+it with noise added, **Langevin dynamics**. It uses the variance-exploding picture $x = x_0 + \sigma n$ ($\alpha = 1$,
 `tinydiff.processes.VEProcess`), where the algebra is shortest.
 
 ## The score and Tweedie, again
 
-Blurring the data with N(0, sigma^2 I) gives p_sigma(x) = int N(x; x0, sigma^2 I) p(x0) dx0. Differentiating under the
-integral (Efron 2011, eq. 1.4; chapter 9 did it in the VP frame):
+Blurring the data with $\mathcal{N}(0, \sigma^2 I)$ gives
+$p_\sigma(x) = \int \mathcal{N}(x; x_0, \sigma^2 I)\, p(x_0)\, dx_0$. Differentiating under the integral (Efron 2011,
+eq. 1.4; chapter 9 did it in the VP frame):
 
-    grad log p_sigma(x) = (E[x0 | x] - x) / sigma^2,       i.e.   D(x; sigma) = E[x0 | x] = x + sigma^2 grad log p_sigma(x)
+$$\nabla_x \log p_\sigma(x) = \frac{\mathbb{E}[x_0 \mid x] - x}{\sigma^2}, \quad\text{i.e.}\quad
+D(x; \sigma) = \mathbb{E}[x_0 \mid x] = x + \sigma^2\, \nabla_x \log p_\sigma(x)$$
 
 A denoiser and a score model are the same thing. For a Gaussian mixture both are exact (`tinydiff.analytic`).
 
 ## Denoising score matching
 
-We cannot regress on grad log p_sigma: nobody knows it. Vincent (2011, eq. 11-14) showed that regressing on the
-score of the *noising kernel* instead, grad log N(x; x0, sigma^2 I) = -(x - x0) / sigma^2, which we know for every
-training pair, has the same minimiser:
+We cannot regress on $\nabla_x \log p_\sigma$: nobody knows it. Vincent (2011, eq. 11-14) showed that regressing on
+the score of the *noising kernel* instead, $\nabla_x \log \mathcal{N}(x; x_0, \sigma^2 I) = -(x - x_0) / \sigma^2$,
+which we know for every training pair, has the same minimiser:
 
-    E_{x0, x} || s(x) + (x - x0) / sigma^2 ||^2  =  E_x || s(x) - grad log p_sigma(x) ||^2 + const
+$$\mathbb{E}_{x_0, x} \left\| s(x) + \frac{x - x_0}{\sigma^2} \right\|^2 =
+\mathbb{E}_x \left\| s(x) - \nabla_x \log p_\sigma(x) \right\|^2 + \text{const}$$
 
-because E[-(x - x0) / sigma^2 | x] = (E[x0 | x] - x) / sigma^2 = grad log p_sigma(x): each target is a noisy sample
-of the score, right on average. Song & Ermon weight sigma level by lambda(sigma) = sigma^2, and with s = F / sigma the
-loss is || F + n ||^2: predicting the noise, chapter 6's loss (`tinydiff.preconditioning.dsm_loss`, `NCSN`).
+because
+$\mathbb{E}[-(x - x_0) / \sigma^2 \mid x] = (\mathbb{E}[x_0 \mid x] - x) / \sigma^2 = \nabla_x \log p_\sigma(x)$: each
+target is a noisy sample of the score, right on average. Song & Ermon weight $\sigma$ level by
+$\lambda(\sigma) = \sigma^2$, and with $s = F / \sigma$ the loss is $\| F + n \|^2$: predicting the noise, chapter 6's
+loss (`tinydiff.preconditioning.dsm_loss`, `NCSN`).
 
-*Sliced* score matching (Song et al. 2019) avoids the noise: E_v [v^T (ds/dx) v + (v^T s)^2 / 2] on clean data
-(Hyvarinen 2005's objective with the trace replaced by random projections v). It needs a Jacobian-vector product per
+*Sliced* score matching (Song et al. 2019) avoids the noise:
+$\mathbb{E}_v \big[ v^\top \frac{\partial s}{\partial x} v + \frac{1}{2} (v^\top s)^2 \big]$ on clean data
+(Hyvarinen 2005's objective with the trace replaced by random projections $v$). It needs a Jacobian-vector product per
 projection, an extra backward pass, and learns the score of the clean data only, where it is poorly defined off the
 data; denoising gives every noise level at the cost of a forward pass, which is why it won
 (`sliced_score_matching_loss`; tested in tests/test_objectives.py).
 
 ## Langevin dynamics
 
-Given a score, the Markov chain (Roberts & Tweedie 1996; Song & Ermon 2019, eq. 4 with alpha = 2 delta)
+Given a score, the Markov chain (Roberts & Tweedie 1996; Song & Ermon 2019, eq. 4 with $\alpha = 2 \delta$)
 
-    x' = x + delta grad log p(x) + sqrt(2 delta) z,      z ~ N(0, I)
+$$x' = x + \delta\, \nabla_x \log p(x) + \sqrt{2 \delta}\, z, \qquad z \sim \mathcal{N}(0, I)$$
 
-has p as its stationary distribution as delta -> 0 (`tinydiff.samplers.langevin_step`). On a Gaussian N(0, s^2) it is
-x' = (1 - delta / s^2) x + sqrt(2 delta) z, whose stationary variance is s^2 / (1 - delta / (2 s^2)): the price of a
-finite step (checked below).
+has $p$ as its stationary distribution as $\delta \to 0$ (`tinydiff.samplers.langevin_step`). On a Gaussian
+$\mathcal{N}(0, s^2)$ it is $x' = (1 - \delta / s^2)\, x + \sqrt{2 \delta}\, z$, whose stationary variance is
+$s^2 / (1 - \delta / (2 s^2))$: the price of a finite step (checked below).
 
 ## Why annealing
 
 Two things break plain Langevin on real data (Song & Ermon 2019, Sec. 3). The score is badly estimated where there
 are no data (between modes). And where modes are separated by low-density regions, the chain cannot cross them in any
-reasonable time, and the score inside a mode's basin does not depend on the mode's *weight*: grad log (pi_1 N_1 + pi_2
-N_2) = grad log N_1 wherever N_2 is negligible, whatever pi_1. So chains keep whatever split their starts had. Blurring
-merges the basins: at large sigma the weights show in the score. **Annealed Langevin dynamics** (their Alg. 1) runs
-n_steps of Langevin at each of the geometric levels sigma_1 > ... > sigma_L with step alpha_i = eps sigma_i^2 /
-sigma_L^2 (`samplers.AnnealedLangevin`, method "langevin"), so mass is divided among the modes while they still touch.
+reasonable time, and the score inside a mode's basin does not depend on the mode's *weight*:
+$\nabla_x \log (\pi_1 \mathcal{N}_1 + \pi_2 \mathcal{N}_2) = \nabla_x \log \mathcal{N}_1$ wherever $\mathcal{N}_2$ is
+negligible, whatever $\pi_1$. So chains keep whatever split their starts had. Blurring merges the basins: at large
+$\sigma$ the weights show in the score. **Annealed Langevin dynamics** (their Alg. 1) runs `n_steps` of Langevin at
+each of the geometric levels $\sigma_1 > \dots > \sigma_L$ with step $\alpha_i = \epsilon\, \sigma_i^2 / \sigma_L^2$
+(`samplers.AnnealedLangevin`, method "langevin"), so mass is divided among the modes while they still touch.
 
 Figures: `score_fields.png`, `dsm_targets.png`, `langevin_gaussian.png`, `mode_weights.png`, `ncsn_samples.png`.
 """
@@ -97,10 +104,11 @@ t_of = lambda sigma, n: np.full(n, float(ve.t_of_noise_level(sigma)))       # no
 # %% [markdown]
 # ## The score field, and Tweedie checked
 #
-# We draw sigma^2 grad log p_sigma(x) = D(x; sigma) - x, the arrow from x to its denoised guess (the raw score grows
-# like 1/sigma^2). At sigma = 0.05 each point is pulled into its own narrow mode; at sigma = 3 the eight modes have
-# merged into one blob pulling towards the centre. The exact denoiser computes D by Gaussian conditioning and the score
-# by differentiating log p_sigma: Tweedie says D = x + sigma^2 score, and the two routes agree to rounding error.
+# We draw $\sigma^2 \nabla_x \log p_\sigma(x) = D(x; \sigma) - x$, the arrow from $x$ to its denoised guess (the raw
+# score grows like $1/\sigma^2$). At $\sigma = 0.05$ each point is pulled into its own narrow mode; at $\sigma = 3$ the
+# eight modes have merged into one blob pulling towards the centre. The exact denoiser computes $D$ by Gaussian
+# conditioning and the score by differentiating $\log p_\sigma$: Tweedie says $D = x + \sigma^2 \cdot \text{score}$,
+# and the two routes agree to rounding error.
 
 # %%
 gx, gy = np.meshgrid(np.linspace(-3.2, 3.2, GRID), np.linspace(-3.2, 3.2, GRID))
@@ -123,10 +131,10 @@ claim(gap < 1e-9, "Tweedie: D(x; sigma) = x + sigma^2 grad log p_sigma(x) to rou
 # %% [markdown]
 # ## Denoising score matching: noisy targets, right on average
 #
-# At sigma = 0.5 we draw many pairs (x0, x = x0 + sigma n) and bin them by x. Each pair's target -(x - x0) / sigma^2
-# points from x back to *its own* x0: a noisy arrow (left, a few of them). Averaged within each bin (right, blue) the
-# targets line up with the exact score (orange), as Vincent's identity says. The loss is therefore minimised by the
-# exact score: moving it (scaling by 1.1, or shifting it) raises the loss.
+# At $\sigma = 0.5$ we draw many pairs $(x_0,\ x = x_0 + \sigma n)$ and bin them by $x$. Each pair's target
+# $-(x - x_0) / \sigma^2$ points from $x$ back to *its own* $x_0$: a noisy arrow (left, a few of them). Averaged within
+# each bin (right, blue) the targets line up with the exact score (orange), as Vincent's identity says. The loss is
+# therefore minimised by the exact score: moving it (scaling by 1.1, or shifting it) raises the loss.
 
 # %%
 x0 = mixture.sample(N_DSM, rng=rng)
@@ -168,8 +176,9 @@ claim(loss_exact < min(loss_scaled, loss_shifted), "the DSM loss is lowest at th
 # %% [markdown]
 # ## Langevin's stationary distribution, and the price of a step
 #
-# Chains started far away (x = 5) on N(0, 1), with the exact score -x: after a few hundred steps their histogram is
-# the target's, slightly too wide for a large step, by the factor 1 / (1 - delta / 2) in variance derived above.
+# Chains started far away ($x = 5$) on $\mathcal{N}(0, 1)$, with the exact score $-x$: after a few hundred steps their
+# histogram is the target's, slightly too wide for a large step, by the factor $1 / (1 - \delta / 2)$ in variance
+# derived above.
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -192,12 +201,12 @@ claim(abs(variances[0.5] * (1 - 0.25) - 1) < 0.05, "with delta = 0.5 the chains'
 # %% [markdown]
 # ## Plain Langevin gets the mode weights wrong; annealing gets them right
 #
-# Two modes at x = -4 and x = +4 (std 0.5) with weights 0.8 and 0.2, and the exact score. Plain Langevin at a small
-# noise level (sigma = 0.05), 500 steps from starts spread uniformly over [-8, 8]^2: each chain falls into the nearer
-# mode and stays, so the split is the starts' 50/50. Annealed Langevin from sigma = 20 (where the blurred modes overlap
-# and the score does see the weights) down to 0.05 recovers 80/20. The right panel shows why: along the x axis the
-# score at sigma = 0.05 is the same whatever the weights (0.8/0.2 solid, 0.5/0.5 dotted), except in the empty region
-# between the modes; at sigma = 3 it differs.
+# Two modes at $x = -4$ and $x = +4$ (std 0.5) with weights 0.8 and 0.2, and the exact score. Plain Langevin at a small
+# noise level ($\sigma = 0.05$), 500 steps from starts spread uniformly over $[-8, 8]^2$: each chain falls into the
+# nearer mode and stays, so the split is the starts' 50/50. Annealed Langevin from $\sigma = 20$ (where the blurred
+# modes overlap and the score does see the weights) down to 0.05 recovers 80/20. The right panel shows why: along the
+# $x$ axis the score at $\sigma = 0.05$ is the same whatever the weights (0.8/0.2 solid, 0.5/0.5 dotted), except in the
+# empty region between the modes; at $\sigma = 3$ it differs.
 
 # %%
 two = GaussianMixture(list(WEIGHTS), [[-4.0, 0.0], [4.0, 0.0]], [np.eye(2) * 0.25] * 2)
@@ -241,10 +250,11 @@ claim(abs(left_annealed - WEIGHTS[0]) < 0.03, "annealed Langevin recovers the we
 # ## NCSN on moons
 #
 # Now a network: `python -m tinydiff train --data moons --objective ncsn` trains the MLP of chapter 6 by denoising
-# score matching with ln sigma uniform on [ln 0.01, ln 10] (the continuous version of NCSN's geometric levels; the
-# network sees x / sqrt(1 + sigma^2), see `tinydiff.preconditioning`). We sample it two ways: annealed Langevin (Song &
-# Ermon's Alg. 1, 30 levels x 10 steps + a final denoising step) and predictor-corrector (the default, chapter 15),
-# and test both against held-out data with the MMD permutation test (chapter 6). NFE is given in each title.
+# score matching with $\ln \sigma$ uniform on $[\ln 0.01, \ln 10]$ (the continuous version of NCSN's geometric levels;
+# the network sees $x / \sqrt{1 + \sigma^2}$, see `tinydiff.preconditioning`). We sample it two ways: annealed
+# Langevin (Song & Ermon's Alg. 1, 30 levels x 10 steps + a final denoising step) and predictor-corrector (the default,
+# chapter 15), and test both against held-out data with the MMD permutation test (chapter 6). NFE is given in each
+# title.
 
 # %%
 config = TrainConfig(data="moons", objective="ncsn", steps=NCSN_STEPS, seed=SEED,
@@ -266,9 +276,9 @@ for name, p in p_values.items():
 # %% [markdown]
 # ## What to take away
 #
-# - A denoiser is a score model: D = x + sigma^2 grad log p_sigma (Tweedie).
-# - Denoising score matching regresses on noisy targets whose average is the score; with lambda = sigma^2 it is the
-#   epsilon loss of DDPM.
+# - A denoiser is a score model: $D = x + \sigma^2 \nabla_x \log p_\sigma$ (Tweedie).
+# - Denoising score matching regresses on noisy targets whose average is the score; with $\lambda = \sigma^2$ it is
+#   the $\epsilon$ loss of DDPM.
 # - Langevin dynamics samples a density from its score, but only within a basin: plain Langevin cannot weigh
 #   separated modes. Annealing through the noise levels fixes that, and is the first sampler of score-based models.
 

@@ -1,5 +1,5 @@
 # %% [markdown]
-"""
+r"""
 # Chapter 15 — Stochastic differential equations: forward, reverse, predictor-corrector and the probability-flow ODE
 
 Song et al. (2021, "Score-based generative modeling through SDEs") joined DDPM (chapter 7) and NCSN (chapter 14)
@@ -8,41 +8,52 @@ and sampling is running a second SDE, its time reversal, with the learned score.
 
 ## Forward SDEs and their marginals
 
-An Ito SDE dx = f(t) x dt + g(t) dW moves every point by a deterministic drift plus Brownian noise. For a linear drift
-the marginals are Gaussian around the scaled data, x_t = alpha(t) x0 + sigma(t) eps, when (Kingma et al. 2021, App. A;
-`Process.sde`)
+An Ito SDE $dx = f(t)\, x\, dt + g(t)\, dW$ moves every point by a deterministic drift plus Brownian noise. For a
+linear drift the marginals are Gaussian around the scaled data, $x_t = \alpha(t)\, x_0 + \sigma(t)\, \epsilon$, when
+(Kingma et al. 2021, App. A; `Process.sde`)
 
-    f(t) = d log alpha / dt,        g(t)^2 = d sigma^2 / dt - 2 f(t) sigma^2
+$$f(t) = \frac{d \log \alpha}{dt}, \qquad g(t)^2 = \frac{d \sigma^2}{dt} - 2 f(t)\, \sigma^2$$
 
-- **VP** (Song et al. eq. 11, DDPM's limit): f = -beta(t) / 2, g^2 = beta(t), alpha^2 + sigma^2 = 1.
-- **VE** (eq. 9, NCSN's limit): f = 0, g^2 = d sigma^2 / dt, sigma(t) = sigma_min (sigma_max / sigma_min)^t.
+- **VP** (Song et al. eq. 11, DDPM's limit): $f = -\beta(t) / 2$, $g^2 = \beta(t)$, $\alpha^2 + \sigma^2 = 1$.
+- **VE** (eq. 9, NCSN's limit): $f = 0$, $g^2 = d \sigma^2 / dt$,
+  $\sigma(t) = \sigma_{\min} (\sigma_{\max} / \sigma_{\min})^t$.
 
-Euler-Maruyama, x_{k+1} = x_k + f x_k dt + g sqrt(dt) z_k (`tinydiff.sde.euler_maruyama_forward`), simulates them;
-its paths' spread must match sigma(t), which we check.
+Euler-Maruyama, $x_{k+1} = x_k + f\, x_k\, \Delta t + g \sqrt{\Delta t}\, z_k$
+(`tinydiff.sde.euler_maruyama_forward`), simulates them; its paths' spread must match $\sigma(t)$, which we check.
 
 ## The reverse-time SDE
 
-Anderson (1982): the time reversal of the forward SDE is again an SDE, run from t = 1 down to 0,
+Anderson (1982): the time reversal of the forward SDE is again an SDE, run from $t = 1$ down to 0
+(Song et al., eq. 6),
 
-    dx = [f(t) x - g(t)^2 grad log p_t(x)] dt + g(t) dW-bar                                  (Song et al., eq. 6)
+$$dx = \big[f(t)\, x - g(t)^2\, \nabla_x \log p_t(x)\big]\, dt + g(t)\, d\bar W$$
 
 Only the score is unknown, and that is what the network learns (chapter 14). tinydiff takes its Euler-Maruyama step
-in the sigma frame z = x / alpha = x0 + sigma eps, where every process is VE with time tau = sigma^2 (Karras et al.
-2022, eq. 6): z' = z + (sigma^2 - sigma'^2) score + sqrt(sigma^2 - sigma'^2) xi (`reverse_sde_step`, method "sde";
-Song et al.'s "reverse diffusion" predictor). Its last step, to sigma = 0, is Tweedie's x0.
+in the sigma frame $z = x / \alpha = x_0 + \sigma \epsilon$, where every process is VE with time $\tau = \sigma^2$
+(Karras et al. 2022, eq. 6):
+
+$$z' = z + (\sigma^2 - \sigma'^2)\, \nabla_z \log p(z) + \sqrt{\sigma^2 - \sigma'^2}\, \xi$$
+
+(`reverse_sde_step`, method "sde"; Song et al.'s "reverse diffusion" predictor). Its last step, to $\sigma = 0$, is
+Tweedie's $x_0$.
 
 ## Predictor-corrector
 
 Any SDE step has discretisation error; Song et al. (Alg. 2, 5) correct it with a few Langevin steps at each level
-(chapter 14), whose step size comes from a target signal-to-noise ratio r: delta = 2 (r ||z|| / ||score||)^2, so that
-the drift is r times the injected noise (`snr_step_size`; r = 0.16, one corrector step: method "pc", 2 NFE per level).
+(chapter 14), whose step size comes from a target signal-to-noise ratio $r$:
+$\delta = 2 \big(r \|\xi\| / \|\nabla_z \log p(z)\|\big)^2$, with $\xi$ the injected noise, so that the drift is $r$
+times the injected noise (`snr_step_size`; $r = 0.16$, one corrector step: method "pc", 2 NFE per level).
 
 ## The probability-flow ODE
 
-Song et al. (eq. 13): the ODE dx/dt = f(t) x - 1/2 g(t)^2 grad log p_t(x) has the *same marginals* p_t as the SDE,
-with no noise. In the sigma frame it is dz/dsigma = -sigma grad log p = eps (Karras et al. eq. 4): chapter 8's DDIM and
-Euler, chapter 9's Heun and DPM-Solver++ are all solvers of this one ODE. We check that by integrating the ODE as
-Song et al. write it, in the process's own time with f and g, against the library's Heun.
+Song et al. (eq. 13): the ODE
+
+$$\frac{dx}{dt} = f(t)\, x - \tfrac{1}{2} g(t)^2\, \nabla_x \log p_t(x)$$
+
+has the *same marginals* $p_t$ as the SDE, with no noise. In the sigma frame it is
+$dz / d\sigma = -\sigma\, \nabla_z \log p = \epsilon$ (Karras et al. eq. 4): chapter 8's DDIM and Euler, chapter 9's
+Heun and DPM-Solver++ are all solvers of this one ODE. We check that by integrating the ODE as Song et al. write it, in
+the process's own time with $f$ and $g$, against the library's Heun.
 
 Figures: `forward_sdes.png`, `reverse_paths.png`, `pf_ode_check.png`, `quality_vs_nfe.png`.
 """
@@ -82,9 +93,10 @@ mix1d = GaussianMixture([0.3, 0.7], [[-1.5], [1.0]], [[[0.04]], [[0.04]]])    # 
 # %% [markdown]
 # ## Forward SDEs, simulated
 #
-# From two start points x0 = -1.5 and 1.0, Euler-Maruyama paths of the VP and the VE SDE (thin lines), against the
-# closed-form band alpha(t) x0 +- 2 sigma(t). VP shrinks the signal while it adds noise (the band narrows onto N(0, 1));
-# VE leaves the signal and lets the noise explode to sigma = 10. At t = 1 the paths' spread matches sigma(1).
+# From two start points $x_0 = -1.5$ and $1.0$, Euler-Maruyama paths of the VP and the VE SDE (thin lines), against the
+# closed-form band $\alpha(t)\, x_0 \pm 2 \sigma(t)$. VP shrinks the signal while it adds noise (the band narrows onto
+# $\mathcal{N}(0, 1)$); VE leaves the signal and lets the noise explode to $\sigma = 10$. At $t = 1$ the paths' spread
+# matches $\sigma(1)$.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
@@ -142,10 +154,10 @@ claim(abs(left_sde - 0.3) < 0.07 and abs(left_ode - 0.3) < 0.07, "both put the d
 # %% [markdown]
 # ## The probability-flow ODE as Song et al. write it is the library's ODE
 #
-# dx/dt = f(t) x - 1/2 g(t)^2 grad log p_t(x), integrated with classical Runge-Kutta in t over the VP process with
-# the exact score (f and g from `VPProcess.sde`), from the same x(t = 1) as `sample(method="heun")` on the rho = 7
-# grid with the same end points. The two agree to the integration error, so the samplers of chapters 8-9 (DDIM =
-# Euler, Heun, DPM-Solver++) are solving this ODE.
+# $dx/dt = f(t)\, x - \tfrac{1}{2} g(t)^2\, \nabla_x \log p_t(x)$, integrated with classical Runge-Kutta in $t$ over the
+# VP process with the exact score ($f$ and $g$ from `VPProcess.sde`), from the same $x(t = 1)$ as
+# `sample(method="heun")` on the $\rho = 7$ grid with the same end points. The two agree to the integration error, so
+# the samplers of chapters 8-9 (DDIM = Euler, Heun, DPM-Solver++) are solving this ODE.
 
 # %%
 score_vp = GaussianMixtureDenoiser(mixture, vp, "score")
@@ -185,9 +197,9 @@ claim(gap < 1e-3, "the probability-flow ODE in t (RK4) and the library's Heun en
 # %% [markdown]
 # ## SDE or ODE: quality against NFE
 #
-# The 8 Gaussians (within-mode std 0.1) on the VE process (sigma 10 -> 0.01), exact score: the reverse SDE,
+# The 8 Gaussians (within-mode std 0.1) on the VE process ($\sigma$ from 10 to 0.01), exact score: the reverse SDE,
 # predictor-corrector (2 NFE per level), Euler and Heun on the probability-flow ODE, each on its default grid
-# (geometric levels; Heun on rho = 7), at the same NFE. The measure is how far the within-mode std is from 0.1: the
+# (geometric levels; Heun on $\rho = 7$), at the same NFE. The measure is how far the within-mode std is from 0.1: the
 # finest detail, where discretisation shows first. With an *exact* score the ODE solvers win at equal NFE: the SDE's
 # Euler-Maruyama step is first order in the weak sense and its noise must itself be resolved. The SDE's advantage,
 # correcting a network's errors by re-noising, needs an imperfect network (chapter 16's churn).
@@ -226,7 +238,7 @@ if not args.quick:
 # %% [markdown]
 # ## What to take away
 #
-# - DDPM and NCSN discretise two SDEs, VP and VE, fixed by (alpha, sigma) through f and g.
+# - DDPM and NCSN discretise two SDEs, VP and VE, fixed by $(\alpha, \sigma)$ through $f$ and $g$.
 # - Sampling runs the reverse SDE with the score; a Langevin corrector can polish each level (PC).
 # - The probability-flow ODE has the same marginals with no noise; every deterministic sampler of this course solves it.
 

@@ -1,52 +1,64 @@
 # %% [markdown]
-"""
+r"""
 # Chapter 16 — EDM's design space: preconditioning, noise levels, grids and solvers
 
 Karras et al. (2022, "Elucidating the design space of diffusion-based generative models", EDM) took the samplers and
 losses of chapters 3-15 apart into independent choices and chose each one from a principle. Everything is written
-for x = x0 + sigma n (alpha = 1; any process is this one after dividing by alpha, `tinydiff.processes`), and the
-network F is wrapped into a denoiser (their eq. 7, `tinydiff.preconditioning`):
+for $x = x_0 + \sigma n$ ($\alpha = 1$; any process is this one after dividing by $\alpha$, `tinydiff.processes`), and
+the network $F$ is wrapped into a denoiser (their eq. 7, `tinydiff.preconditioning`):
 
-    D(x; sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x; c_noise(sigma))
+$$D(x; \sigma) = c_{\text{skip}}(\sigma)\, x + c_{\text{out}}(\sigma)\, F\big(c_{\text{in}}(\sigma)\, x;\,
+c_{\text{noise}}(\sigma)\big)$$
 
 ## Preconditioning from unit variances (their App. B.6)
 
-With Var x0 = sigma_d^2 (tinydiff standardises points, so sigma_d = 1):
-- the network's **input** should have unit variance: Var(c_in x) = c_in^2 (sigma_d^2 + sigma^2) = 1, so
-  c_in = 1 / sqrt(sigma^2 + sigma_d^2);
-- the loss is lambda || D - x0 ||^2 = lambda c_out^2 || F - (x0 - c_skip x) / c_out ||^2 (eq. 8): F regresses on the
-  **effective target** (x0 - c_skip x) / c_out. Choose c_skip to make that target as small as possible, i.e. minimise
-  Var(x0 - c_skip x) = (1 - c_skip)^2 sigma_d^2 + c_skip^2 sigma^2: c_skip = sigma_d^2 / (sigma^2 + sigma_d^2);
-- then c_out makes the target's variance 1: c_out = sigma sigma_d / sqrt(sigma^2 + sigma_d^2);
-- and lambda = 1 / c_out^2 makes the weight of every sigma equal: lambda c_out^2 = 1.
+With $\operatorname{Var} x_0 = \sigma_d^2$ (tinydiff standardises points, so $\sigma_d = 1$):
+- the network's **input** should have unit variance:
+  $\operatorname{Var}(c_{\text{in}} x) = c_{\text{in}}^2 (\sigma_d^2 + \sigma^2) = 1$, so
+  $c_{\text{in}} = 1 / \sqrt{\sigma^2 + \sigma_d^2}$;
+- the loss is
+  $\lambda \| D - x_0 \|^2 = \lambda c_{\text{out}}^2 \| F - (x_0 - c_{\text{skip}} x) / c_{\text{out}} \|^2$ (eq. 8):
+  $F$ regresses on the **effective target** $(x_0 - c_{\text{skip}} x) / c_{\text{out}}$. Choose $c_{\text{skip}}$ to
+  make that target as small as possible, i.e. minimise
+  $\operatorname{Var}(x_0 - c_{\text{skip}} x) = (1 - c_{\text{skip}})^2 \sigma_d^2 + c_{\text{skip}}^2 \sigma^2$:
+  $c_{\text{skip}} = \sigma_d^2 / (\sigma^2 + \sigma_d^2)$;
+- then $c_{\text{out}}$ makes the target's variance 1:
+  $c_{\text{out}} = \sigma \sigma_d / \sqrt{\sigma^2 + \sigma_d^2}$;
+- and $\lambda = 1 / c_{\text{out}}^2$ makes the weight of every $\sigma$ equal: $\lambda c_{\text{out}}^2 = 1$.
 
-At small sigma, c_skip -> 1 and c_out -> sigma: D = x + sigma F, F predicts -n (chapter 14's parameterisation). At
-large sigma, c_skip -> 0 and c_out -> sigma_d: D = sigma_d F, F predicts x0 itself. The network never has to output
-a number much larger than 1, nor amplify its own errors by 1/alpha as an eps model does at the end of the chain.
+At small $\sigma$, $c_{\text{skip}} \to 1$ and $c_{\text{out}} \to \sigma$: $D = x + \sigma F$, $F$ predicts $-n$
+(chapter 14's parameterisation). At large $\sigma$, $c_{\text{skip}} \to 0$ and $c_{\text{out}} \to \sigma_d$:
+$D = \sigma_d F$, $F$ predicts $x_0$ itself. The network never has to output a number much larger than 1, nor amplify
+its own errors by $1/\alpha$ as an $\epsilon$ model does at the end of the chain.
 
 ## Where to spend the training (Sec. 5, Fig. 5a)
 
-With every sigma weighted equally the question is which sigma to train. Karras et al. look at the loss a trained
-network reaches at each sigma: at very small sigma D ~ x is trivial, at very large sigma D ~ E[x0] is all one can
-do, and only in between is there something to learn. They draw ln sigma ~ N(P_mean, P_std^2) with P_mean = -1.2,
-P_std = 1.2. With the exact denoiser of a mixture we can compute that curve exactly.
+With every $\sigma$ weighted equally the question is which $\sigma$ to train. Karras et al. look at the loss a trained
+network reaches at each $\sigma$: at very small $\sigma$, $D \approx x$ is trivial, at very large $\sigma$,
+$D \approx \mathbb{E}[x_0]$ is all one can do, and only in between is there something to learn. They draw
+$\ln \sigma \sim \mathcal{N}(P_{\text{mean}}, P_{\text{std}}^2)$ with $P_{\text{mean}} = -1.2$, $P_{\text{std}} = 1.2$.
+With the exact denoiser of a mixture we can compute that curve exactly.
 
 ## Time steps and solvers (Sec. 3)
 
-The grid (eq. 5) sigma_i = (sigma_max^(1/rho) + i / (N - 1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho spends
-more steps at small sigma as rho grows (rho = 1: uniform in sigma; rho -> infinity: uniform in log sigma); rho = 7.
-The ODE dx/dsigma = (x - D) / sigma is solved with **Heun** (Alg. 1: Euler, then the average slope; the last step to
-sigma = 0 is Euler): 2 N - 1 evaluations for N levels. The stochastic sampler (Alg. 2) first adds noise, raising sigma
-to sigma_hat = sigma (1 + gamma) with gamma = min(S_churn / N, sqrt(2) - 1), then takes the Heun step from
-sigma_hat: new noise "churns" the errors of earlier steps out. Both are `method="edm"` in `tinydiff.samplers`
-(`sampler_options={"churn": ...}`).
+The grid (eq. 5)
+
+$$\sigma_i = \Big(\sigma_{\max}^{1/\rho}
++ \frac{i}{N - 1} \big(\sigma_{\min}^{1/\rho} - \sigma_{\max}^{1/\rho}\big)\Big)^\rho$$
+
+spends more steps at small $\sigma$ as $\rho$ grows ($\rho = 1$: uniform in $\sigma$; $\rho \to \infty$: uniform in
+$\log \sigma$); $\rho = 7$. The ODE $dx / d\sigma = (x - D) / \sigma$ is solved with **Heun** (Alg. 1: Euler, then the
+average slope; the last step to $\sigma = 0$ is Euler): $2 N - 1$ evaluations for $N$ levels. The stochastic sampler
+(Alg. 2) first adds noise, raising $\sigma$ to $\hat\sigma = \sigma (1 + \gamma)$ with
+$\gamma = \min(S_{\text{churn}} / N, \sqrt{2} - 1)$, then takes the Heun step from $\hat\sigma$: new noise "churns" the
+errors of earlier steps out. Both are `method="edm"` in `tinydiff.samplers` (`sampler_options={"churn": ...}`).
 
 ## Order of accuracy, measured
 
-A p-th order solver's error falls like NFE^-p. With the exact mixture denoiser the solver's error is the only one
-left, so we can measure p: run from the same x(sigma_max) to the same sigma_min, compare with a converged solution,
-and fit the slope on log-log axes (`tinydiff.accuracy`). Euler (= DDIM, chapter 8) should give 1; Heun and
-DPM-Solver++(2M) 2.
+A $p$-th order solver's error falls like $\text{NFE}^{-p}$. With the exact mixture denoiser the solver's error is the
+only one left, so we can measure $p$: run from the same $x(\sigma_{\max})$ to the same $\sigma_{\min}$, compare with a
+converged solution, and fit the slope on log-log axes (`tinydiff.accuracy`). Euler (= DDIM, chapter 8) should give 1;
+Heun and DPM-Solver++(2M) 2.
 
 Figures: `preconditioning.png`, `loss_vs_sigma.png`, `rho_grids.png`, `order_of_accuracy.png`, `edm_vs_ddpm.png`,
 `churn.png`.
@@ -90,8 +102,9 @@ sigmas = np.geomspace(0.002, 80.0, 200)
 # %% [markdown]
 # ## The four c's, and the unit variances checked on data
 #
-# Left: c_skip, c_out, c_in and the loss weight lambda against sigma (sigma_d = 1). Right: on standardised moons, the
-# network's input c_in x and the effective target (x0 - c_skip x) / c_out have variance 1 at every noise level.
+# Left: $c_{\text{skip}}$, $c_{\text{out}}$, $c_{\text{in}}$ and the loss weight $\lambda$ against $\sigma$
+# ($\sigma_d = 1$). Right: on standardised moons, the network's input $c_{\text{in}} x$ and the effective target
+# $(x_0 - c_{\text{skip}} x) / c_{\text{out}}$ have variance 1 at every noise level.
 
 # %%
 c_skip, c_out, c_in, lam = edm_precondition(sigmas, SIGMA_DATA)
@@ -124,10 +137,10 @@ claim(worst < 0.03, "input and effective target have unit variance at every sigm
 # %% [markdown]
 # ## Where the loss can be reduced
 #
-# For the 8 Gaussians (standardised) the exact denoiser D* is the best any network can do. Its loss at each sigma,
-# lambda E|| D* - x0 ||^2 per coordinate, is 1 where there is nothing to learn (F = 0 also scores 1 there) and dips
-# where the data's structure is visible through the noise. EDM's log-normal (grey, its density on the same log axis)
-# puts its draws where the dip is.
+# For the 8 Gaussians (standardised) the exact denoiser $D^*$ is the best any network can do. Its loss at each $\sigma$,
+# $\lambda\, \mathbb{E} \| D^* - x_0 \|^2$ per coordinate, is 1 where there is nothing to learn ($F = 0$ also scores 1
+# there) and dips where the data's structure is visible through the noise. EDM's log-normal (grey, its density on the
+# same log axis) puts its draws where the dip is.
 
 # %%
 mix = GaussianMixture.from_params(gaussian_mixture_params("8gaussians"))
@@ -160,11 +173,11 @@ claim(share > 0.8, "{p:.0%} of EDM's training draws fall where the best loss is 
       "{hi:.2f})", p=share, lo=float(learnable.min()), hi=float(learnable.max()))
 
 # %% [markdown]
-# ## The rho grid
+# ## The $\rho$ grid
 #
-# Eighteen levels between 80 and 0.002 for several rho (eq. 5): rho = 1 is uniform in sigma and leaves almost no
-# steps at small noise; rho = 7 puts them roughly where the denoiser changes fastest; rho -> infinity (uniform in
-# log sigma, tinydiff's "lambda" grid) spends as many on sigma in [40, 80] as on [0.002, 0.004].
+# Eighteen levels between 80 and 0.002 for several $\rho$ (eq. 5): $\rho = 1$ is uniform in $\sigma$ and leaves almost
+# no steps at small noise; $\rho = 7$ puts them roughly where the denoiser changes fastest; $\rho \to \infty$ (uniform
+# in $\log \sigma$, tinydiff's `"lambda"` grid) spends as many on $\sigma \in [40, 80]$ as on $[0.002, 0.004]$.
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 2.8))
@@ -184,13 +197,14 @@ claim(abs(g7[0] - 80) < 1e-9 and abs(g7[-1] - 0.002) < 1e-12, "the rho = 7 grid 
 # %% [markdown]
 # ## Order of accuracy, measured with the exact denoiser
 #
-# The VP SDE process (Song et al. 2021; sigma from 157 down to 0.01), 8 Gaussians, three solvers on three grids:
-# uniform in t (DDPM's), uniform in lambda = log(alpha / sigma) (DPM-Solver's) and rho = 7 (EDM's). Error: RMS distance
-# at sigma_min to Heun with 2048 rho = 7 levels. Slopes are fitted over NFE 32-256 (Euler), 64-512 (Heun) and 64-256
-# (DPM-Solver++(2M)), where the error is asymptotic. The exception is telling: on the uniform-t grid DPM-Solver++ looks
-# first order at these NFE, because its last step there spans log(1 + dt / t_min) in lambda and shrinks only when
-# dt << t_min = 1e-3 (it is second order from NFE ~ 500 on: tests/test_order_of_accuracy.py). EDM's Heun on the
-# rho = 7 grid is `heun` here: the same algorithm (tests: bit for bit).
+# The VP SDE process (Song et al. 2021; $\sigma$ from 157 down to 0.01), 8 Gaussians, three solvers on three grids:
+# uniform in $t$ (DDPM's), uniform in $\lambda = \log(\alpha / \sigma)$ (DPM-Solver's) and $\rho = 7$ (EDM's). Error:
+# RMS distance at $\sigma_{\min}$ to Heun with 2048 $\rho = 7$ levels. Slopes are fitted over NFE 32-256 (Euler), 64-512
+# (Heun) and 64-256 (DPM-Solver++(2M)), where the error is asymptotic. The exception is telling: on the uniform-t grid
+# DPM-Solver++ looks first order at these NFE, because its last step there spans about
+# $\tfrac{1}{2} \log(1 + \Delta t / t_{\min})$ in $\lambda$ and shrinks only when $\Delta t \ll t_{\min} = 10^{-3}$ (it
+# is second order from NFE ~ 500 on: tests/test_order_of_accuracy.py). EDM's Heun on the $\rho = 7$ grid is `heun` here:
+# the same algorithm (tests: bit for bit).
 
 # %%
 vp = VPProcess()
@@ -226,12 +240,12 @@ claim(results[("dpm++2m", "uniform")].order(*RANGES["dpm++2m"]) < 1.5, "DPM-Solv
 # %% [markdown]
 # ## An EDM network against a DDPM network, at equal NFE
 #
-# Two MLPs of the same size, trained the same number of steps on moons: one with the DDPM epsilon loss (chapter 6,
-# cosine schedule, T = 1000), one with EDM's preconditioning and loss (`--objective edm`). At the same budget of
+# Two MLPs of the same size, trained the same number of steps on moons: one with the DDPM $\epsilon$ loss (chapter 6,
+# cosine schedule, $T = 1000$), one with EDM's preconditioning and loss (`--objective edm`). At the same budget of
 # network evaluations we sample the DDPM network with DPM-Solver++(2M) (chapter 8's best), and the EDM network both
-# with the same solver (the loss alone changes) and with EDM's Heun on the rho = 7 grid (NFE = 2 N - 1). MMD^2
-# against held-out points; the dotted line is the floor (two held-out samples). Heun pays two evaluations per level:
-# at 9 NFE it has only 5 levels, and the curve shows what that costs.
+# with the same solver (the loss alone changes) and with EDM's Heun on the $\rho = 7$ grid ($\text{NFE} = 2 N - 1$).
+# $\text{MMD}^2$ against held-out points; the dotted line is the floor (two held-out samples). Heun pays two evaluations
+# per level: at 9 NFE it has only 5 levels, and the curve shows what that costs.
 
 # %%
 held, held2 = make_dataset(DATA, N_SAMPLES, rng=10_001), make_dataset(DATA, N_SAMPLES, rng=10_002)
@@ -280,9 +294,10 @@ claim(mmd[heun][0] > 5 * max(mmd[heun][-1], 1e-4), "Heun with 5 levels (9 NFE) i
 # %% [markdown]
 # ## Churn
 #
-# The stochastic sampler on the trained EDM network, 18 levels (35 NFE), for a few S_churn (S_tmin = 0, S_tmax = inf,
-# S_noise = 1). Karras et al. found churn helps most when the network's errors accumulate along the deterministic path,
-# and hurts when too much: each churned step adds noise the next steps must remove. Points left, MMD^2 in the titles.
+# The stochastic sampler on the trained EDM network, 18 levels (35 NFE), for a few $S_{\text{churn}}$
+# ($S_{\text{tmin}} = 0$, $S_{\text{tmax}} = \infty$, $S_{\text{noise}} = 1$). Karras et al. found churn helps most when
+# the network's errors accumulate along the deterministic path, and hurts when too much: each churned step adds noise
+# the next steps must remove. Points left, $\text{MMD}^2$ in the titles.
 
 # %%
 panels = [("held-out", held)]
@@ -298,8 +313,8 @@ print("MMD^2 by S_churn:", {k: f"{v:.2e}" for k, v in churn_mmd.items()})
 # ## What to take away
 #
 # - Preconditioning is derived, not tuned: unit-variance input, the smallest effective target, unit-variance target,
-#   equal weight per sigma.
-# - Train where the loss can move; sample on a grid that spends steps where the denoiser changes (rho = 7).
+#   equal weight per $\sigma$.
+# - Train where the loss can move; sample on a grid that spends steps where the denoiser changes ($\rho = 7$).
 # - Orders of accuracy are measurable with an exact denoiser: Euler 1, Heun and DPM-Solver++(2M) 2, once the grid's
 #   steps are small where it matters.
 

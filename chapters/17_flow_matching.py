@@ -1,48 +1,52 @@
 # %% [markdown]
-"""
+r"""
 # Chapter 17 — Flow matching
 
 Diffusion models learn to undo noise one small step at a time. Flow matching (Lipman et al. 2023; Liu et al. 2023;
-Albergo & Vanden-Eijnden 2023) asks a more direct question: *which velocity field, followed from t = 1 to t = 0,
+Albergo & Vanden-Eijnden 2023) asks a more direct question: *which velocity field, followed from $t = 1$ to $t = 0$,
 carries a Gaussian to the data?* It is what Stable Diffusion 3 and Flux are trained with, and on a Gaussian path it
 turns out to learn the same thing as diffusion. We build it from the process of chapter 14's abstraction.
 
 ## A path of distributions
 
-Pick a path of distributions p_t from the data (t = 0) to N(0, I) (t = 1). The simplest: draw x0 ~ data and
-eps ~ N(0, I) and move in a straight line (the *linear interpolant*, `tinydiff.processes.LinearInterpolant`):
+Pick a path of distributions $p_t$ from the data ($t = 0$) to $\mathcal{N}(0, I)$ ($t = 1$). The simplest: draw
+$x_0 \sim \text{data}$ and $\epsilon \sim \mathcal{N}(0, I)$ and move in a straight line (the *linear interpolant*,
+`tinydiff.processes.LinearInterpolant`):
 
-    x_t = (1 - t) x0 + t eps                 (alpha = 1 - t, sigma = t; any Gaussian path is x_t = alpha x0 + sigma eps)
+$$x_t = (1 - t)\, x_0 + t\, \epsilon$$
 
-Each pair moves with the *conditional velocity* u = d x_t / dt = eps - x0 (in general alpha' x0 + sigma' eps). Many
-pairs pass through the same point x at time t; the *marginal velocity* is their average,
+($\alpha = 1 - t$, $\sigma = t$; any Gaussian path is $x_t = \alpha x_0 + \sigma \epsilon$.) Each pair moves with the
+*conditional velocity* $u = d x_t / dt = \epsilon - x_0$ (in general $\alpha' x_0 + \sigma' \epsilon$). Many pairs pass
+through the same point $x$ at time $t$; the *marginal velocity* is their average,
 
-    v(x, t) = E[ eps - x0 | x_t = x ]
+$$v(x, t) = \mathbb{E}[\epsilon - x_0 \mid x_t = x]$$
 
-and the ODE dx/dt = v(x, t), run backwards from t = 1, moves N(0, I) through exactly the marginals p_t and lands on the
-data: v satisfies the continuity equation d p_t / dt + div(p_t v) = 0 (Lipman et al. 2023, Thm. 1).
+and the ODE $dx/dt = v(x, t)$, run backwards from $t = 1$, moves $\mathcal{N}(0, I)$ through exactly the marginals $p_t$
+and lands on the data: $v$ satisfies the continuity equation $\partial p_t / \partial t + \nabla \cdot (p_t v) = 0$
+(Lipman et al. 2023, Thm. 1).
 
 ## The conditional trick
 
-v is unknown (it averages over the data), but the regression onto the *conditional* target
+$v$ is unknown (it averages over the data), but the regression onto the *conditional* target
 
-    L_CFM(theta) = E_{t ~ U[0, 1], x0, eps} || v_theta(x_t, t) - (eps - x0) ||^2
+$$\mathcal{L}_{\text{CFM}}(\theta) = \mathbb{E}_{t \sim \mathcal{U}[0, 1],\, x_0,\, \epsilon}
+\left\| v_\theta(x_t, t) - (\epsilon - x_0) \right\|^2$$
 
-has the same minimiser: the conditional mean E[eps - x0 | x_t] = v (Lipman et al. 2023, Thm. 2). It is DDPM's loss
-with another target; `tinydiff.flow.FlowTrainer` trains the same MLP with it (`train --objective flow`). The network
-sees 1000 t, so that its time features span the frequencies a DDPM network sees at steps 0..999.
+has the same minimiser: the conditional mean $\mathbb{E}[\epsilon - x_0 \mid x_t] = v$ (Lipman et al. 2023, Thm. 2). It
+is DDPM's loss with another target; `tinydiff.flow.FlowTrainer` trains the same MLP with it (`train --objective flow`).
+The network sees $1000\, t$, so that its time features span the frequencies a DDPM network sees at steps 0..999.
 
 ## The same path gives the same model as diffusion
 
-For a Gaussian path, v and the score are one object. With f = alpha'/alpha and g^2 = d sigma^2/dt - 2 f sigma^2 (the
-forward SDE of the path),
+For a Gaussian path, $v$ and the score are one object. With $f = \alpha' / \alpha$ and
+$g^2 = d \sigma^2 / dt - 2 f \sigma^2$ (the forward SDE of the path), the probability-flow ODE gives
 
-    v(x, t) = f(t) x - g(t)^2 / 2 * grad log p_t(x)                                       (probability-flow ODE)
+$$v(x, t) = f(t)\, x - \tfrac{1}{2} g(t)^2\, \nabla_x \log p_t(x)$$
 
 so a flow-matching network and a diffusion network on the same path are exact reparametrisations of each other
-(Kingma & Gao 2023; Gao et al. 2024). Any VP path x_t = a x0 + s eps *is* the linear interpolant after rescaling:
-y = x_t / (a + s) = (1 - u) x0 + u eps with u = s / (a + s); a DDIM step of an eps model is then exactly an Euler step
-of the flow model in u. We check both numerically below.
+(Kingma & Gao 2023; Gao et al. 2024). Any VP path $x_t = a x_0 + s \epsilon$ *is* the linear interpolant after
+rescaling: $y = x_t / (a + s) = (1 - u)\, x_0 + u\, \epsilon$ with $u = s / (a + s)$; a DDIM step of an $\epsilon$ model
+is then exactly an Euler step of the flow model in $u$. We check both numerically below.
 
 Figures: `fm_path.png`, `fm_conditional_vs_marginal.png`, `fm_fields.png`, `fm_samples.png`, `fm_solvers.png`,
 `fm_logsnr.png`.
@@ -82,11 +86,11 @@ path = LinearInterpolant()
 mixture = GaussianMixture.from_params(gaussian_mixture_params(DATA))
 
 # %% [markdown]
-"""
+r"""
 ## 1. The path: straight lines per pair, a smooth morph of distributions
 
-Each point below sits at (1 - t) x0 + t eps for one fixed pair: every single path is a straight line, and the cloud
-morphs from the eight modes into the Gaussian.
+Each point below sits at $(1 - t)\, x_0 + t\, \epsilon$ for one fixed pair: every single path is a straight line, and
+the cloud morphs from the eight modes into the Gaussian.
 """
 
 # %%
@@ -100,12 +104,12 @@ for ax, t in zip(axes, (0.0, 0.25, 0.5, 0.75, 1.0)):
 viz.save(fig, args.out / "fm_path.png")
 
 # %% [markdown]
-"""
+r"""
 ## 2. Conditional paths cross, the marginal flow does not
 
-The straight conditional paths from eps to x0 cross each other: at a crossing point the conditional velocities
-disagree, so no single field can follow them. The marginal field v averages them; its ODE paths (from the same eps)
-never cross and bend towards the modes. We integrate them with the exact velocity of the mixture
+The straight conditional paths from $\epsilon$ to $x_0$ cross each other: at a crossing point the conditional velocities
+disagree, so no single field can follow them. The marginal field $v$ averages them; its ODE paths (from the same
+$\epsilon$) never cross and bend towards the modes. We integrate them with the exact velocity of the mixture
 (`GaussianMixtureDenoiser(mixture, LinearInterpolant(), "velocity")`, `tinydiff.analytic`).
 """
 
@@ -152,13 +156,13 @@ claim(worst_ce < 1e-4, "d p_t/dt + div(p_t v) = 0: the largest residual is {res:
       "differences)", res=worst_ce)
 
 # %% [markdown]
-"""
+r"""
 ## 3. Training: the same MLP, another target
 
-`FlowTrainer` is chapter 6's training loop with three lines changed: t ~ U[0, 1] instead of an integer step,
-x_t = (1 - t) x0 + t eps, and the target eps - x0. The data are standardised, so we compare the learned field with
-the exact field of the standardised mixture. The arrows point the way time runs, towards the noise (v = E[eps - x0]);
-sampling walks against them, and the red dots are the modes of p_t.
+`FlowTrainer` is chapter 6's training loop with three lines changed: $t \sim \mathcal{U}[0, 1]$ instead of an integer
+step, $x_t = (1 - t)\, x_0 + t\, \epsilon$, and the target $\epsilon - x_0$. The data are standardised, so we compare
+the learned field with the exact field of the standardised mixture. The arrows point the way time runs, towards the
+noise ($v = \mathbb{E}[\epsilon - x_0]$); sampling walks against them, and the red dots are the modes of $p_t$.
 """
 
 # %%
@@ -212,14 +216,14 @@ claim(p_value > 0.05, "with 20 model calls the samples pass the MMD test against
       p=p_value, quick=False)
 
 # %% [markdown]
-"""
-## 4. Solving the ODE: Euler, midpoint, Heun in t
+r"""
+## 4. Solving the ODE: Euler, midpoint, Heun in $t$
 
-`sample(..., method="euler-t" | "midpoint-t" | "heun-t")` integrate dx/dt = v in the process's own time (they start
-at t = 1, where the sigma-frame solvers of chapter 8 cannot: sigma / alpha is infinite there). Midpoint and Heun spend
-two model calls a step and are second order: once the steps are small, doubling the calls divides their error by about
-4, Euler's by 2. With few calls it is the other way round: the 8 modes have std 0.1, so near t = 0 the field turns
-sharply, and two half-as-many steps of a second-order method overshoot more than Euler's many small ones.
+`sample(..., method="euler-t" | "midpoint-t" | "heun-t")` integrate $dx/dt = v$ in the process's own time (they start
+at $t = 1$, where the sigma-frame solvers of chapter 8 cannot: $\sigma / \alpha$ is infinite there). Midpoint and Heun
+spend two model calls a step and are second order: once the steps are small, doubling the calls divides their error by
+about 4, Euler's by 2. With few calls it is the other way round: the 8 modes have std 0.1, so near $t = 0$ the field
+turns sharply, and two half-as-many steps of a second-order method overshoot more than Euler's many small ones.
 Error: RMS distance to a 4000-step Heun solution from the same noise, with the exact field.
 """
 
@@ -246,13 +250,14 @@ claim(errors["euler-t"][0] < errors["midpoint-t"][0] and errors["midpoint-t"][-1
       e4=errors["euler-t"][0], m4=errors["midpoint-t"][0])
 
 # %% [markdown]
-"""
+r"""
 ## 5. The same path, the same model
 
-A VP diffusion (x_t = a x0 + s eps, a^2 + s^2 = 1) and the linear interpolant differ by a rescaling of space and of
-time: y = x / (a + s), u = s / (a + s). One DDIM step of the exact eps model, and one Euler step in u of the exact
-flow-matching model, from the same point: the same update. `fm_logsnr.png` shows the price of each path in noise
-levels: the linear interpolant's log-SNR 2 log((1 - t) / t) against the cosine and VP schedules of earlier chapters.
+A VP diffusion ($x_t = a x_0 + s \epsilon$, $a^2 + s^2 = 1$) and the linear interpolant differ by a rescaling of space
+and of time: $y = x / (a + s)$, $u = s / (a + s)$. One DDIM step of the exact $\epsilon$ model, and one Euler step in
+$u$ of the exact flow-matching model, from the same point: the same update. `fm_logsnr.png` shows the price of each
+path in noise levels: the linear interpolant's log-SNR $2 \log((1 - t) / t)$ against the cosine and VP schedules of
+earlier chapters.
 """
 
 # %%

@@ -1,40 +1,43 @@
 # %% [markdown]
-"""
+r"""
 # Chapter 18 — Straight paths and few steps
 
 Chapter 17's flow carries noise to data along curved paths, so an ODE solver needs many small steps. If every path
-were a straight line travelled at constant speed, one Euler step x_0 = x_1 - v(x_1, 1) would be exact. This chapter
+were a straight line travelled at constant speed, one Euler step $x_0 = x_1 - v(x_1, 1)$ would be exact. This chapter
 makes paths straighter in two ways, and then trains a network to take big steps directly.
 
 ## Straightness
 
-Liu et al. (2023, Def. 2.2) measure how far a flow is from taking straight constant-speed paths:
+Liu et al. (2023, Def. 2.2) measure how far a flow is from taking straight constant-speed paths
+(`tinydiff.flow.straightness`):
 
-    S = int_0^1 E || (x_1 - x_0) - dx_t/dt ||^2 dt                    (`tinydiff.flow.straightness`)
+$$S = \int_0^1 \mathbb{E} \left\| (x_1 - x_0) - \frac{dx_t}{dt} \right\|^2 dt$$
 
-S = 0 exactly when every path is a straight line at constant speed; a half circle has S = pi^2 - 4 (per unit radius).
+$S = 0$ exactly when every path is a straight line at constant speed; a half circle has $S = \pi^2 - 4$ (per unit
+radius).
 
 ## Couplings: which noise goes with which data point
 
-Flow matching needs *some* pairing of noise eps and data x0. Independent pairs (chapter 17) send a noise sample to a
-far-away mode as often as to a near one; the conditional paths cross, and the marginal flow, which cannot cross, bends.
-**Minibatch optimal transport** (Tong et al. 2023; Pooladian et al. 2023) re-pairs each training batch by the
-assignment that minimises sum_i ||x0_i - eps_pi(i)||^2 (`flow.ot_pairing`, the Hungarian algorithm, in blocks of 256
-points since it costs O(B^3)): short, rarely crossing pairs, straighter learned paths
+Flow matching needs *some* pairing of noise $\epsilon$ and data $x_0$. Independent pairs (chapter 17) send a noise
+sample to a far-away mode as often as to a near one; the conditional paths cross, and the marginal flow, which cannot
+cross, bends. **Minibatch optimal transport** (Tong et al. 2023; Pooladian et al. 2023) re-pairs each training batch by
+the assignment $\pi$ that minimises $\sum_i \| x_{0,i} - \epsilon_{\pi(i)} \|^2$ (`flow.ot_pairing`, the Hungarian
+algorithm, in blocks of 256 points since it costs $O(B^3)$): short, rarely crossing pairs, straighter learned paths
 (`train --objective flow --coupling ot`).
 
 ## Rectified flow: reflow
 
-Liu et al. (2023) take the pairs a trained flow itself produces, (z, x = ODE(z)), and train a new flow on them
-(`python -m tinydiff reflow`). The new flow has the same marginals at t = 0 and 1, but its conditional paths are the
-straight lines between *deterministically coupled* pairs, which cross less; each round lowers the transport cost and S.
+Liu et al. (2023) take the pairs a trained flow itself produces, $(z,\ x = \text{ODE}(z))$, and train a new flow on
+them (`python -m tinydiff reflow`). The new flow has the same marginals at $t = 0$ and 1, but its conditional paths are
+the straight lines between *deterministically coupled* pairs, which cross less; each round lowers the transport cost
+and $S$.
 
 ## Distillation: learn the big step
 
 Progressive distillation (Salimans & Ho 2022; `tinydiff.distill`) trains a student to do in one Euler step what its
-teacher does in two, then repeats: N -> N/2 -> ... -> 1 step. For a velocity model the student's target over a step 2h
-is the teacher's average velocity, (x_t - x_{t-2h}) / (2h). It needs no straight paths: it learns the curved flow's
-big steps directly.
+teacher does in two, then repeats: $N \to N/2 \to \dots \to 1$ step. For a velocity model the student's target over a
+step $2h$ is the teacher's average velocity, $(x_t - x_{t-2h}) / (2h)$. It needs no straight paths: it learns the curved
+flow's big steps directly.
 
 Figures: `fm_couplings.png`, `fm_straightness.png`, `fm_few_steps.png`, `fm_quality_vs_nfe.png`.
 """
@@ -75,7 +78,7 @@ path = LinearInterpolant()
 mixture = GaussianMixture.from_params(gaussian_mixture_params(DATA))
 
 # %% [markdown]
-"""
+r"""
 ## 1. Two couplings of one batch
 
 The same 64 data points and 64 noise samples, paired independently and by minibatch OT.
@@ -103,12 +106,12 @@ claim(cost_ot < 0.5 * cost_ind, "OT pairs a batch of 256 at mean squared distanc
       "independent pairs' {ind:.2f}", ot=cost_ot, ind=cost_ind)
 
 # %% [markdown]
-"""
+r"""
 ## 2. Straightness: the exact flow, an OT-trained flow, and a reflowed one
 
 The *exact* marginal flow of independent pairs is what a perfect chapter-17 model would learn: it is the 1-rectified
 flow, and we have it in closed form for the mixture. We train a flow with OT pairs, and reflow the exact flow: draw
-pairs (z, ODE(z)) from it and train a network on them. S is measured on Euler trajectories of 100 steps.
+pairs $(z, \text{ODE}(z))$ from it and train a network on them. $S$ is measured on Euler trajectories of 100 steps.
 """
 
 # %%
@@ -152,7 +155,7 @@ claim(S["2-rectified (reflow)"] < 0.5 * S["exact 1-rectified"], "one reflow more
       "{ex:.3f}", rf=S["2-rectified (reflow)"], ex=S["exact 1-rectified"], quick=False)
 
 # %% [markdown]
-"""
+r"""
 ## 3. Distillation: 16 teacher steps down to 1
 
 Reflow straightened the paths by retraining on new pairs. Distillation keeps the curved flow and learns its big steps
@@ -168,11 +171,11 @@ with blas_threads(1):
                                         teacher_steps=16, iters=DISTILL_ITERS, batch=256, lr=1e-3, rng=SEED + 3)
 
 # %% [markdown]
-"""
+r"""
 ## 4. Quality against the number of steps
 
-MMD^2 and exact W2^2 against held-out data (data units, N points each), with the floor of two held-out samples.
-Every model is sampled with Euler in t from the same noise.
+$\text{MMD}^2$ and exact $W_2^2$ against held-out data (data units, $N$ points each), with the floor of two held-out
+samples. Every model is sampled with Euler in $t$ from the same noise.
 """
 
 # %%

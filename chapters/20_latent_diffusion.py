@@ -1,25 +1,28 @@
 # %% [markdown]
-"""
+r"""
 # Chapter 20 — Latent diffusion: compress first, then diffuse
 
 The U-Net of chapter 11 denoises all 784 pixels of a digit at every one of its sampling steps, although most of them
 are black border and the rest are strokes that a handful of numbers describe. Rombach et al. (2022, "High-Resolution
 Image Synthesis with Latent Diffusion Models", the method behind Stable Diffusion) split the work in two:
 
-1. an **autoencoder** learns, once, to compress an image x into a smaller latent z = E(x) and back, x ~ D(z);
-2. a **diffusion model** learns the distribution of the latents z, with the same forward process, loss and samplers
-   as before; sampling runs the chain in latent space and decodes its end once: x = D(z_0).
+1. an **autoencoder** learns, once, to compress an image $x$ into a smaller latent $z = \mathcal{E}(x)$ and back,
+   $x \approx \mathcal{D}(z)$;
+2. a **diffusion model** learns the distribution of the latents $z$, with the same forward process, loss and samplers
+   as before; sampling runs the chain in latent space and decodes its end once: $x = \mathcal{D}(z_0)$.
 
 tinydiff's autoencoder (`tinydiff.models.autoencoder.VAE`) is built from the layers of chapters 4-5 (Conv2d, SiLU,
-Upsample) with hand-written backward passes: 28 x 28 x 1 pixels -> 7 x 7 x 4 latents (196 numbers, 4x fewer), two
-stride-2 convolutions down, two nearest-neighbour upsamplings and convolutions up. It is a VAE (Kingma & Welling
-2014): the encoder outputs a mean mu and a log-variance, z = mu + sigma eps, and the loss per image is
+Upsample) with hand-written backward passes: $28 \times 28 \times 1$ pixels $\to$ $7 \times 7 \times 4$ latents (196
+numbers, 4x fewer), two stride-2 convolutions down, two nearest-neighbour upsamplings and convolutions up. It is a VAE
+(Kingma & Welling 2014): the encoder outputs a mean $\mu$ and a log-variance, $z = \mu + \sigma \epsilon$, and the loss
+per image is
 
-    L = sum_pixels BCE(x, D(z)) + beta KL(N(mu, sigma^2) || N(0, I)),
-    KL = 1/2 sum (mu^2 + sigma^2 - 1 - log sigma^2)                                                (1)
+$$L = \sum_{\text{pixels}} \operatorname{BCE}\big(x, \mathcal{D}(z)\big)
++ \beta\, \operatorname{KL}\big(\mathcal{N}(\mu, \sigma^2) \,\|\, \mathcal{N}(0, I)\big), \qquad
+\operatorname{KL} = \tfrac{1}{2} \sum \big(\mu^2 + \sigma^2 - 1 - \log \sigma^2\big) \qquad \text{(1)}$$
 
-with a small beta (Rombach et al. use 1e-6 beside a perceptual loss; ours is 1e-3 against a sum of 784 BCE terms):
-the KL only keeps the latent from drifting to arbitrary scales, it is not asked to make it N(0, I).
+with a small $\beta$ (Rombach et al. use $10^{-6}$ beside a perceptual loss; ours is $10^{-3}$ against a sum of 784 BCE
+terms): the KL only keeps the latent from drifting to arbitrary scales, it is not asked to make it $\mathcal{N}(0, I)$.
 
 ## What the chapter measures
 
@@ -29,7 +32,7 @@ the KL only keeps the latent from drifting to arbitrary scales, it is not asked 
 3. the KL weight's trade-off, on two short training runs (`kl_tradeoff.png`);
 4. diffusion in latent space: the shipped latent model's digits (`latent_samples.png`);
 5. the cost side by side with pixel space (`cost.png`);
-6. what the chain means on its way: its x0 estimates decoded along the steps (`chain.png`).
+6. what the chain means on its way: its $x_0$ estimates decoded along the steps (`chain.png`).
 
 Files: `data/checkpoints/mnist_autoencoder.npz` (made by `python -m tinydiff train-autoencoder --data mnist --out
 AE_DIR --steps 700`) and `data/checkpoints/mnist_latent.npz` (by `python -m tinydiff train --data mnist --conditional
@@ -85,12 +88,12 @@ if args.quick:
     print(f"QUICK MODE: {N_TEST} test images, {KL_STEPS}-step KL runs, {N_SAMPLES} samples of {STEPS} steps")
 
 # %% [markdown]
-"""
+r"""
 ## 1. Compression and what is lost
 
-Encode each test digit to its mean latent mu(x) and decode it: x_hat = D(mu(x)). The per-pixel error, and the
-judge's verdict (the classifier of chapter 13) on the reconstructions beside its verdict on the originals, say how
-much of a digit survives 4x compression. `reconstructions.png` shows originals, reconstructions and |x - x_hat|.
+Encode each test digit to its mean latent $\mu(x)$ and decode it: $\hat x = \mathcal{D}(\mu(x))$. The per-pixel error,
+and the judge's verdict (the classifier of chapter 13) on the reconstructions beside its verdict on the originals, say
+how much of a digit survives 4x compression. `reconstructions.png` shows originals, reconstructions and $|x - \hat x|$.
 """
 
 # %%
@@ -112,7 +115,7 @@ fig = viz.image_rows([("original", test_x[show]), ("D(mu(x))", recon[show]), ("|
 viz.save(fig, args.out / "reconstructions.png")
 
 # %% [markdown]
-"""
+r"""
 The reconstructions keep the digit, its slant and its thickness; what goes is the exact shape of the edges (a slightly
 blurred stroke) and small specks. For diffusion this is the point: the latent keeps what the judge needs and drops
 the detail no one will miss, so the diffusion model spends its capacity on shape, not on pixel noise.
@@ -120,16 +123,17 @@ the detail no one will miss, so the diffusion model spends its capacity on shape
 ## 2. The latent's statistics and the scale factor
 
 The encoder's latents have no reason to have unit variance: the small KL weight lets them take whatever scale
-serves the decoder. Rombach et al. rescale them by s = 1 / std(z), computed once on the training set and stored with
-the weights (`VAE.fit_scale_factor`); the diffusion model then sees s z. Why it matters: the forward process was
-designed for data of variance ~1. For data of standard deviation sigma_data the signal-to-noise ratio at step t is
+serves the decoder. Rombach et al. rescale them by $s = 1 / \operatorname{std}(z)$, computed once on the training set
+and stored with the weights (`VAE.fit_scale_factor`); the diffusion model then sees $s z$. Why it matters: the forward
+process was designed for data of variance ~1. For data of standard deviation $\sigma_{\text{data}}$ the signal-to-noise
+ratio at step $t$ is
 
-    SNR(t) = alpha_bar_t sigma_data^2 / (1 - alpha_bar_t)                                            (2)
+$$\operatorname{SNR}(t) = \frac{\bar\alpha_t\, \sigma_{\text{data}}^2}{1 - \bar\alpha_t} \qquad \text{(2)}$$
 
-(Kingma et al. 2021, per entry), so scaling the data by c multiplies SNR by c^2 at every step: latents with std 0.2
+(Kingma et al. 2021, per entry), so scaling the data by $c$ multiplies SNR by $c^2$ at every step: latents with std 0.2
 are drowned at a step where unit-variance ones still have 25 times more signal, and the sampler then spends most of
 its steps on pure noise. `latent_stats.png` shows the latent entries per channel before and after scaling;
-`snr_by_scale.png` the SNR of the linear schedule (T = 1000) for latents of std 0.2, 1 and 5.
+`snr_by_scale.png` the SNR of the linear schedule ($T = 1000$) for latents of std 0.2, 1 and 5.
 """
 
 # %%
@@ -164,14 +168,15 @@ ax.legend(fontsize=8)
 viz.save(fig, args.out / "snr_by_scale.png")
 
 # %% [markdown]
-"""
+r"""
 ## 3. The KL weight's trade-off
 
-beta in (1) pulls every mu towards 0 and every sigma towards 1. With beta = 1 (the true ELBO) the latent must carry
-information at a price: the KL grows with every bit it stores, so the encoder stores less and the reconstructions
-blur. With a small beta the reconstructions are sharp and the KL large, and the latent's scale is whatever the
-decoder likes, which the scale factor then fixes. Two short runs from the same seed, one per beta, trained on the
-same batches (`kl_tradeoff.png`: their reconstructions of the same digits, and their reconstruction and KL terms):
+$\beta$ in (1) pulls every $\mu$ towards 0 and every $\sigma$ towards 1. With $\beta = 1$ (the true ELBO) the latent
+must carry information at a price: the KL grows with every bit it stores, so the encoder stores less and the
+reconstructions blur. With a small $\beta$ the reconstructions are sharp and the KL large, and the latent's scale is
+whatever the decoder likes, which the scale factor then fixes. Two short runs from the same seed, one per $\beta$,
+trained on the same batches (`kl_tradeoff.png`: their reconstructions of the same digits, and their reconstruction and
+KL terms):
 """
 
 # %%
@@ -196,17 +201,17 @@ fig = viz.image_rows([("original", test_x[show])] + [(f"beta = {b:g}", runs[b]["
 viz.save(fig, args.out / "kl_tradeoff.png")
 
 # %% [markdown]
-"""
+r"""
 ## 4. Diffusion in latent space
 
-The latent denoiser is the U-Net of chapter 11 on (4, 7, 7) inputs: 7 cannot be halved, so it has one level (two
-ResBlocks and self-attention, all at 7 x 7; `config.LATENT_UNET`), class-conditional with a null label for
-classifier-free guidance. Training is the Trainer of chapter 6 on s mu(x) instead of pixels: nothing in the loss,
+The latent denoiser is the U-Net of chapter 11 on $(4, 7, 7)$ inputs: 7 cannot be halved, so it has one level (two
+ResBlocks and self-attention, all at $7 \times 7$; `config.LATENT_UNET`), class-conditional with a null label for
+classifier-free guidance. Training is the Trainer of chapter 6 on $s\, \mu(x)$ instead of pixels: nothing in the loss,
 the schedule or the samplers knows it is a latent (`train --latent`). `TrainedDenoiser.sample` runs the sampler on
 latents and decodes the end, so it returns digits like the pixel model. `latent_samples.png`: one row per label.
 
 An honest caveat: the shipped latent model is undertrained. It had 1,800 steps of batch 64 (the time this machine
-allowed; the pixel model had 6,000), and at n = 500 it scores FD 67 against a floor of 5.6 and 63 % accuracy
+allowed; the pixel model had 6,000), and at $n = 500$ it scores FD 67 against a floor of 5.6 and 63 % accuracy
 (README, "Latent diffusion"): many samples are stroke-like scribbles near the right digit. The cost per step is 7x
 lower (section 5), so 6,000 latent steps cost the time of fewer than 900 pixel steps; whether that
 reaches the pixel model's quality is the open measurement.
@@ -227,7 +232,7 @@ order = np.argsort(labels, kind="stable")
 viz.save(viz.image_grid(samples[order], nrow=10 if N_SAMPLES >= 100 else None), args.out / "latent_samples.png")
 
 # %% [markdown]
-"""
+r"""
 ## 5. The cost side by side
 
 One sampling step calls the denoiser once (twice with guidance); a latent model pays the decoder once at the end.
@@ -269,14 +274,15 @@ ax.set_xlabel("ms per image (one call, batch %d, one thread)" % TIMING_BATCH)
 viz.save(fig, args.out / "cost.png")
 
 # %% [markdown]
-"""
-The saving comes from the positions: a 3x3 convolution costs C_in C_out 9 multiply-adds per position, and 7 x 7 has
-16x fewer positions than 28 x 28, which pays for wider layers (32 channels at 7 x 7 against 24-48 over 28 -> 7 in the
-pixel U-Net). The same holds for training steps (README, "Latent diffusion").
+r"""
+The saving comes from the positions: a $3 \times 3$ convolution costs $9\, C_{\text{in}} C_{\text{out}}$ multiply-adds
+per position, and $7 \times 7$ has 16x fewer positions than $28 \times 28$, which pays for wider layers (32 channels at
+$7 \times 7$ against 24-48 over $28 \to 7$ in the pixel U-Net). The same holds for training steps (README,
+"Latent diffusion").
 
 ## 6. Samples decoded along the chain
 
-The chain's x0 estimates are latents too; decoding them shows what the model "means" at each step.
+The chain's $x_0$ estimates are latents too; decoding them shows what the model "means" at each step.
 `chain.png`: rows are steps of a DDIM run, from pure noise (top) to the end; columns are labels 0-9.
 """
 
@@ -291,9 +297,9 @@ fig = viz.image_rows([(f"step {k * every + 1}", c) for k, c in enumerate(chain)]
 viz.save(fig, args.out / "chain.png")
 
 # %% [markdown]
-"""
+r"""
 Early estimates are already digit-shaped blurs of the right class: the decoder turns any latent near the data into
-something stroke-like, so even a rough x0 estimate decodes to a plausible digit. The late steps change little in
+something stroke-like, so even a rough $x_0$ estimate decodes to a plausible digit. The late steps change little in
 pixels; they settle which digit-like shape it is.
 """
 
