@@ -1,8 +1,14 @@
 """Who gets the cores: BLAS's thread pool and Numba's.
 
-NumPy's matrix products run on OpenBLAS's threads; tinydiff's Numba kernels are serial. Small matrix products (the
+NumPy's matrix products run on OpenBLAS's threads; tinydiff's Numba kernels run on Numba's. Small matrix products (the
 MLP at batch 1000, one U-Net layer on a busy machine) are often *faster* on one BLAS thread than on two, because the
 threads spend their time waiting for each other (docs/performance.md has the measurements).
+
+``use_threads(n)`` is the one setting a user needs (``train --threads N``): inside the block the U-Net's kernels
+(convolutions, fused GroupNorm) run on n Numba threads and BLAS on n threads too, or on ``blas`` if given. With n = 1
+the serial kernels run and Numba's thread pool is never started. The pools never run at the same time (Python calls
+one kernel after the other), but an idle pool's threads may spin for a while before they sleep and steal the core
+the other pool needs: docs/performance.md ("Threads") has the measurements behind the defaults.
 
 ``blas_threads(n)`` limits BLAS to ``n`` threads inside a ``with`` block, through threadpoolctl (a dependency of
 tinydiff). ``blas_thread_count()`` is the number of threads BLAS really uses right now, and ``blas_info()`` says which
@@ -13,6 +19,8 @@ from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
+
+_kernel_threads = 1             # threads of tinydiff's parallel kernels now (1: the serial versions run)
 
 
 def _threadpoolctl():
@@ -59,3 +67,63 @@ def blas_info() -> str:
         return "BLAS: none found by threadpoolctl"
     return "; ".join(f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, "
                      f"{i.get('num_threads')} threads in use)" for i in blas)
+
+
+def kernel_threads() -> int:
+    """How many threads tinydiff's Numba kernels use now (1: their serial versions run)."""
+    return _kernel_threads
+
+
+def available_kernel_threads() -> int:
+    """The most threads Numba can give (NUMBA_NUM_THREADS, by default the number of CPUs)."""
+    from numba import config
+
+    return config.NUMBA_NUM_THREADS
+
+
+@contextmanager
+def use_threads(n: int | None, blas: int | None = None):
+    """Run the block with tinydiff's kernels on ``n`` Numba threads and BLAS on ``blas`` threads (default: n).
+
+    ``n = None`` leaves both alone. n larger than Numba allows (``available_kernel_threads()``) is reduced to it with
+    a warning. Both settings are restored afterwards."""
+    global _kernel_threads
+    if n is None:
+        with blas_threads(blas):
+            yield
+        return
+    if n < 1:
+        raise ValueError(f"use_threads: n must be >= 1, got {n}")
+    most = available_kernel_threads()
+    if n > most:
+        warnings.warn(f"use_threads({n}): Numba can use at most {most} threads here (NUMBA_NUM_THREADS / CPUs); "
+                      f"using {most}", RuntimeWarning, stacklevel=3)
+        n = most
+    before = _kernel_threads
+    if n > 1:
+        import numba
+
+        numba_before = numba.get_num_threads()
+        numba.set_num_threads(n)
+    try:
+        _kernel_threads = n
+        with blas_threads(n if blas is None else blas):
+            yield
+    finally:
+        _kernel_threads = before
+        if n > 1:
+            numba.set_num_threads(numba_before)
+
+
+def threads_report() -> str:
+    """One line: tinydiff's kernel threads, Numba's threading layer (once started) and BLAS's threads now."""
+    layer = "not started"
+    if _kernel_threads > 1:
+        import numba
+
+        try:
+            layer = numba.threading_layer()
+        except ValueError:
+            layer = "not started yet"
+    return (f"tinydiff kernel threads {_kernel_threads} (Numba threading layer: {layer}), "
+            f"BLAS threads {blas_thread_count() or 'unknown'}")

@@ -16,6 +16,9 @@ blocks: [h; skip] concatenation is stacking planes (pads stay zero), the stride-
 Upsample(2) copies within P arrays. Only the 7 x 7 self-attention and the network's input and output convert to
 and from NCHW. The parameters and gradients are the modules' own arrays, so optimisers and checkpoints do not see
 a difference; the modules' own caches are not filled by this path (call the reference path to inspect them).
+
+Threads: inside ``tinydiff.threads.use_threads(n)`` with n > 1 the convolutions and the fused GroupNorm run their
+parallel versions (the same template / code compiled with ``prange``), which give the same bits as the serial ones.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from numba import config
 
 from tinydiff.nn.kernels.playout import PLayout, upsample2_p, upsample2_p_backward
 from tinydiff.nn.kernels.pconv import PConv
-from tinydiff.nn.kernels.pnorm import gn_adagn_silu_p, gn_adagn_silu_p_backward
+from tinydiff.nn.kernels import pnorm
+from tinydiff.threads import kernel_threads
 
 
 def fast_path_ok(model, x) -> bool:
@@ -68,15 +72,16 @@ class _NormSiLU:
     def forward(self, Y, st=None):
         l, n = self.lay, self.n
         self.Y, self.st = Y, self.zero_st if st is None else st
-        return gn_adagn_silu_p(Y, n.params["weight"], n.params["bias"], self.st, n.eps, self.mean, self.rstd, self.X,
+        kernel = pnorm.gn_adagn_silu_p if kernel_threads() == 1 else pnorm.gn_adagn_silu_p_par
+        return kernel(Y, n.params["weight"], n.params["bias"], self.st, n.eps, self.mean, self.rstd, self.X,
                                l.mask, l.B, l.H, l.W, l.M0, l.S, l.Wp)
 
     def backward(self, dX):
         """-> dY (C, L); self.dst holds [ds | dt] (B, 2C)."""
         l, n = self.lay, self.n
-        return gn_adagn_silu_p_backward(dX, self.Y, n.params["weight"], n.params["bias"], self.st, self.mean,
-                                        self.rstd, self.dY, self.dst, n.grads["weight"], n.grads["bias"], l.mask,
-                                        l.B, l.H, l.W, l.M0, l.S, l.Wp)
+        kernel = pnorm.gn_adagn_silu_p_backward if kernel_threads() == 1 else pnorm.gn_adagn_silu_p_backward_par
+        return kernel(dX, self.Y, n.params["weight"], n.params["bias"], self.st, self.mean, self.rstd, self.dY,
+                      self.dst, n.grads["weight"], n.grads["bias"], l.mask, l.B, l.H, l.W, l.M0, l.S, l.Wp)
 
 
 class _Block:

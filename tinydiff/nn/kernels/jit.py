@@ -18,9 +18,33 @@ number. Without them a NaN in the input still comes out as NaN, and tests/test_k
 
 ``error_model="numpy"``: division by zero gives inf/NaN as in NumPy instead of raising, so a division does not need a
 branch that blocks vectorisation. ``cache=True``: a cold compile costs seconds; the on-disk cache makes the next
-process start fast. Kernels are serial: BLAS already uses the cores, and two thread pools on two cores fight.
+process start fast.
+
+Threads. A kernel whose work splits into independent parts is written once with ``numba.prange`` over the parts and
+compiled twice by ``serial_and_parallel``: serially (``prange`` then runs as ``range``; what one thread runs, with
+no thread pool started) and with ``parallel=True`` (the parts are spread over Numba's threads). Each part writes its
+own outputs and partial sums are combined in a fixed order afterwards, so both versions give the same bits.
+``tinydiff.threads`` decides which one runs (``kernel_threads()``).
 """
+
+import types
+
+from numba import njit
 
 FASTMATH = {"reassoc", "contract", "nsz", "arcp", "afn"}
 FAST = dict(cache=True, fastmath=FASTMATH, error_model="numpy")
 STRICT = dict(cache=True)   # no liberties: the exact float64 loops that gradient checks run through
+
+
+def serial_and_parallel(py_func, **options):
+    """(serial, parallel): ``py_func`` compiled with ``njit(**options)`` and with ``njit(parallel=True, **options)``.
+
+    The parallel copy is the same code under the name ``<name>_par``, so Numba's on-disk cache (keyed by the
+    function's name, not by its compile options) keeps the two apart. Under NUMBA_DISABLE_JIT=1 both are plain Python
+    (``prange`` is ``range``)."""
+    par = types.FunctionType(py_func.__code__, py_func.__globals__, py_func.__name__ + "_par", py_func.__defaults__,
+                             py_func.__closure__)
+    par.__qualname__ = py_func.__qualname__ + "_par"
+    par.__doc__ = py_func.__doc__
+    par.__module__ = py_func.__module__
+    return njit(**options)(py_func), njit(parallel=True, **options)(par)

@@ -58,12 +58,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from numba import config, njit
+from numba import config, prange
 
 from tinydiff.nn.kernels.playout import BLK, PLayout, merge_phases, split_phases
 from tinydiff.nn.kernels import simd
-from tinydiff.nn.kernels.jit import FAST
+from tinydiff.nn.kernels.jit import FAST, serial_and_parallel
 from tinydiff.nn.kernels.simd import VL, vadd, vhsum, vload, vzero
+from tinydiff.threads import kernel_threads
 
 VB = BLK // VL                  # vectors of positions per block (4)
 PB = 512                        # positions per chunk of the weight-gradient reduction (fits L1 with OB + CB planes)
@@ -72,12 +73,14 @@ PB = 512                        # positions per chunk of the weight-gradient red
 
 # ---- the templates -------------------------------------------------------------------------------------------------
 CONV_TEMPLATE = '''
-@njit(cache={cache}, fastmath=FASTMATH, boundscheck=False)
+@njit(cache={cache}, fastmath=FASTMATH, boundscheck=False{parallel})
 def {name}(x, w, bias, mask, y, L, start, end, C, O, tplane, toff):
     """y[o, p] = mask[p] (bias[o] + sum_(c, t) w[o, c, t] x[tplane[t] + c, p + toff[t]]), p in [start, end).
-    x, y, mask: flat P arrays; w: packed (O / {OB}, C, T, {OB}); blocks of {OB} outputs x {VB} vectors of {VL}."""
+    x, y, mask: flat P arrays; w: packed (O / {OB}, C, T, {OB}); blocks of {OB} outputs x {VB} vectors of {VL}.
+    Blocks of positions are independent: {loop} over them."""
     nt = len(tplane)
-    for p0 in range(start, end, {BLK}):
+    for ib in {loop}((end - start) // {BLK}):
+        p0 = start + ib * {BLK}
 {load_mask}
         for ob in range(O // {OB}):
 {zero_acc}
@@ -93,19 +96,23 @@ def {name}(x, w, bias, mask, y, L, start, end, C, O, tplane, toff):
 '''
 
 WGRAD_TEMPLATE = '''
-@njit(cache={cache}, fastmath=FASTMATH, boundscheck=False)
-def {name}(dy, x, dw, L, start, end, C, O, tplane, toff):
+@njit(cache={cache}, fastmath=FASTMATH, boundscheck=False{parallel})
+def {name}(dy, x, dw, L, start, end, C, O, tplane, toff, parts):
     """dw[o, c, t] += sum_(p in [start, end)) dy[o, p] x[tplane[t] + c, p + toff[t]]; dw: (O, C, T).
-    Blocks of {OB} outputs x {CB} inputs, positions in chunks of {PB}."""
+    Blocks of {OB} outputs x {CB} inputs, positions in chunks of {PB}. The output blocks are split into ``parts``
+    contiguous groups ({loop} over them); each part owns its rows of dw and sums the chunks in order, so the
+    result does not depend on ``parts``."""
     nt = len(tplane)
-    for pb in range(start, end, {PB}):
-        pe = min(pb + {PB}, end)
-        for ob in range(O // {OB}):
-            for cb in range(C // {CB}):
-                for t in range(nt):
-                    xb = (tplane[t] + cb * {CB}) * L + toff[t]
+    nob = O // {OB}
+    for part in {loop}(parts):
+        for pb in range(start, end, {PB}):
+            pe = min(pb + {PB}, end)
+            for ob in range(part * nob // parts, (part + 1) * nob // parts):
+                for cb in range(C // {CB}):
+                    for t in range(nt):
+                        xb = (tplane[t] + cb * {CB}) * L + toff[t]
 {zero_acc}
-                    for p in range(pb, pe, {VL}):
+                        for p in range(pb, pe, {VL}):
 {load_dy}
 {fma}
 {reduce}
@@ -128,8 +135,19 @@ def _lines(indent: int, fmt: str, **ranges) -> str:
     return "\n".join(" " * indent + s for s in out)
 
 
-def conv_source(OB: int, cache: bool = True) -> str:
-    """The forward template for blocks of OB output planes, as Python source."""
+def kernel_name(base: str, parallel: bool) -> str:
+    """The generated kernel's name: the parallel version carries ``_par`` (its own file and cache entry)."""
+    return base + ("_par" if parallel else "")
+
+
+def _loop(parallel: bool) -> dict:
+    """The template's fields that differ between the serial and the parallel version: the outer loop and a flag."""
+    return dict(loop="prange", parallel=", parallel=True") if parallel else dict(loop="range", parallel="")
+
+
+def conv_source(OB: int, cache: bool = True, parallel: bool = False) -> str:
+    """The forward template for blocks of OB output planes, as Python source (``parallel``: the blocks of positions
+    run on Numba's threads)."""
     o, v = range(OB), range(VB)
     fma = "\n".join(_lines(20, f"w{i} = vbcast(w[r + {i}])") + "\n" +
                     _lines(20, f"a{i}_{{v}} = vfma(w{i}, x{{v}}, a{i}_{{v}})", v=v) for i in o)
@@ -137,25 +155,26 @@ def conv_source(OB: int, cache: bool = True) -> str:
                       _lines(12, f"yb = (ob * {OB} + {i}) * L + p0") + "\n" +
                       _lines(12, f"vstore(y, yb + {{v}} * {VL}, vmask(vadd(a{i}_{{v}}, bo), m{{v}}))", v=v) for i in o)
     return CONV_TEMPLATE.format(
-        name=f"conv_p_o{OB}", cache=cache, OB=OB, VB=VB, VL=VL, BLK=BLK,
+        name=kernel_name(f"conv_p_o{OB}", parallel), cache=cache, OB=OB, VB=VB, VL=VL, BLK=BLK, **_loop(parallel),
         load_mask=_lines(8, f"m{{v}} = vload(mask, p0 + {{v}} * {VL})", v=v),
         zero_acc=_lines(12, "a{o}_{v} = vzero()", o=o, v=v),
         load_x=_lines(20, f"x{{v}} = vload(x, q + {{v}} * {VL})", v=v), fma=fma, store=store)
 
 
-def wgrad_source(OB: int, CB: int, cache: bool = True) -> str:
-    """The weight-gradient template for blocks of OB outputs x CB inputs, as Python source."""
+def wgrad_source(OB: int, CB: int, cache: bool = True, parallel: bool = False) -> str:
+    """The weight-gradient template for blocks of OB outputs x CB inputs, as Python source (``parallel``: the
+    parts of the output blocks run on Numba's threads)."""
     o, c = range(OB), range(CB)
-    fma = "\n".join(_lines(24, f"x{j} = vload(x, xb + {j} * L + p)") + "\n" +
-                    _lines(24, f"a{{o}}_{j} = vfma(d{{o}}, x{j}, a{{o}}_{j})", o=o) for j in c)
+    fma = "\n".join(_lines(28, f"x{j} = vload(x, xb + {j} * L + p)") + "\n" +
+                    _lines(28, f"a{{o}}_{j} = vfma(d{{o}}, x{j}, a{{o}}_{j})", o=o) for j in c)
     return WGRAD_TEMPLATE.format(
-        name=f"wgrad_p_o{OB}_c{CB}", cache=cache, OB=OB, CB=CB, PB=PB, VL=VL,
-        zero_acc=_lines(20, "a{o}_{c} = vzero()", o=o, c=c),
-        load_dy=_lines(24, f"d{{o}} = vload(dy, (ob * {OB} + {{o}}) * L + p)", o=o), fma=fma,
-        reduce=_lines(20, f"dw[ob * {OB} + {{o}}, cb * {CB} + {{c}}, t] += vhsum(a{{o}}_{{c}})", o=o, c=c))
+        name=kernel_name(f"wgrad_p_o{OB}_c{CB}", parallel), cache=cache, OB=OB, CB=CB, PB=PB, VL=VL,
+        **_loop(parallel), zero_acc=_lines(24, "a{o}_{c} = vzero()", o=o, c=c),
+        load_dy=_lines(28, f"d{{o}} = vload(dy, (ob * {OB} + {{o}}) * L + p)", o=o), fma=fma,
+        reduce=_lines(24, f"dw[ob * {OB} + {{o}}, cb * {CB} + {{c}}, t] += vhsum(a{{o}}_{{c}})", o=o, c=c))
 
 
-HEADER = ("from numba import njit\n"
+HEADER = ("from numba import njit, prange\n"
           "from tinydiff.nn.kernels.jit import FASTMATH\n"
           "from tinydiff.nn.kernels.simd import vzero, vload, vstore, vbcast, vfma, vadd, vmask, vhsum\n")
 
@@ -202,29 +221,36 @@ def _compile(name: str, source_fn):
 _kernels: dict = {}
 
 
-def conv_kernel(OB: int):
-    """The compiled forward template for blocks of OB output planes (generated once per process)."""
-    if ("conv", OB) not in _kernels:
-        _kernels["conv", OB] = _compile(f"conv_p_o{OB}", lambda cache: conv_source(OB, cache))
-    return _kernels["conv", OB]
+def conv_kernel(OB: int, parallel: bool = False):
+    """The compiled forward template for blocks of OB output planes (generated once per process, when first asked
+    for: the parallel version is compiled only if threads are used)."""
+    key = ("conv", OB, parallel)
+    if key not in _kernels:
+        _kernels[key] = _compile(kernel_name(f"conv_p_o{OB}", parallel),
+                                 lambda cache: conv_source(OB, cache, parallel))
+    return _kernels[key]
 
 
-def wgrad_kernel(OB: int, CB: int):
-    """The compiled weight-gradient template for blocks of OB x CB (generated once per process)."""
-    if ("wgrad", OB, CB) not in _kernels:
-        _kernels["wgrad", OB, CB] = _compile(f"wgrad_p_o{OB}_c{CB}", lambda cache: wgrad_source(OB, CB, cache))
-    return _kernels["wgrad", OB, CB]
+def wgrad_kernel(OB: int, CB: int, parallel: bool = False):
+    """The compiled weight-gradient template for blocks of OB x CB (generated once per process, when first asked for)."""
+    key = ("wgrad", OB, CB, parallel)
+    if key not in _kernels:
+        _kernels[key] = _compile(kernel_name(f"wgrad_p_o{OB}_c{CB}", parallel),
+                                 lambda cache: wgrad_source(OB, CB, cache, parallel))
+    return _kernels[key]
 
 
-@njit(**FAST)
-def bias_grad_p(dy, L, start, end, db):
-    """db[o] = sum_{p in [start, end)} dy[o, p]; dy: flat P array with zero pads."""
-    for o in range(db.shape[0]):
+def _bias_grad_p(dy, L, start, end, db):
+    """db[o] = sum_{p in [start, end)} dy[o, p]; dy: flat P array with zero pads. Outputs o are independent."""
+    for o in prange(db.shape[0]):
         acc = vzero()
         for p in range(start, end, VL):
             acc = vadd(acc, vload(dy, o * L + p))
         db[o] = vhsum(acc)
     return db
+
+
+bias_grad_p, bias_grad_p_par = serial_and_parallel(_bias_grad_p, **FAST)
 
 
 def block_size(n: int, options=(4, 6, 3, 2)) -> int:
@@ -284,12 +310,20 @@ class PConv:
         self.dx_taps = [(t, np.zeros(len(t), np.int64), -self.toff[t]) for t in taps]
         self.ob_fwd, self.ob_dx = block_size(O), block_size(C)
         self.ob_w, self.cb_w = block_size(O, (4, 3, 2)), block_size(C, (6, 4, 3, 2))
-        self.fwd = conv_kernel(self.ob_fwd)
-        self.dx = conv_kernel(self.ob_dx)
+        self.fwd, self.dx = conv_kernel(self.ob_fwd), conv_kernel(self.ob_dx)     # the serial kernels
         self.wgrad = wgrad_kernel(self.ob_w, self.cb_w)
         self.dw3 = np.zeros((O, C, len(self.toff)), np.float32)
         self.zero_c = np.zeros(C, np.float32)
         self.zero_plane = np.zeros(1, np.int64)
+
+    def _kernels(self):
+        """(forward, input-gradient, weight-gradient, bias-gradient kernels, parts of the weight gradient) for the
+        threads in use now (tinydiff.threads.kernel_threads): the serial kernels on one thread, else the parallel."""
+        n = kernel_threads()
+        if n == 1:
+            return self.fwd, self.dx, self.wgrad, bias_grad_p, 1
+        return (conv_kernel(self.ob_fwd, True), conv_kernel(self.ob_dx, True),
+                wgrad_kernel(self.ob_w, self.cb_w, True), bias_grad_p_par, min(n, self.O // self.ob_w))
 
     def _input(self, X):
         """The array the taps read: X itself (stride 1) or its phases (stride 2)."""
@@ -303,7 +337,7 @@ class PConv:
         """Y (O, L_out) = conv(X (C, L_in)) + b, zero pads. w: (O, C, k, k)."""
         lo, Xin = self.lay_out, self._input(X)
         wp = pack_weights(w.reshape(self.O, self.C, -1), self.ob_fwd)
-        self.fwd(Xin.reshape(-1), wp, b.astype(np.float32, copy=False), lo.mask, Y.reshape(-1), lo.L, lo.start,
+        self._kernels()[0](Xin.reshape(-1), wp, b.astype(np.float32, copy=False), lo.mask, Y.reshape(-1), lo.L, lo.start,
                  lo.end, self.C, self.O, self.tplane, self.toff)
         return Y
 
@@ -317,25 +351,27 @@ class PConv:
         """dw (O, C, k, k) and db (O,) from dY (O, L_out) and forward's input X, overwritten."""
         lo = self.lay_out
         Xin = X if self.stride == 1 else self.Xph
+        _, _, wgrad, bias_grad, parts = self._kernels()
         self.dw3[...] = 0
-        self.wgrad(dY.reshape(-1), Xin.reshape(-1), self.dw3, lo.L, lo.start, lo.end, self.C, self.O, self.tplane,
-                   self.toff)
+        wgrad(dY.reshape(-1), Xin.reshape(-1), self.dw3, lo.L, lo.start, lo.end, self.C, self.O, self.tplane,
+              self.toff, parts)
         dw[...] = self.dw3.reshape(dw.shape)
-        bias_grad_p(dY.reshape(-1), lo.L, lo.start, lo.end, db)
+        bias_grad(dY.reshape(-1), lo.L, lo.start, lo.end, db)
         return dw, db
 
     def backward_input(self, dY, w, dX):
         """dX (C, L_in) from dY (O, L_out), written (pads stay 0)."""
         lo = self.lay_out
         wt = w.reshape(self.O, self.C, -1).transpose(1, 0, 2)                 # (C, O, T): outputs are inputs now
+        dx = self._kernels()[1]
         if self.stride == 1:                                                  # read the tap list backwards
             taps, tplane, toff = self.dx_taps[0]
-            self.dx(dY.reshape(-1), pack_weights(wt, self.ob_dx), self.zero_c, lo.mask, dX.reshape(-1), lo.L,
+            dx(dY.reshape(-1), pack_weights(wt, self.ob_dx), self.zero_c, lo.mask, dX.reshape(-1), lo.L,
                     lo.start, lo.end, self.O, self.C, tplane, toff)
             return dX
         for ph, (taps, tplane, toff) in enumerate(self.dx_taps):             # each phase gets its own taps
             out = self.dXph[ph * self.C:(ph + 1) * self.C]
-            self.dx(dY.reshape(-1), pack_weights(wt[:, :, taps], self.ob_dx), self.zero_c, lo.mask, out.reshape(-1),
+            dx(dY.reshape(-1), pack_weights(wt[:, :, taps], self.ob_dx), self.zero_c, lo.mask, out.reshape(-1),
                     lo.L, lo.start, lo.end, self.O, self.C, tplane, toff)
         hi = self.lay_in
         merge_phases(self.dXph, dX, lo.B, lo.H, lo.W, hi.M0, hi.S, hi.Wp, lo.M0, lo.S, lo.Wp)

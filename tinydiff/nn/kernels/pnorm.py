@@ -25,10 +25,10 @@ multiply by the mask: the pads of X and dY stay 0.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from tinydiff.nn.kernels.fastexp import exp_nonpos32  # shared with fused_mlp (and its tests import it from here)
-from tinydiff.nn.kernels.jit import FAST          # the library's one set of floating-point liberties
+from tinydiff.nn.kernels.jit import FAST, serial_and_parallel   # the library's one set of floating-point liberties
 
 f32 = np.float32
 
@@ -40,17 +40,17 @@ def sigmoid32(x):
     return f32(1.0) / (f32(1.0) + e) if x >= 0 else e / (f32(1.0) + e)
 
 
-@njit(**FAST)
-def gn_adagn_silu_p(Y, gamma, beta, st, eps, mean, rstd, X, mask, B, H, W, M0, S, Wp):
+def _gn_adagn_silu_p(Y, gamma, beta, st, eps, mean, rstd, X, mask, B, H, W, M0, S, Wp):
     """X = SiLU((gamma xhat + beta)(1 + s) + t), statistics of Y per (b, group) into mean, rstd (B, G) float64.
 
-    Y, X: (C, L) P arrays; gamma, beta: (C,); st: (B, 2C) float32 = [s | t] (zeros for plain GroupNorm + SiLU)."""
+    Y, X: (C, L) P arrays; gamma, beta: (C,); st: (B, 2C) float32 = [s | t] (zeros for plain GroupNorm + SiLU).
+    Images are independent: prange over them."""
     C = Y.shape[0]
     G = mean.shape[1]
     cg = C // G
     n = cg * H * W
     m = H * Wp                                               # one image's slice of a plane (its rows + zero column)
-    for b in range(B):
+    for b in prange(B):
         lo = M0 + b * S
         mk = mask[lo:lo + m]
         for g in range(G):
@@ -87,18 +87,17 @@ def gn_adagn_silu_p(Y, gamma, beta, st, eps, mean, rstd, X, mask, B, H, W, M0, S
     return X
 
 
-@njit(**FAST)
-def gn_adagn_silu_p_backward(dX, Y, gamma, beta, st, mean, rstd, dY, dst, dgamma, dbeta, mask, B, H, W, M0, S, Wp):
-    """From dX (C, L): dY (C, L, zero pads), dst = [ds | dt] (B, 2C), dgamma and dbeta (C,), all overwritten."""
+def _gn_adagn_silu_p_backward(dX, Y, gamma, beta, st, mean, rstd, dY, dst, dgamma, dbeta, mask, B, H, W, M0, S, Wp):
+    """From dX (C, L): dY (C, L, zero pads), dst = [ds | dt] (B, 2C), dgamma and dbeta (C,), all overwritten.
+    Images are independent (prange over them) but for dgamma and dbeta: each image writes its own part, summed in
+    image order at the end."""
     C = Y.shape[0]
     G = mean.shape[1]
     cg = C // G
     n = cg * H * W
     m = H * Wp
-    for c in range(C):
-        dgamma[c] = 0.0
-        dbeta[c] = 0.0
-    for b in range(B):
+    part = np.empty((B, 2, C), np.float32)                   # image b's terms of dgamma (part[b, 0]) and dbeta
+    for b in prange(B):
         lo = M0 + b * S
         mk = mask[lo:lo + m]
         for g in range(G):
@@ -126,8 +125,8 @@ def gn_adagn_silu_p_backward(dX, Y, gamma, beta, st, mean, rstd, dY, dst, dgamma
                     dy[q] = gg * (sc * gc)                   # dxhat, finished below
                 dst[b, c] = a_ds
                 dst[b, C + c] = a_dt
-                dgamma[c] += a_dg * sc
-                dbeta[c] += a_dt * sc
+                part[b, 0, c] = a_dg * sc
+                part[b, 1, c] = a_dt * sc
                 s1 += a_dt * sc * gc
                 s2 += a_dg * sc * gc
             m1 = f32(s1 / n)
@@ -138,4 +137,15 @@ def gn_adagn_silu_p_backward(dX, Y, gamma, beta, st, mean, rstd, dY, dst, dgamma
                 for q in range(m):
                     xh = (y[q] - mu32) * r32
                     dy[q] = r32 * (dy[q] - m1 - xh * m2) if mk[q] != 0 else f32(0.0)
+    for c in range(C):
+        dgamma[c] = 0.0
+        dbeta[c] = 0.0
+    for b in range(B):                                       # in order: the same sums on any number of threads
+        for c in range(C):
+            dgamma[c] += part[b, 0, c]
+            dbeta[c] += part[b, 1, c]
     return dY
+
+
+gn_adagn_silu_p, gn_adagn_silu_p_par = serial_and_parallel(_gn_adagn_silu_p, **FAST)
+gn_adagn_silu_p_backward, gn_adagn_silu_p_backward_par = serial_and_parallel(_gn_adagn_silu_p_backward, **FAST)
