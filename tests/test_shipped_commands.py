@@ -26,7 +26,7 @@ CHECKPOINTS = ROOT / "data" / "checkpoints"
 # mnist_latent.npz was trained by a command and a --resume (README, "Latent diffusion"), so no one command rebuilds it
 SHIPPED = {("8gaussians", False, False): "8gaussians.npz", ("8gaussians", True, False): "8gaussians_conditional.npz",
            ("mnist", True, False): "mnist_conditional.npz"}
-NO_EFFECT_ON_WEIGHTS = {"checkpoint_every", "blas_threads"}   # bookkeeping: the trained weights do not depend on them
+NO_EFFECT_ON_WEIGHTS = {"checkpoint_every", "threads", "blas_threads"}   # bookkeeping: the weights do not depend on them
 
 
 def quoted_train_commands() -> list[tuple[str, str]]:

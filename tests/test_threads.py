@@ -17,6 +17,7 @@ def test_blas_info_names_numpys_blas_in_a_fresh_process():
 def test_blas_threads_limits_and_restores():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     import numpy  # noqa: F401
+    import scipy.special  # noqa: F401  (SciPy's own OpenBLAS: blas_threads loads it, so it is counted before too)
 
     from tinydiff.threads import blas_threads
 
@@ -76,3 +77,28 @@ def test_the_conv_speed_table_prints_the_threads_blas_really_used():
     assert "| im2col+BLAS NCHW | 1 |" in format_table(rows)
     rows = [{**r, "threads_used": 2} for r in rows]            # e.g. a BLAS that ignored the limit
     assert "| im2col+BLAS NCHW | 2 (asked 1) |" in format_table(rows)
+
+
+def test_a_blas_limit_also_holds_for_scipys_blas_loaded_later_by_tinydiffs_kernels():
+    pytest.importorskip("threadpoolctl")
+    # the bench printed "BLAS threads in use: 2" under a limit of 1: SciPy's own OpenBLAS, loaded by scipy.special
+    # after the limit was set, kept its default thread count
+    code = ("from tinydiff.threads import blas_threads, blas_thread_count\n"
+            "with blas_threads(1):\n"
+            "    import tinydiff.nn.kernels.activations\n"
+            "    print(blas_thread_count())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1", out
+
+
+def test_use_threads_sets_kernel_and_blas_threads_and_blas_may_differ():
+    pytest.importorskip("threadpoolctl")
+    from tinydiff.threads import blas_thread_count, kernel_threads, use_threads
+
+    with use_threads(2, blas=1):
+        assert (kernel_threads(), blas_thread_count()) == (2, 1)
+    with use_threads(1):
+        assert (kernel_threads(), blas_thread_count()) == (1, 1)
+    with use_threads(2):
+        assert (kernel_threads(), blas_thread_count()) == (2, 2)
+    assert kernel_threads() == 1

@@ -25,7 +25,10 @@ _kernel_threads = 1             # threads of tinydiff's parallel kernels now (1:
 
 def _threadpoolctl():
     """The threadpoolctl module, or None (with one warning) in an environment installed without it."""
-    import numpy  # noqa: F401  (threadpoolctl sees only libraries already loaded: numpy's OpenBLAS)
+    # threadpoolctl sees (and limits) only the libraries loaded already: numpy's OpenBLAS, and SciPy's own copy,
+    # which tinydiff's kernels bring in (scipy.special). Loaded after a limit was set, SciPy's ran on every core.
+    import numpy  # noqa: F401
+    import scipy.special  # noqa: F401
 
     try:
         import threadpoolctl
@@ -81,6 +84,21 @@ def available_kernel_threads() -> int:
     return config.NUMBA_NUM_THREADS
 
 
+def _choose_threading_layer() -> None:
+    """Numba's "workqueue" threading layer, unless the user chose one (NUMBA_THREADING_LAYER) or threads already run.
+
+    Why: Numba's default, OpenMP, keeps its idle threads spinning; on a machine with more busy processes than cores
+    they took the cores from the threads still working and made a 2-thread U-Net step 2.8x *slower* than one thread,
+    where workqueue's threads sleep when idle (docs/performance.md, "Threads")."""
+    import os
+
+    from numba import config
+    from numba.np.ufunc import parallel
+
+    if "NUMBA_THREADING_LAYER" not in os.environ and not parallel._is_initialized:
+        config.THREADING_LAYER = "workqueue"
+
+
 @contextmanager
 def use_threads(n: int | None, blas: int | None = None):
     """Run the block with tinydiff's kernels on ``n`` Numba threads and BLAS on ``blas`` threads (default: n).
@@ -103,6 +121,7 @@ def use_threads(n: int | None, blas: int | None = None):
     if n > 1:
         import numba
 
+        _choose_threading_layer()
         numba_before = numba.get_num_threads()
         numba.set_num_threads(n)
     try:

@@ -45,7 +45,7 @@ class TrainingDiverged(TinydiffError, FloatingPointError):
 
 # Settings a resumed run may change: they do not alter the steps taken so far. (steps also reshapes the cosine
 # learning-rate decay from the resumed step on.) Every other setting of a resumed run is the stored one.
-RESUMABLE = ("steps", "checkpoint_every", "blas_threads", "max_loss_rise")
+RESUMABLE = ("steps", "checkpoint_every", "threads", "blas_threads", "max_loss_rise")
 LOSS_WINDOW = 20          # steps averaged in the loss-rise check (max_loss_rise)
 
 
@@ -297,7 +297,7 @@ class Trainer:
     def train(self, progress: bool = True, until: int | None = None) -> TrainLog:
         """Run from the current step to config.steps (or to ``until``, an early stop that leaves the schedule of a
         config.steps run intact), checkpointing to out_dir/model.npz. Returns the log."""
-        from tinydiff.threads import blas_thread_count, blas_threads
+        from tinydiff.threads import blas_thread_count, kernel_threads, use_threads
         from tqdm.auto import tqdm
 
         c = self.config
@@ -314,14 +314,14 @@ class Trainer:
             if self.out_dir is not None and (self.step_count % c.checkpoint_every == 0 or self.step_count == stop):
                 self.save()
 
-        with blas_threads(c.blas_threads):
+        with use_threads(c.threads, c.blas_threads):
             if self.step_count < stop:   # the first step compiles the kernels: taken before the ETA clock starts
                 if progress:
                     print("compiling kernels (first run only; later runs load them from the cache) and taking the "
                           "first step ...", file=sys.stderr, flush=True)
                 one_step()
             bar = tqdm(total=c.steps, initial=self.step_count, disable=not progress, dynamic_ncols=True,
-                       desc=f"training on {c.data} (BLAS threads {blas_thread_count() or '?'})")
+                       desc=f"training on {c.data} (threads {kernel_threads()}, BLAS {blas_thread_count() or '?'})")
             with bar:
                 while self.step_count < stop:
                     one_step()

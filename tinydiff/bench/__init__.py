@@ -22,9 +22,10 @@ The two sides are timed alternately (tinydiff, PyTorch, tinydiff, ...) after a w
 load; each sample is the mean over enough steps to last ~50 ms, and the table gives the median and min-max of the
 samples and the ratio of medians, of wall time and of CPU time.
 
-Threads: ``--threads N`` gives BLAS N threads (threadpoolctl) and PyTorch N threads. tinydiff's Numba
-kernels are serial, so the two pools never fight (docs/performance.md, "Threads"). OPENBLAS_CORETYPE and
-OPENBLAS_L2_SIZE are printed if set, never changed.
+Threads: ``--threads N`` gives tinydiff N threads (``tinydiff.threads.use_threads``: the U-Net's parallel Numba
+kernels on N threads, and BLAS N threads) and PyTorch N threads; the line "threads in use while timing" reports what
+each pool really had (docs/performance.md, "Threads"). OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are printed if set,
+never changed.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from tinydiff.bench.machine import machine_report
 from tinydiff.bench.steps import GRAD_TOLERANCE, TrainStep, forward_flops, make_batch, make_mlp, make_unet
 from tinydiff.bench.table import TARGETS, Row, format_table
 from tinydiff.bench.timing import Samples, gemm_peak, time_alternating
-from tinydiff.threads import blas_thread_count, blas_threads
+from tinydiff.threads import threads_report, use_threads
 
 __all__ = ["run", "BENCHMARKS", "TARGETS", "GRAD_TOLERANCE", "TrainStep", "Row", "Samples", "format_table",
            "forward_flops", "gemm_peak", "machine_report", "make_batch", "make_mlp", "make_unet", "time_alternating"]
@@ -52,7 +53,7 @@ def run(benchmarks=("mlp",), threads: int | None = None, repeats: int = 7, vs_to
 
         out(torch_models.setup(threads))
     rows = []
-    with blas_threads(threads):
+    with use_threads(threads):
         for line in machine_report(threads):
             out(line)
         peak = gemm_peak(256 if tiny else 1024)
@@ -65,7 +66,7 @@ def run(benchmarks=("mlp",), threads: int | None = None, repeats: int = 7, vs_to
                                formats=("NCHW", "channels_last") if vs_torch else ("NCHW",), tiny=tiny)
         if "sample" in benchmarks:
             rows += sample_rows((batches or small or [64])[0], repeats, vs_torch, tiny)
-        out(f"BLAS threads in use while timing: {blas_thread_count() or 'unknown'}")
+        out(f"threads in use while timing: {threads_report()}")
         out(format_table(rows, peak))
         if "conv" in benchmarks:
             from tinydiff.bench.conv import bench_conv

@@ -40,9 +40,11 @@ def machine_report(threads: int | None = None) -> list[str]:
     """Lines: CPU and load; Python, NumPy, Numba; BLAS (kernel, threads); BLAS variables set in the environment."""
     import numba
 
+    kernels = (f"tinydiff's kernels on {threads} Numba threads" if threads and threads > 1 else
+               "one thread: tinydiff runs its serial kernels, Numba starts no thread pool")
     lines = [f"machine: {cpu_model()} ({platform.machine()}), {os.cpu_count()} cores, load average {load_average()}",
              f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__} "
-             f"(tinydiff's kernels are serial, so Numba's thread pool is never started)",
+             f"({kernels})",
              blas_info() + ("" if threads is None else f"   [limit asked for this run: {threads}]")]
     for var in BLAS_ENV:
         if var in os.environ:

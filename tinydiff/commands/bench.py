@@ -14,8 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("benchmarks", nargs="*", default=["mlp"], choices=["mlp", "unet", "sample", "conv", "start", "all"],
                    help="what to time (default: mlp); several may be given")
     p.add_argument("--threads", type=positive_int, default=1,
-                   help="BLAS threads (threadpoolctl) and PyTorch threads (default 1: on a shared machine two BLAS "
-                        "threads often wait for each other; see docs/performance.md)")
+                   help="threads for each side: tinydiff's parallel kernels and BLAS (threadpoolctl), and PyTorch's "
+                        "(default 1; see docs/performance.md, \"Threads\")")
     p.add_argument("--repeats", type=positive_int, default=7, help="timed samples per side after warm-up (default 7)")
     p.add_argument("--vs-torch", action="store_true", help="also time a PyTorch copy of each network (needs torch)")
     p.add_argument("--batch", type=positive_int, nargs="+", default=None,

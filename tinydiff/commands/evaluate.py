@@ -55,7 +55,10 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--classifier", type=Path, default=None, help="classifier weights (default: the shipped file)")
     p.add_argument("--no-ema", action="store_true", help="use the raw training weights instead of their EMA")
-    p.add_argument("--blas-threads", type=positive_int, default=1, help="BLAS threads while sampling (default 1)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="cores while sampling: threads of the U-Net's kernels and of BLAS (default 1)")
+    p.add_argument("--blas-threads", type=positive_int, default=None,
+                   help="BLAS threads while sampling (default: --threads, or 1)")
     p.add_argument("--memo-test", type=positive_int, default=2000,
                    help="test images for the memorisation reference (default 2000; each costs a pass over the 60,000 "
                         "training images)")
@@ -80,6 +83,7 @@ def run(args):
     from tinydiff.errors import UsageError
     from tinydiff.metrics.images import format_report, image_report, real_data_floor
     from tinydiff.models.classifier import load_classifier
+    from tinydiff.threads import use_threads
     from tinydiff.trained import load_trained
 
     m = load_trained(args.checkpoint, use_ema=not args.no_ema)
@@ -105,8 +109,9 @@ def run(args):
     scales = (args.guidance or [1.0, IMAGE_DEFAULTS["guidance"]]) if m.num_classes else [1.0]
     for s in scales:
         t0 = time.perf_counter()
-        images = m.sample(args.n, label=labels, sampler=args.sampler, steps=args.steps, guidance=s, clip=args.clip,
-                          rng=args.seed, batch_size=args.batch_size, threads=args.blas_threads, progress=True)
+        with use_threads(args.threads or 1, args.blas_threads):          # --blas-threads alone: 1 kernel thread
+            images = m.sample(args.n, label=labels, sampler=args.sampler, steps=args.steps, guidance=s, clip=args.clip,
+                              rng=args.seed, batch_size=args.batch_size, threads=None, progress=True)
         seconds = time.perf_counter() - t0
         print(f"evaluating {args.n} images: features, FD, KID, accuracy, memorisation against "
               f"{len(train_x)} training images ...", file=sys.stderr, flush=True)

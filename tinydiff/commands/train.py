@@ -19,8 +19,8 @@ from tinydiff.commands.common import finite_float, positive_float, positive_int,
 
 
 # TrainConfig fields whose flag takes an integer >= 1 (the other ints may be 0 or negative), and fixed choices
-POSITIVE = {"n_train", "T", "steps", "batch_size", "checkpoint_every", "log_every", "loss_buckets", "blas_threads",
-            "base_channels", "width", "emb_dim"}
+POSITIVE = {"n_train", "T", "steps", "batch_size", "checkpoint_every", "log_every", "loss_buckets", "threads",
+            "blas_threads", "base_channels", "width", "emb_dim"}
 TYPES = {"int": int, "float": finite_float, "str": str, "float | None": finite_float, "int | None": int,
          "str | None": str}
 POSITIVE_FLOAT = {"lr"}
@@ -53,7 +53,7 @@ def add_arguments(p):
 
     p.add_argument("--out", required=True, type=Path, help="folder for model.npz, loss.csv and the figures")
     p.add_argument("--resume", action="store_true", help="continue the run in OUT/model.npz (its stored config; only "
-                                                         "--steps, --checkpoint-every, --blas-threads and "
+                                                         "--steps, --checkpoint-every, --threads, --blas-threads and "
                                                          "--max-loss-rise may change)")
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in OUT even if it holds one (its model.npz is replaced at the first checkpoint)")
@@ -108,6 +108,8 @@ def run(args):
         raise UsageError("train: --resume continues the run in --out and --overwrite replaces it: give one of them")
     if args.data is None and not args.resume:
         raise UsageError("train: --data is required (a toy set name or a .npy/.csv file), unless --resume")
+    if getattr(args, "threads", None) is not None and getattr(args, "blas_threads", None) is None:
+        args.blas_threads = args.threads                                 # --threads N: N for BLAS too
     config = None if args.resume else config_from_args(args)            # bad settings fail before any folder exists
     out = Path(args.out)
     with open_run(out, resume=args.resume, overwrite=args.overwrite):    # checked, locked, tidied (rundir.py)

@@ -232,7 +232,8 @@ def conv_kernel(OB: int, parallel: bool = False):
 
 
 def wgrad_kernel(OB: int, CB: int, parallel: bool = False):
-    """The compiled weight-gradient template for blocks of OB x CB (generated once per process, when first asked for)."""
+    """The compiled weight-gradient template for blocks of OB x CB (generated once per process, when first asked
+    for)."""
     key = ("wgrad", OB, CB, parallel)
     if key not in _kernels:
         _kernels[key] = _compile(kernel_name(f"wgrad_p_o{OB}_c{CB}", parallel),
@@ -337,8 +338,9 @@ class PConv:
         """Y (O, L_out) = conv(X (C, L_in)) + b, zero pads. w: (O, C, k, k)."""
         lo, Xin = self.lay_out, self._input(X)
         wp = pack_weights(w.reshape(self.O, self.C, -1), self.ob_fwd)
-        self._kernels()[0](Xin.reshape(-1), wp, b.astype(np.float32, copy=False), lo.mask, Y.reshape(-1), lo.L, lo.start,
-                 lo.end, self.C, self.O, self.tplane, self.toff)
+        forward = self._kernels()[0]
+        forward(Xin.reshape(-1), wp, b.astype(np.float32, copy=False), lo.mask, Y.reshape(-1), lo.L, lo.start, lo.end,
+                self.C, self.O, self.tplane, self.toff)
         return Y
 
     def backward(self, dY, X, w, dX, dw, db):
