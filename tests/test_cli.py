@@ -107,3 +107,23 @@ def test_sample_clips_the_x0_estimate_when_asked(tmp_path):
     standardizer = load_model(CHECKPOINT_8G)[2]
     z = standardizer.transform(np.load(out))        # DDIM's last step returns the (clipped) x0 estimate
     assert z.shape == (50, 2) and np.abs(z).max() <= 0.5 + 1e-6
+
+
+def test_train_threads_is_stored_with_the_blas_share_of_the_model(tmp_path):
+    from tinydiff.checkpoint import load_checkpoint
+
+    out = tmp_path / "run"
+    assert main(["train", "--data", "moons", "--out", str(out), "--steps", "2", "--T", "50", "--batch-size", "64",
+                 "--threads", "2", "--quiet"]) == 0
+    config = json.loads(str(load_checkpoint(out / "model.npz")["meta/config"]))
+    assert (config["threads"], config["blas_threads"]) == (2, 2), "the MLP's work is BLAS: it gets the threads"
+    assert main(["train", "--data", "moons", "--out", str(out), "--steps", "2", "--T", "50", "--batch-size", "64",
+                 "--threads", "2", "--blas-threads", "1", "--quiet", "--overwrite"]) == 0
+    config = json.loads(str(load_checkpoint(out / "model.npz")["meta/config"]))
+    assert (config["threads"], config["blas_threads"]) == (2, 1), "--blas-threads overrides the share"
+
+
+def test_blas_share_gives_the_cores_to_the_pool_that_does_the_work():
+    from tinydiff.threads import blas_share
+
+    assert blas_share(2, "mlp") == 2 and blas_share(2, "unet") == 1 and blas_share(1, "unet") == 1

@@ -69,10 +69,10 @@ class TrainConfig:
     checkpoint_every: int = 1000   # write model.npz every this many steps (and at the end)
     log_every: int = 100           # steps per row of the loss-vs-t table
     loss_buckets: int = 20         # time-step buckets of the loss-vs-t table
-    threads: int = 1               # cores for training: threads of the U-Net's Numba kernels, and of BLAS too
-                                   # unless --blas-threads is given (docs/performance.md, "Threads")
-    blas_threads: int = 1          # BLAS threads while training (small matmuls: 1 is fastest; the train command
-                                   # sets it to --threads unless given)
+    threads: int = 1               # cores for training: threads of the U-Net's Numba kernels; BLAS gets them
+                                   # too for the MLP and 1 for the U-Net, unless --blas-threads is given
+                                   # (docs/performance.md, "Threads")
+    blas_threads: int = 1          # BLAS threads while training (small matmuls: 1 is fastest on a busy machine)
     max_loss_rise: float = 10.0    # stop when the loss (mean of the last 20 steps) exceeds this many times the
                                    # first step's: a learning rate that is too high. 0: never stop
     # images (data="mnist"): the UNet of tinydiff.models.unet

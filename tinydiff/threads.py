@@ -4,11 +4,13 @@ NumPy's matrix products run on OpenBLAS's threads; tinydiff's Numba kernels run 
 MLP at batch 1000, one U-Net layer on a busy machine) are often *faster* on one BLAS thread than on two, because the
 threads spend their time waiting for each other (docs/performance.md has the measurements).
 
-``use_threads(n)`` is the one setting a user needs (``train --threads N``): inside the block the U-Net's kernels
-(convolutions, fused GroupNorm) run on n Numba threads and BLAS on n threads too, or on ``blas`` if given. With n = 1
-the serial kernels run and Numba's thread pool is never started. The pools never run at the same time (Python calls
-one kernel after the other), but an idle pool's threads may spin for a while before they sleep and steal the core
-the other pool needs: docs/performance.md ("Threads") has the measurements behind the defaults.
+``use_threads(n, blas)`` is the one setting a user needs (``train --threads N``): inside the block the U-Net's
+kernels (convolutions, fused GroupNorm) run on n Numba threads and BLAS on ``blas`` threads (default n; the commands
+pass ``blas_share(n, model)``: n for the MLP, whose work is BLAS, 1 for the U-Net, whose work is the Numba
+kernels). With n = 1 the serial kernels run and Numba's thread pool is never started. The pools never run at the
+same time (Python calls one kernel after the other), but an idle pool's threads may spin for a while before they
+sleep and steal the core the other pool needs: docs/performance.md ("Threads") has the measurements behind the
+defaults.
 
 ``blas_threads(n)`` limits BLAS to ``n`` threads inside a ``with`` block, through threadpoolctl (a dependency of
 tinydiff). ``blas_thread_count()`` is the number of threads BLAS really uses right now, and ``blas_info()`` says which
@@ -132,6 +134,14 @@ def use_threads(n: int | None, blas: int | None = None):
         _kernel_threads = before
         if n > 1:
             numba.set_num_threads(numba_before)
+
+
+def blas_share(threads: int, model: str) -> int:
+    """BLAS threads that go with ``threads`` cores for a model kind: all of them for the MLP (its work is matrix
+    products), 1 for the U-Net (its work is tinydiff's parallel kernels; its few small matrix products gain nothing
+    from a second BLAS thread, whose idle spinning measured 0.82x -> 1.08x of the 1-thread step on a busy machine).
+    One pool gets the cores."""
+    return threads if model == "mlp" else 1
 
 
 def threads_report() -> str:

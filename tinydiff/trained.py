@@ -208,8 +208,8 @@ class TrainedDenoiser:
                     batch size (~1e-4 of the data's std after a few guided steps)
         batch_size: samples per sampler call (default BATCH_DEFAULTS, lowered to what fits in memory; rounded up to
                     a whole number of RNG blocks). Memory is estimated first: MemoryLimitError if it cannot fit
-        threads:    cores while sampling: threads of the U-Net's kernels and of BLAS (tinydiff.threads.use_threads;
-                    1: the serial kernels; None: leave both as they are)
+        threads:    cores while sampling (tinydiff.threads.use_threads): threads of the U-Net's kernels, and of
+                    BLAS for points (images: 1 BLAS thread, blas_share); 1: serial; None: leave both as they are
         progress:   a progress bar on stderr over the sampling steps (one bar over all batches)
         return_trajectory: also return the :class:`tinydiff.samplers.Trajectory` (standardised units; one batch only)
         x_T:        the start noise (n, *data_shape), standardised units (default: drawn from ``rng``; one batch only)
@@ -236,7 +236,7 @@ class TrainedDenoiser:
         from tinydiff.objectives import sampling_plan
         from tinydiff.rng import BlockGenerator, seed_for_blocks
         from tinydiff.samplers import sample
-        from tinydiff.threads import use_threads
+        from tinydiff.threads import blas_share, use_threads
 
         how = self.sampling_defaults
         how.update({k: v for k, v in dict(sampler=sampler, steps=steps, guidance=guidance).items() if v is not None})
@@ -258,7 +258,8 @@ class TrainedDenoiser:
             bar = tqdm(total=None if per is None else per * batches, unit="step", leave=False,
                        desc=f"sampling {n} in {batches} batches ({how['sampler']}, {per} steps each)")
         try:
-            with use_threads(threads):
+            blas = None if threads is None else blas_share(threads, "mlp" if self.kind == "points" else "unet")
+            with use_threads(threads, blas):
                 for i in range(0, n, size):
                     b = min(size, n - i)
                     out = sample(self.network, (b, *self.data_shape), self.process, method=how["sampler"],

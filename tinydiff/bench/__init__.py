@@ -24,7 +24,8 @@ samples and the ratio of medians, of wall time and of CPU time.
 
 Threads: ``--threads N`` gives tinydiff N threads (``tinydiff.threads.use_threads``: the U-Net's parallel Numba
 kernels on N threads, and BLAS N threads) and PyTorch N threads; the line "threads in use while timing" reports what
-each pool really had (docs/performance.md, "Threads"). OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are printed if set,
+each pool really had; the U-Net training rows run with one BLAS thread beside N kernel threads, as ``train --threads
+N`` does (docs/performance.md, "Threads"). OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are printed if set,
 never changed.
 """
 
@@ -34,7 +35,7 @@ from tinydiff.bench.machine import machine_report
 from tinydiff.bench.steps import GRAD_TOLERANCE, TrainStep, forward_flops, make_batch, make_mlp, make_unet
 from tinydiff.bench.table import TARGETS, Row, format_table
 from tinydiff.bench.timing import Samples, gemm_peak, time_alternating
-from tinydiff.threads import threads_report, use_threads
+from tinydiff.threads import blas_share, threads_report, use_threads
 
 __all__ = ["run", "BENCHMARKS", "TARGETS", "GRAD_TOLERANCE", "TrainStep", "Row", "Samples", "format_table",
            "forward_flops", "gemm_peak", "machine_report", "make_batch", "make_mlp", "make_unet", "time_alternating"]
@@ -62,11 +63,13 @@ def run(benchmarks=("mlp",), threads: int | None = None, repeats: int = 7, vs_to
         if "mlp" in benchmarks:
             rows += train_rows("mlp", make_mlp, batches or small or [32, 256, 1024], repeats, vs_torch, tiny=tiny)
         if "unet" in benchmarks:
-            rows += train_rows("unet", make_unet, batches or small or [64, 128], repeats, vs_torch,
-                               formats=("NCHW", "channels_last") if vs_torch else ("NCHW",), tiny=tiny)
+            with use_threads(threads, blas_share(threads, "unet") if threads else None):    # what `train` gives it
+                out(f"unet rows, threads in use while timing: {threads_report()}")
+                rows += train_rows("unet", make_unet, batches or small or [64, 128], repeats, vs_torch,
+                                   formats=("NCHW", "channels_last") if vs_torch else ("NCHW",), tiny=tiny)
         if "sample" in benchmarks:
             rows += sample_rows((batches or small or [64])[0], repeats, vs_torch, tiny)
-        out(f"threads in use while timing: {threads_report()}")
+        out(f"mlp and sample rows, threads in use while timing: {threads_report()}")
         out(format_table(rows, peak))
         if "conv" in benchmarks:
             from tinydiff.bench.conv import bench_conv

@@ -56,9 +56,9 @@ def add_arguments(p):
     p.add_argument("--classifier", type=Path, default=None, help="classifier weights (default: the shipped file)")
     p.add_argument("--no-ema", action="store_true", help="use the raw training weights instead of their EMA")
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="cores while sampling: threads of the U-Net's kernels and of BLAS (default 1)")
+                   help="cores while sampling: threads of the U-Net's kernels (default 1)")
     p.add_argument("--blas-threads", type=positive_int, default=None,
-                   help="BLAS threads while sampling (default: --threads, or 1)")
+                   help="BLAS threads while sampling (default 1: the U-Net's work is tinydiff's kernels)")
     p.add_argument("--memo-test", type=positive_int, default=2000,
                    help="test images for the memorisation reference (default 2000; each costs a pass over the 60,000 "
                         "training images)")
@@ -109,7 +109,7 @@ def run(args):
     scales = (args.guidance or [1.0, IMAGE_DEFAULTS["guidance"]]) if m.num_classes else [1.0]
     for s in scales:
         t0 = time.perf_counter()
-        with use_threads(args.threads or 1, args.blas_threads):          # --blas-threads alone: 1 kernel thread
+        with use_threads(args.threads or 1, args.blas_threads or 1):     # the U-Net: one pool gets the cores
             images = m.sample(args.n, label=labels, sampler=args.sampler, steps=args.steps, guidance=s, clip=args.clip,
                               rng=args.seed, batch_size=args.batch_size, threads=None, progress=True)
         seconds = time.perf_counter() - t0

@@ -63,7 +63,7 @@ def add_arguments(p):
                         "DDPM's clip_denoised), or 'dynamic' (Imagen's thresholding); default: no clipping")
     p.add_argument("--plot", type=Path, default=None, help="also draw the samples to this .png")
     p.add_argument("--threads", type=positive_int, default=1,
-                   help="cores while sampling: threads of the U-Net's kernels and of BLAS (default 1)")
+                   help="cores while sampling: threads of the U-Net's kernels, or of BLAS for points (default 1)")
     p.add_argument("--no-ema", action="store_true", help="use the raw training weights instead of their EMA")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="samples per sampler call (default: 8192 points or 32 images, lowered to what fits in memory)")

@@ -108,8 +108,6 @@ def run(args):
         raise UsageError("train: --resume continues the run in --out and --overwrite replaces it: give one of them")
     if args.data is None and not args.resume:
         raise UsageError("train: --data is required (a toy set name or a .npy/.csv file), unless --resume")
-    if getattr(args, "threads", None) is not None and getattr(args, "blas_threads", None) is None:
-        args.blas_threads = args.threads                                 # --threads N: N for BLAS too
     config = None if args.resume else config_from_args(args)            # bad settings fail before any folder exists
     out = Path(args.out)
     with open_run(out, resume=args.resume, overwrite=args.overwrite):    # checked, locked, tidied (rundir.py)
@@ -118,6 +116,7 @@ def run(args):
 
 def train_in(args, out: Path, config=None):
     from tinydiff.config import TrainConfig
+    from tinydiff.threads import blas_share
     from tinydiff.train import Trainer, trainer_class
 
     if args.resume:
@@ -130,6 +129,8 @@ def train_in(args, out: Path, config=None):
         if getattr(args, "argv", None) is not None:
             trainer.command = shlex.join(["python", "-m", "tinydiff", *args.argv])
     c = trainer.config
+    if getattr(args, "threads", None) is not None and getattr(args, "blas_threads", None) is None:
+        c.blas_threads = blas_share(c.threads, c.model)                 # --threads N alone: one pool gets the cores
     print(f"{trainer.model.num_parameters()} parameters, {len(trainer.x)} training items of shape "
           f"{trainer.x.shape[1:]}, {c.steps} steps of batch {c.batch_size}")
     try:

@@ -11,9 +11,11 @@ that each pair agrees in float32 (and float64 where the kernel takes it).
 
 Compilation: ``jit.py`` holds the one set of floating-point liberties every kernel is compiled with,
 ``@njit(**FAST)`` (reorder sums, fuse multiply-adds, ... but never assume "no NaN / no inf", so a diverged run is still
-detected), and ``@njit(**STRICT)`` for the exact float64 loops. Kernels are cached on disk and serial: BLAS already
-uses the cores, and two thread pools on two cores fight (docs/performance.md, "Threads"). To step through a
-kernel in a debugger, run with ``NUMBA_DISABLE_JIT=1``: the same code then runs as plain Python.
+detected), and ``@njit(**STRICT)`` for the exact float64 loops. Kernels are cached on disk. The U-Net's P-layout
+kernels below also come in a parallel version (the same template or code compiled with ``prange``, giving the same
+bits), run when ``tinydiff.threads.use_threads(n)`` asks for n > 1 threads (``train --threads N``); every other kernel
+is serial (docs/performance.md, "Threads"). To step through a kernel in a debugger, run with ``NUMBA_DISABLE_JIT=1``:
+the same code then runs as plain Python.
 
 The U-Net's fast path has kernels on another layout, so their reference is the NCHW layers themselves (tested in
 tests/test_kernels_pconv.py and test_kernels_pnorm.py): ``simd.py`` (a 16 x float32 vector type), ``playout.py``

@@ -44,6 +44,13 @@ and does OB x 4 fused multiply-adds per 4 loads: that ratio (arithmetic intensit
 straightforward loops lack. The generated source is written to a cache directory and imported from there, so Numba
 can cache the compiled code between processes; print ``conv_source(4)`` to read one.
 
+Threads. Each template also generates a parallel version (``parallel=True``; the outer loop becomes ``prange``):
+the forward / input-gradient kernel splits the blocks of positions among the threads, the weight-gradient kernel
+splits the blocks of output channels (each thread owns its rows of dw and sums the chunks of positions in the serial
+order), and the bias gradient splits the output channels. Every output is computed by one thread in the serial
+kernel's order, so the results are the same bits on any number of threads (tests/test_kernels_parallel.py). PConv
+runs the parallel versions when ``tinydiff.threads.kernel_threads()`` is above 1.
+
 Without the compiler (``NUMBA_DISABLE_JIT=1``) the generated kernels run as plain Python on simd.py's NumPy fallback:
 correct, and fast enough for the tests' tiny images only; the U-Net then takes its reference path (models/unet_p.py).
 """
