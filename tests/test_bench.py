@@ -73,3 +73,12 @@ def test_each_row_has_its_own_target_and_cpu_ratio():
         (0.8, 1.0, 0.8)
     row = bench.Row("mlp", 32, ours=Samples([1.0], cpu=[2.0]), torch=Samples([2.0], cpu=[2.0]))
     assert row.cpu_ratio() == 1.0 and "| 0.50 ok | 1.00 |" in bench.format_table([row])
+
+
+def test_bench_threads_times_1_and_2_threads_in_turn_with_the_same_loss():
+    from tinydiff.bench.threads import CONFIGS, compare_threads
+
+    lines = []
+    times = compare_threads(batch=2, repeats=1, tiny=True, out=lines.append)
+    assert set(times) == set(CONFIGS) and all(len(t) == 1 for t in times.values())
+    assert "ratio to 1 thread" in "\n".join(lines)

@@ -15,6 +15,7 @@ One module per concern:
     torch_models.py  PyTorch copies of the networks, weights copied by name (the optional ``[bench]`` extra)
     conv.py          convolution strategies (im2col + BLAS, direct loops, NHWC), ms and GFLOP/s per pass
     start.py         start-up time of a fresh process
+    threads.py       a U-Net step on 1 and 2 threads, alternating in one process (``bench threads``)
     profile.py       where the time of ``Trainer.step`` goes (cProfile): ``python -m tinydiff quality --profile``
     nfe.py           few-step accuracy of the samplers (distance to the data against model evaluations)
 
@@ -40,7 +41,7 @@ from tinydiff.threads import blas_share, threads_report, use_threads
 __all__ = ["run", "BENCHMARKS", "TARGETS", "GRAD_TOLERANCE", "TrainStep", "Row", "Samples", "format_table",
            "forward_flops", "gemm_peak", "machine_report", "make_batch", "make_mlp", "make_unet", "time_alternating"]
 
-BENCHMARKS = ("mlp", "unet", "sample", "conv", "start")
+BENCHMARKS = ("mlp", "unet", "sample", "conv", "start")           # "all"; "threads" only when named
 
 
 def run(benchmarks=("mlp",), threads: int | None = None, repeats: int = 7, vs_torch: bool = False,
@@ -79,6 +80,10 @@ def run(benchmarks=("mlp",), threads: int | None = None, repeats: int = 7, vs_to
             out(f"conv 3x3, 32->32 channels, 28x28, batch {B}, float32 (tinydiff/bench/conv.py):")
             out(conv_table(bench_conv(B=B, repeats=min(repeats, 5), threads=(threads or 1,),
                                       strategies=("im2col+BLAS NCHW",))))
+    if "threads" in benchmarks:
+        from tinydiff.bench.threads import compare_threads
+
+        compare_threads((batches or small or [64])[0], repeats, tiny, out)
     if "start" in benchmarks:
         from tinydiff.bench.start import cold_start
 

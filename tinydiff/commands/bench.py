@@ -11,8 +11,9 @@ from tinydiff.commands.common import positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("benchmarks", nargs="*", default=["mlp"], choices=["mlp", "unet", "sample", "conv", "start", "all"],
-                   help="what to time (default: mlp); several may be given")
+    p.add_argument("benchmarks", nargs="*", default=["mlp"],
+                   choices=["mlp", "unet", "sample", "conv", "start", "threads", "all"],
+                   help="what to time (default: mlp); several may be given; threads: a U-Net step on 1 and 2 threads")
     p.add_argument("--threads", type=positive_int, default=1,
                    help="threads for each side: tinydiff's parallel kernels and BLAS (threadpoolctl), and PyTorch's "
                         "(default 1; see docs/performance.md, \"Threads\")")
