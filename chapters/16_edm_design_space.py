@@ -43,8 +43,8 @@ With the exact denoiser of a mixture we can compute that curve exactly.
 
 The grid (eq. 5)
 
-$$\sigma_i = \Big(\sigma_{\max}^{1/\rho}
-+ \frac{i}{N - 1} \big(\sigma_{\min}^{1/\rho} - \sigma_{\max}^{1/\rho}\big)\Big)^\rho$$
+$$\sigma_i = \Big(\sigma_{\max}^{1/\rho} +
+\frac{i}{N - 1} \big(\sigma_{\min}^{1/\rho} - \sigma_{\max}^{1/\rho}\big)\Big)^\rho$$
 
 spends more steps at small $\sigma$ as $\rho$ grows ($\rho = 1$: uniform in $\sigma$; $\rho \to \infty$: uniform in
 $\log \sigma$); $\rho = 7$. The ODE $dx / d\sigma = (x - D) / \sigma$ is solved with **Heun** (Alg. 1: Euler, then the

@@ -17,8 +17,8 @@ numbers, 4x fewer), two stride-2 convolutions down, two nearest-neighbour upsamp
 (Kingma & Welling 2014): the encoder outputs a mean $\mu$ and a log-variance, $z = \mu + \sigma \epsilon$, and the loss
 per image is
 
-$$L = \sum_{\text{pixels}} \operatorname{BCE}\big(x, \mathcal{D}(z)\big)
-+ \beta\, \operatorname{KL}\big(\mathcal{N}(\mu, \sigma^2) \,\|\, \mathcal{N}(0, I)\big), \qquad
+$$L = \sum_{\text{pixels}} \operatorname{BCE}\big(x, \mathcal{D}(z)\big) +
+\beta\, \operatorname{KL}\big(\mathcal{N}(\mu, \sigma^2) \,\|\, \mathcal{N}(0, I)\big), \qquad
 \operatorname{KL} = \tfrac{1}{2} \sum \big(\mu^2 + \sigma^2 - 1 - \log \sigma^2\big) \qquad \text{(1)}$$
 
 with a small $\beta$ (Rombach et al. use $10^{-6}$ beside a perceptual loss; ours is $10^{-3}$ against a sum of 784 BCE
