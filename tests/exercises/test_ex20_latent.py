@@ -31,18 +31,11 @@ def _run(beta):
     return vae, x, eps, mu, logvar, seen["dz"], seen["dmoments"]
 
 
-def _expected(dz, eps, mu, logvar, beta, B=2, half=0.5, per_batch=True):
-    sigma = np.exp(0.5 * logvar)
-    n = B if per_batch else 1
-    return dz + beta * mu / n, dz * eps * half * sigma + beta * half * (sigma ** 2 - 1) / n
-
-
 @pytest.mark.ex20_1(part="through the sample (beta = 0)", points=1)
 def test_gradient_through_the_reparameterised_sample():
     _, _, eps, mu, logvar, dz, dm = _run(0.0)
-    Z = mu.shape[1]
-    dmu, dlogvar = _expected(dz, eps, mu, logvar, 0.0)
-    sigma = np.exp(0.5 * logvar)
+    Z, sigma = mu.shape[1], np.exp(0.5 * logvar)
+    dmu, dlogvar = dz, dz * eps * 0.5 * sigma                              # beta = 0: only the path through z
     expect_close("ex20_1", "dL/dmu (beta = 0)", dm[:, :Z], dmu, likely=[
         (dz * eps, "z = mu + sigma eps is linear in mu with slope 1: dL/dmu = dL/dz"),
     ], hint="z = mu + exp(logvar / 2) eps, so dL/dmu = dL/dz")
@@ -54,34 +47,41 @@ def test_gradient_through_the_reparameterised_sample():
     ], hint="dL/dlogvar = dL/dz * eps * sigma / 2")
 
 
+def _kl_part(beta):
+    """The KL term's share of the gradient handed to the encoder: dmoments(beta) - dmoments(0). dz is the same for
+    both (the decoder's backward does not see beta), so the part through the sample cancels."""
+    _, _, eps, mu, logvar, dz, dm = _run(beta)
+    return mu, logvar, dm - _run(0.0)[-1]
+
+
 @pytest.mark.ex20_1(part="the KL term (beta > 0)", points=2)
 def test_gradient_of_the_kl_term():
-    beta = 0.7
-    _, _, eps, mu, logvar, dz, dm = _run(beta)
-    Z = mu.shape[1]
-    dmu, dlogvar = _expected(dz, eps, mu, logvar, beta)
-    expect_close("ex20_1", f"dL/dmu (beta = {beta})", dm[:, :Z], dmu, likely=[
-        (_expected(dz, eps, mu, logvar, beta, per_batch=False)[0], "the loss averages over the B images: beta mu / B"),
-        (_expected(dz, eps, mu, logvar, 0.0)[0], "the KL term's gradient beta mu / B is missing"),
-    ], hint="dL/dmu = dL/dz + beta mu / B")
-    expect_close("ex20_1", f"dL/dlogvar (beta = {beta})", dm[:, Z:], dlogvar, likely=[
-        (_expected(dz, eps, mu, logvar, beta, per_batch=False)[1], "the loss averages over the B images: divide "
-                                                                    "the KL gradient by B"),
-        (_expected(dz, eps, mu, logvar, beta, half=1.0)[1], "both terms carry 1/2: d sigma/d logvar = sigma / 2, "
-                                                            "dKL/dlogvar = (sigma^2 - 1) / 2"),
-        (_expected(dz, eps, mu, logvar, 0.0)[1], "the KL term's gradient beta (sigma^2 - 1) / (2 B) is missing"),
-        (dz * eps * 0.5 * np.exp(0.5 * logvar) + beta * 0.5 * (1 - np.exp(logvar)) / 2,
-         "dKL/dlogvar = (exp(logvar) - 1) / 2: positive when sigma > 1"),
-    ], hint="KL = 1/2 sum (mu^2 + e^logvar - 1 - logvar): dKL/dlogvar = (sigma^2 - 1) / 2, then times beta / B")
+    beta, B = 0.7, 2
+    mu, logvar, dkl = _kl_part(beta)
+    Z, sigma2 = mu.shape[1], np.exp(logvar)
+    expect_close("ex20_1", f"the KL term's part of dL/dmu (beta = {beta})", dkl[:, :Z], beta * mu / B, likely=[
+        (beta * mu, "the loss averages over the B images: beta mu / B"),
+        (np.zeros_like(mu), "the KL term's gradient beta mu / B is missing"),
+        (-beta * mu / B, "KL grows with mu^2: its gradient pulls mu towards 0 with + beta mu / B"),
+    ], hint="KL = 1/2 sum (mu^2 + e^logvar - 1 - logvar): dKL/dmu = mu, then times beta / B")
+    expect_close("ex20_1", f"the KL term's part of dL/dlogvar (beta = {beta})", dkl[:, Z:], beta * (sigma2 - 1) / (2 * B),
+                 likely=[
+                     (beta * (sigma2 - 1) / 2, "the loss averages over the B images: divide the KL gradient by B"),
+                     (beta * (sigma2 - 1) / B, "dKL/dlogvar = (sigma^2 - 1) / 2: the 1/2 is missing"),
+                     (np.zeros_like(mu), "the KL term's gradient beta (sigma^2 - 1) / (2 B) is missing"),
+                     (beta * (1 - sigma2) / (2 * B), "dKL/dlogvar = (exp(logvar) - 1) / 2: positive when sigma > 1"),
+                     (beta * (np.exp(0.5 * logvar) - 1) / (2 * B), "d/dlogvar e^logvar = e^logvar = sigma^2, not sigma"),
+                 ], hint="dKL/dlogvar = (sigma^2 - 1) / 2, then times beta / B")
 
 
-@pytest.mark.ex20_1(part="the KL term (beta > 0)", points=2)
-def test_encoder_gradients_match_finite_differences_of_the_loss():
-    vae, x, eps, *_ = _run(0.7)
-    name = "encoder.layers.8.weight"                                        # the 1x1 conv that makes mu and logvar
-    analytic = vae.gradients()[name].reshape(-1).copy()
-    p = vae.parameters()[name].reshape(-1)
-    h, numeric = 1e-4, np.zeros(p.size)
+LAYER = "encoder.layers.8.weight"                           # the 1x1 conv that outputs mu and logvar
+
+
+def _analytic_and_numeric(beta, h=1e-4):
+    vae, x, eps, *_ = _run(beta)
+    analytic = vae.gradients()[LAYER].reshape(-1).copy()
+    p = vae.parameters()[LAYER].reshape(-1)
+    numeric = np.zeros(p.size)
     for i in range(p.size):
         old = p[i]
         p[i] = old + h
@@ -90,5 +90,19 @@ def test_encoder_gradients_match_finite_differences_of_the_loss():
         down = vae.loss(x, eps)[0]
         p[i] = old
         numeric[i] = (up - down) / (2 * h)
-    expect_close("ex20_1", f"dL/d{name} (the layer that outputs mu and logvar)", analytic, numeric, rtol=1e-5, atol=1e-9,
-                 hint="central differences of the whole loss disagree with your backward pass: check dmu and dlogvar")
+    return analytic, numeric
+
+
+@pytest.mark.ex20_1(part="through the sample (beta = 0)", points=1)
+def test_encoder_gradients_match_finite_differences_without_the_kl():
+    analytic, numeric = _analytic_and_numeric(0.0)
+    expect_close("ex20_1", f"dL/d{LAYER} (beta = 0)", analytic, numeric, rtol=1e-5, atol=1e-9,
+                 hint="central differences of the loss disagree with your backward pass: check dmu and dlogvar")
+
+
+@pytest.mark.ex20_1(part="the KL term (beta > 0)", points=2)
+def test_the_kl_terms_gradient_matches_finite_differences():
+    a1, n1 = _analytic_and_numeric(0.7)
+    a0, n0 = _analytic_and_numeric(0.0)
+    expect_close("ex20_1", f"the KL term's part of dL/d{LAYER} (beta = 0.7)", a1 - a0, n1 - n0, rtol=1e-5, atol=1e-9,
+                 hint="central differences of beta * KL disagree with the KL part of your dmu, dlogvar")
