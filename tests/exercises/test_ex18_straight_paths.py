@@ -54,7 +54,7 @@ def test_straightness_is_positive_and_scales_with_the_square_of_the_path():
     expect_true("ex18_1", s1 > 0 and abs(s3 / s1 - 9) < 1e-9,
                 f"S = {s1:.4g} for paths t^2 d and {s3:.4g} for t^2 (3 d): S is positive and scales like |d|^2 (x 9)")
     expect_close("ex18_1", "S of x(t) = t^2 d on a grid with two step sizes", s1, _parabola_s(ts, d), rtol=1e-9,
-                 hint="S = int_0^1 E ||(x_1 - x_0) - dx_t/dt||^2 dt: each segment counts for the time it spans")
+                 hint="S = int_0^1 E ||(x_1 - x_0) - dx_t/dt||^2 dt over the whole trajectory")
 
 
 # ---- 18.2 minibatch OT ---------------------------------------------------------------------------------------------
