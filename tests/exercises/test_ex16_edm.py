@@ -77,3 +77,40 @@ def test_coefficients_keep_the_shape_of_sigma_and_survive_sigma_0():
     expect_true("ex16_1", (c_skip, c_out, c_in) == (1.0, 0.0, 1.0) and lam == np.inf,
                 f"at sigma = 0 (sigma_data = 1): c_skip, c_out, c_in, lambda = {c_skip}, {c_out}, {c_in}, {lam}; "
                 "expected 1, 0, 1, inf (D(x; 0) = x)")
+
+
+# ---- 16.2 lab: the time grid at equal NFE --------------------------------------------------------------------------
+def _grid_errors():
+    from tinydiff.analytic import GaussianMixture, GaussianMixtureDenoiser
+    from tinydiff.labs.time_grids import grid_errors
+    from tinydiff.processes import EDMProcess
+
+    mix = GaussianMixture([0.5, 0.5], [[-1.0, 0.0], [1.0, 0.5]], [np.eye(2) * 0.3, np.eye(2) * 0.2])
+    process = EDMProcess()
+    return grid_errors(GaussianMixtureDenoiser(mix, process, "sample"), process, "heun", steps=(5, 10, 20),
+                       reference_steps=200, n=128)
+
+
+@pytest.mark.ex16_2(part="the errors")
+def test_lab_errors_are_positive_and_shrink_on_the_log_grids():
+    errors = _grid_errors()
+    expect_true("ex16_2", isinstance(errors, dict) and set(errors) == {"uniform", "lambda", "karras"},
+                f"grid_errors returns {type(errors).__name__} with keys {list(errors) if isinstance(errors, dict) else ''}"
+                "; expected a dict with one entry per spacing: 'uniform', 'lambda', 'karras'")
+    for sp, e in errors.items():
+        expect_true("ex16_2", np.shape(e) == (3,), f"errors[{sp!r}] has shape {np.shape(e)}; expected one per step count (3,)")
+        expect_true("ex16_2", bool(np.all(np.asarray(e) > 0)), f"errors[{sp!r}] = {np.round(e, 4)}: an RMS error is > 0")
+    for sp in ("lambda", "karras"):
+        expect_true("ex16_2", bool(np.all(np.diff(errors[sp]) < 0)),
+                    f"Heun's errors on the {sp} grid at 5, 10, 20 steps are {np.round(errors[sp], 4)}: they should "
+                    "shrink. Did every run, and the reference, start from the same x_T?")
+
+
+@pytest.mark.ex16_2(part="the verdict: where the steps go")
+def test_lab_log_spaced_grids_beat_the_uniform_one_at_equal_nfe():
+    errors = _grid_errors()
+    u, lam, k = (float(errors[sp][1]) for sp in ("uniform", "lambda", "karras"))
+    expect_true("ex16_2", k < u / 5 and lam < u / 5 and 0.5 < k / lam < 2,
+                f"with 10 Heun steps the errors are uniform {u:.3g}, lambda {lam:.3g}, karras {k:.3g}: expected the "
+                "rho = 7 and log-spaced grids at least 5x below the uniform one and within 2x of each other. The "
+                "reference is Heun with many steps on the karras grid from the same x_T.")
