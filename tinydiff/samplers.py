@@ -264,10 +264,13 @@ def snr_step_size(score, noise, snr: float) -> float:
     delta ||score|| is r times the noise sqrt(2 delta) ||xi|| (r = ``snr``, the "signal-to-noise ratio").
 
     Norms are per sample, averaged over the batch (as in their code)."""
+    ### BEGIN SOLUTION ex15_2: Langevin corrector — the step size delta = 2 (r ||xi|| / ||score||)^2 of Song et al.'s Alg. 5 here, and the corrector's Langevin steps at one noise level in PredictorCorrector.step below (chapter 15, 3 points)
+    # returns: delta, a float (score, noise: (B, ...); the norms are per sample, then averaged over the batch)
     B = score.shape[0]
     g = np.mean(np.linalg.norm(score.reshape(B, -1), axis=1))
     n = np.mean(np.linalg.norm(noise.reshape(B, -1), axis=1))
     return float(2.0 * (snr * n / g) ** 2)
+    ### END SOLUTION
 
 
 def churn_level(sigma: float, n_steps: int, churn: float, s_tmin: float, s_tmax: float) -> float:
@@ -520,7 +523,10 @@ class PredictorCorrector(Stepper):
         self.snr, self.corrector_steps = float(snr), int(corrector_steps)
 
     def step(self, x, s, x0, eps, noise):
-        sig, sqrt_ab = _sigma(s.ab_t), np.sqrt(s.ab_t)
+        sig, sqrt_ab = _sigma(s.ab_t), np.sqrt(s.ab_t)                     # sigma and sqrt(ab) of the level s.t
+        ### BEGIN SOLUTION ex15_2
+        # defines: x (B, ...) after self.corrector_steps Langevin steps at level s.t (VP frame in and out; the steps
+        # run in the sigma frame z = x / sqrt(ab)), and eps, the model's eps at that x: self.denoise(x, s.t)[1]
         for m in range(self.corrector_steps):
             if m > 0:
                 eps = self.denoise(x, s.t)[1]
@@ -529,6 +535,7 @@ class PredictorCorrector(Stepper):
             x = sqrt_ab * langevin_step(x / sqrt_ab, score, snr_step_size(score, xi, self.snr), xi)
         if self.corrector_steps:
             eps = self.denoise(x, s.t)[1]
+        ### END SOLUTION
         return reverse_sde_step(x, eps, s.ab_t, s.ab_prev, noise)
 
 
