@@ -525,8 +525,7 @@ class PredictorCorrector(Stepper):
     def step(self, x, s, x0, eps, noise):
         sig, sqrt_ab = _sigma(s.ab_t), np.sqrt(s.ab_t)                     # sigma and sqrt(ab) of the level s.t
         ### BEGIN SOLUTION ex15_2
-        # defines: x (B, ...) after self.corrector_steps Langevin steps at level s.t (VP frame in and out; the steps
-        # run in the sigma frame z = x / sqrt(ab)), and eps, the model's eps at that x: self.denoise(x, s.t)[1]
+        # defines: x, eps (B, ...): x after the Langevin steps (z = x / sqrt(ab)), eps = self.denoise(x, s.t)[1] there
         for m in range(self.corrector_steps):
             if m > 0:
                 eps = self.denoise(x, s.t)[1]
