@@ -21,6 +21,7 @@ from tinydiff.exercises.student import make_student, replace_regions
 pytestmark = pytest.mark.skipif(bool(blanked_exercises()), reason="the exercise tools' tests need the solution tree")
 
 QUICK = ["ex1_1", "ex3_2"]
+QUICK_LATER = ["ex16_1", "ex18_1"]   # chapters 14-20: a formula and a debugging exercise (pure NumPy, fast)
 
 
 def _number(exercise_id):
@@ -125,6 +126,18 @@ def test_partial_credit_needs_every_test_of_a_part_and_a_missing_prerequisite_is
     assert (ddim.passed, ddim.total, ddim.score) == (2, 3, 1.0)          # eta = 0 and sigma pass; only sigma scores
     assert (ddpm.passed, ddpm.score) == (0, 0) and ddpm.total == 4
     assert all("needs Exercise 3.1 (posterior mean and variance)" in m for m in ddpm.messages)
+
+
+def test_second_module_exercises_fail_with_their_stub_or_bug_and_pass_with_their_solutions(tmp_path):
+    """The default run's round trip for chapters 14-20 (the full one, under -m slow, covers every exercise)."""
+    out = tmp_path / "student"
+    make_student(out, only=QUICK_LATER)
+    tests = out / "tests" / "exercises"
+    assert_fail_with_own_stub(run_tests(out, QUICK_LATER, tests), QUICK_LATER)
+    for k in QUICK_LATER:
+        put_solution_back(out, k)
+    report = run_tests(out, QUICK_LATER, tests)
+    assert report["tests"] and all(t["outcome"] == "passed" for t in report["tests"]), report["stdout"][-2000:]
 
 
 @pytest.mark.slow

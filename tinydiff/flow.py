@@ -50,10 +50,13 @@ __all__ = ["velocity_target", "flow_matching_loss", "ot_pairing", "straightness"
 def velocity_target(process, x0, eps, t) -> np.ndarray:
     """u = alpha'(t) x0 + sigma'(t) eps, the conditional velocity of each pair: x0, eps (B, ...), t (B,) float."""
     x0, eps = np.asarray(x0), np.asarray(eps)
+    dtype = np.result_type(x0, eps)                                    # float32 batches stay float32
+    ### BEGIN SOLUTION ex17_1: flow-matching target and loss — the conditional velocity u = alpha'(t) x0 + sigma'(t) eps of any process here, and the loss, its gradient and the per-sample losses in flow_matching_loss below (chapter 17, 3 points)
+    # returns: u (B, ...) like x0, in dtype; process.derivatives(t) gives (d alpha/dt, d sigma/dt), each (B,) float64
     d_alpha, d_sigma = process.derivatives(np.asarray(t, dtype=np.float64))
     shape = (-1,) + (1,) * (x0.ndim - 1)
-    dtype = np.result_type(x0, eps)                                    # float32 batches stay float32
     return d_alpha.reshape(shape).astype(dtype) * x0 + d_sigma.reshape(shape).astype(dtype) * eps
+    ### END SOLUTION
 
 
 def flow_matching_loss(out, target):
@@ -61,9 +64,12 @@ def flow_matching_loss(out, target):
 
     Returns (loss: float, grad: like out, per_sample: (B,) float64)."""
     out = np.asarray(out)
+    ### BEGIN SOLUTION ex17_1
+    # returns: (loss: float, grad: shape and dtype of out, per_sample: (B,) float64)
     diff = out - np.asarray(target, dtype=out.dtype)                                  # (B, ...)
     per_sample = np.square(diff, dtype=np.float64).reshape(len(out), -1).mean(axis=1)  # (B,)
     return float(per_sample.mean()), (2.0 / diff.size) * diff, per_sample
+    ### END SOLUTION
 
 
 def ot_pairing(x0, eps, block: int | None = None) -> np.ndarray:
@@ -79,11 +85,14 @@ def ot_pairing(x0, eps, block: int | None = None) -> np.ndarray:
     b = np.asarray(eps, dtype=np.float64).reshape(len(eps), -1)
     m = len(a) if block is None else int(block)
     pi = np.empty(len(a), dtype=np.int64)
+    ### BEGIN SOLUTION ex18_2: minibatch OT pairing — in each block of m rows, the cost matrix of squared distances and the optimal assignment (scipy's linear_sum_assignment), written into pi (chapter 18, 2 points)
+    # fills: pi (B,) int64, so that eps[pi[i]] is the noise paired with x0[i]; a, b: (B, D) float64, m: the block size
     for s in range(0, len(a), m):
         aa, bb = a[s:s + m], b[s:s + m]
         cost = np.sum(aa * aa, 1)[:, None] + np.sum(bb * bb, 1)[None, :] - 2.0 * aa @ bb.T   # squared distances
         rows, cols = linear_sum_assignment(cost)
         pi[s + rows] = s + cols
+    ### END SOLUTION
     return pi
 
 
@@ -96,11 +105,19 @@ def straightness(ts, xs) -> float:
     """
     ts, xs = np.asarray(ts, dtype=np.float64), np.asarray(xs, dtype=np.float64)
     xs = xs.reshape(len(xs), xs.shape[1], -1)                                     # (S+1, B, D)
+    ### BEGIN SOLUTION ex18_1: debugging straightness — straightness has a planted bug; the tests show what it breaks (chapter 18, 2 points)
+    # returns: S, a float >= 0 (xs: (S+1, B, D) here; 0 exactly when every path is a straight line at constant speed)
+    #! total = (xs[0] - xs[-1]) / (ts[0] - ts[-1])                                   # (B, D)
+    #! dt = ts[:-1] - ts[1:]                                                          # (S,) > 0
+    #! slopes = (xs[:-1] - xs[1:]) / dt[:, None, None]                                # (S, B, D)
+    #! dev = np.sum((total[None] - slopes) ** 2, axis=2).mean(axis=1)                 # (S,) E ||.||^2 per segment
+    #! return float(np.mean(dev))
     total = (xs[0] - xs[-1]) / (ts[0] - ts[-1])                                   # (B, D)
     dt = ts[:-1] - ts[1:]                                                          # (S,) > 0
     slopes = (xs[:-1] - xs[1:]) / dt[:, None, None]                                # (S, B, D)
     dev = np.sum((total[None] - slopes) ** 2, axis=2).mean(axis=1)                 # (S,) E ||.||^2 per segment
     return float(np.sum(dev * dt) / (ts[0] - ts[-1]))
+    ### END SOLUTION
 
 
 # ---- a network that takes the process's time ------------------------------------------------------------------------

@@ -68,9 +68,12 @@ def dsm_loss(score, x0, x, sigma):
         L = mean_b sigma_b^2 || s(x_b) - grad log q(x_b | x0_b) ||^2 / 2,   grad log q(x | x0) = -(x - x0) / sigma^2
 
     score, x0, x: (B, D); sigma: (B,). Returns the loss (a float). Its minimiser is the score of the noisy data."""
-    sigma = np.asarray(sigma, dtype=np.float64).reshape(-1, 1)
+    sigma = np.asarray(sigma, dtype=np.float64).reshape(-1, 1)                # (B, 1)
+    ### BEGIN SOLUTION ex14_1: denoising score matching loss — L = mean_b sigma_b^2 || s(x_b) + (x_b - x0_b) / sigma_b^2 ||^2 / 2, the target being the score of q(x | x0) = N(x0, sigma^2 I) (chapter 14, 2 points)
+    # returns: the loss, a float (score, x0, x: (B, D); sigma: (B, 1) here)
     target = -(x - x0) / sigma ** 2                                          # (B, D)
     return float(np.mean(0.5 * sigma[:, 0] ** 2 * np.sum((score - target) ** 2, axis=1)))
+    ### END SOLUTION
 
 
 def sliced_score_matching_loss(score, jacobian_vector, v):
@@ -93,10 +96,13 @@ def edm_precondition(sigma, sigma_data: float):
 
     Returns (c_skip, c_out, c_in, lambda), each shaped like sigma."""
     sigma = np.asarray(sigma, dtype=np.float64)
+    ### BEGIN SOLUTION ex16_1: EDM preconditioning — c_skip, c_out, c_in and the loss weight lambda of Karras et al. (2022), Table 1 (chapter 16, 3 points)
+    # returns: (c_skip, c_out, c_in, lam), four float64 arrays shaped like sigma (lam = inf where sigma = 0)
     sd2, s2 = sigma_data ** 2, sigma * sigma
     with np.errstate(divide="ignore"):                                       # lambda = inf at sigma = 0
         lam = (s2 + sd2) / (s2 * sd2)
     return sd2 / (s2 + sd2), sigma * sigma_data / np.sqrt(s2 + sd2), 1.0 / np.sqrt(s2 + sd2), lam
+    ### END SOLUTION
 
 
 # ---- the objectives -----------------------------------------------------------------------------------------------

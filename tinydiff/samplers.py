@@ -236,12 +236,15 @@ def reverse_sde_step(x_t, eps, ab_t: float, ab_prev: float, noise):
     which is Song et al.'s "reverse diffusion" predictor for the VE SDE (their eq. 46-47). At sigma' = 0 (the last
     step) it is z' = z - sigma eps = x0, Tweedie's estimate, with no noise.
     """
-    sig, sig_prev = _sigma(ab_t), _sigma(ab_prev)
+    sig, sig_prev = _sigma(ab_t), _sigma(ab_prev)                 # sigma, sigma' (sigma' = 0 when ab_prev = 1)
+    ### BEGIN SOLUTION ex15_1: reverse-SDE step — Euler-Maruyama in the sigma frame: z' = z + (sigma^2 - sigma'^2) score + sqrt(sigma^2 - sigma'^2) xi, score = -eps / sigma, no noise on the last step (chapter 15, 3 points)
+    # returns: x at ab_prev (B, ...), the shape of x_t: sqrt(ab_prev) z' with z = x_t / sqrt(ab_t)
     dvar = sig * sig - sig_prev * sig_prev                        # sigma^2 - sigma'^2 > 0
     z = x_t / np.sqrt(ab_t) - (dvar / sig) * eps                  # z + (sigma^2 - sigma'^2) score
     if ab_prev < 1.0:
         z = z + np.sqrt(dvar) * noise
     return np.sqrt(ab_prev) * z
+    ### END SOLUTION
 
 
 def langevin_step(z, score, delta: float, noise):
@@ -250,7 +253,10 @@ def langevin_step(z, score, delta: float, noise):
     Its stationary distribution is p as delta -> 0 (Roberts & Tweedie 1996). Song & Ermon (2019), Alg. 1, write the
     same step with alpha = 2 delta: z' = z + alpha / 2 score + sqrt(alpha) xi.
     """
+    ### BEGIN SOLUTION ex14_2: Langevin step — z' = z + delta score + sqrt(2 delta) xi, one step of unadjusted Langevin dynamics (chapter 14, 2 points)
+    # returns: z' (B, ...), the shape of z (score and noise: like z; delta: a float > 0)
     return z + delta * score + np.sqrt(2.0 * delta) * noise
+    ### END SOLUTION
 
 
 def snr_step_size(score, noise, snr: float) -> float:
@@ -258,10 +264,13 @@ def snr_step_size(score, noise, snr: float) -> float:
     delta ||score|| is r times the noise sqrt(2 delta) ||xi|| (r = ``snr``, the "signal-to-noise ratio").
 
     Norms are per sample, averaged over the batch (as in their code)."""
+    ### BEGIN SOLUTION ex15_2: Langevin corrector — the step size delta = 2 (r ||xi|| / ||score||)^2 of Song et al.'s Alg. 5 here, and the corrector's Langevin steps at one noise level in PredictorCorrector.step below (chapter 15, 3 points)
+    # returns: delta, a float (score, noise: (B, ...); the norms are per sample, then averaged over the batch)
     B = score.shape[0]
     g = np.mean(np.linalg.norm(score.reshape(B, -1), axis=1))
     n = np.mean(np.linalg.norm(noise.reshape(B, -1), axis=1))
     return float(2.0 * (snr * n / g) ** 2)
+    ### END SOLUTION
 
 
 def churn_level(sigma: float, n_steps: int, churn: float, s_tmin: float, s_tmax: float) -> float:
@@ -514,7 +523,9 @@ class PredictorCorrector(Stepper):
         self.snr, self.corrector_steps = float(snr), int(corrector_steps)
 
     def step(self, x, s, x0, eps, noise):
-        sig, sqrt_ab = _sigma(s.ab_t), np.sqrt(s.ab_t)
+        sig, sqrt_ab = _sigma(s.ab_t), np.sqrt(s.ab_t)                     # sigma and sqrt(ab) of the level s.t
+        ### BEGIN SOLUTION ex15_2
+        # defines: x, eps (B, ...): x after the Langevin steps (z = x / sqrt(ab)), eps = self.denoise(x, s.t)[1] there
         for m in range(self.corrector_steps):
             if m > 0:
                 eps = self.denoise(x, s.t)[1]
@@ -523,6 +534,7 @@ class PredictorCorrector(Stepper):
             x = sqrt_ab * langevin_step(x / sqrt_ab, score, snr_step_size(score, xi, self.snr), xi)
         if self.corrector_steps:
             eps = self.denoise(x, s.t)[1]
+        ### END SOLUTION
         return reverse_sde_step(x, eps, s.ab_t, s.ab_prev, noise)
 
 
@@ -607,15 +619,21 @@ class EulerT(TimeStepper):
     (Gao et al. 2024): x + h (eps - x0) = (1 - t') x0 + t' eps."""
 
     def ode_step(self, x, t, t_prev, u):
+        ### BEGIN SOLUTION ex19_1: Euler and midpoint steps in t — x' = x + h u(x, t) here, and the midpoint rule x' = x + h u(x + (h/2) u, t + h/2) in MidpointT below, h = t_prev - t < 0 (chapter 19, 2 points)
+        # returns: x at t_prev (B, ...), the shape of x (u: u(x, t), like x; t, t_prev: floats)
         return x + (t_prev - t) * u
+        ### END SOLUTION
 
 
 class MidpointT(TimeStepper):
     """The explicit midpoint rule (Runge-Kutta 2): x' = x + h u(x + (h/2) u(x, t), t + h/2). Two calls a step."""
 
     def ode_step(self, x, t, t_prev, u):
+        ### BEGIN SOLUTION ex19_1
+        # returns: x at t_prev (B, ...); self.velocity(x_mid, t_mid) is u(x_mid, t_mid), one model call
         h = t_prev - t
         return x + h * self.velocity(x + 0.5 * h * u, t + 0.5 * h)
+        ### END SOLUTION
 
 
 class HeunT(TimeStepper):

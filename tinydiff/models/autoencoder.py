@@ -168,9 +168,12 @@ class VAE(Module):
         B, beta = len(x), self.cfg.kl_weight
         dlogits = (sigmoid(logits) - x) / B                                         # (B, 1, 28, 28)
         dz = self.decoder.backward(dlogits.astype(self.dtype))                      # (B, Z, 7, 7)
+        ### BEGIN SOLUTION ex20_1: VAE backward through the sample and the KL — dL/dmu and dL/dlogvar from dz = dL/dz through z = mu + exp(logvar / 2) eps, plus beta times the gradients of the KL term averaged over the batch (chapter 20, 3 points)
+        # defines: dmu, dlogvar, each (B, Z, 7, 7) like mu (dz, eps, mu, logvar: (B, Z, 7, 7); B, beta: ints/floats)
         sigma = np.exp(0.5 * logvar)
         dmu = dz + beta * mu / B
         dlogvar = dz * eps * 0.5 * sigma + beta * 0.5 * (sigma * sigma - 1.0) / B
+        ### END SOLUTION
         inside = (self._logvar_raw >= LOGVAR_RANGE[0]) & (self._logvar_raw <= LOGVAR_RANGE[1])
         dmoments = np.concatenate([dmu, dlogvar * inside], axis=1)                  # the clip passes no gradient
         self.encoder.backward(dmoments.astype(self.dtype))
