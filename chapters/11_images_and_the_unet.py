@@ -30,8 +30,8 @@ one pixel, $\sigma_t = 1 / \sqrt{\mathrm{SNR}(t)}$ in data units, is well above 
 $x_0^{(k)}$ is the one that maximises
 $q(x_t \mid x_0^{(k)}) = \mathcal{N}\big(\sqrt{\bar\alpha_t}\, x_0^{(k)}, (1 - \bar\alpha_t) I\big)$, i.e. minimises
 
-$$\left\| x_t - \sqrt{\bar\alpha_t}\, x_0^{(k)} \right\|^2 = \|x_t\|^2 - 2 \sqrt{\bar\alpha_t}\, x_t \cdot x_0^{(k)}
-+ \bar\alpha_t \|x_0^{(k)}\|^2$$
+$$\left\| x_t - \sqrt{\bar\alpha_t}\, x_0^{(k)} \right\|^2 = \|x_t\|^2 - 2 \sqrt{\bar\alpha_t}\, x_t \cdot x_0^{(k)} +
+\bar\alpha_t \|x_0^{(k)}\|^2$$
 
 and we can count how often that picks the digit $x_t$ was made from. It stays right long after the eye gives up.
 

@@ -239,8 +239,8 @@ feature distributions with the cubic polynomial kernel ($d = 128$):
 
 $$k(a, b) = \Big(\frac{a \cdot b}{d} + 1\Big)^3 \tag{3}$$
 
-$$\mathrm{MMD}^2_u = \frac{1}{m (m - 1)} \sum_{i \ne j} k(x_i, x_j) + \frac{1}{n (n - 1)} \sum_{i \ne j} k(y_i, y_j)
-- \frac{2}{m n} \sum_{i, j} k(x_i, y_j) \tag{4}$$
+$$\mathrm{MMD}^2_u = \frac{1}{m (m - 1)} \sum_{i \ne j} k(x_i, x_j) + \frac{1}{n (n - 1)} \sum_{i \ne j} k(y_i, y_j) -
+\frac{2}{m n} \sum_{i, j} k(x_i, y_j) \tag{4}$$
 
 Leaving out the diagonal terms $k(x_i, x_i)$ makes each sum an unbiased estimate of $\mathbb{E}\, k(x, x')$, so
 $\mathrm{MMD}^2_u$ is 0 on average when both sets come from one distribution. It can therefore come out negative: that
