@@ -1,5 +1,5 @@
 # %% [markdown]
-"""
+r"""
 # Chapter 13 — Evaluating generative models: Frechet distance, KID, memorisation
 
 A grid of 64 good-looking digits says little about a model. Our eyes cannot tell whether the model draws all ten
@@ -17,7 +17,7 @@ accuracy on the requested labels, and a memorisation check.
 Two images of the same 7, one shifted by two pixels, are far apart in pixels: the strokes no longer overlap. A
 distance between *distributions* of images built on pixels would mostly measure such accidents. So we compare
 images through a network that already knows digits: the judge, `tinydiff.models.classifier.MNISTClassifier`
-(99.2 % test accuracy), and its 128 penultimate ReLU features f(x) = `classifier.embed(x)`. Heusel et al. (2017) do
+(99.2 % test accuracy), and its 128 penultimate ReLU features $f(x)$ = `classifier.embed(x)`. Heusel et al. (2017) do
 the same with Inception-v3's 2048 pool features for natural images ("FID"); on MNIST a small digit classifier is the
 usual stand-in. Every number below depends on the judge, so tinydiff ships one file with a fixed SHA-256
 (`load_classifier()` checks it): numbers computed with another judge are not comparable.
@@ -92,13 +92,17 @@ ref_f = test_f[:half]                                                # reference
 pool_x, pool_y, pool_f = test_x[half:-MEMO_TEST], test_y[half:-MEMO_TEST], test_f[half:-MEMO_TEST]   # half B
 memo_x = test_x[-MEMO_TEST:]                                         # held out for the memorisation check
 print(f"{TEST_N} test images embedded: reference A {half}, new-digit pool {len(pool_x)}, memorisation {MEMO_TEST}")
+judge_accuracy, _ = class_accuracy(judge.predict(test_x), test_y)
+claims.claim(test_f.shape[1] == 128 and abs(judge_accuracy - 0.992) < 0.005,
+             "the judge's features have {d} dimensions and it reads {a:.1%} of these test digits right (99.2 % on the "
+             "whole test set)", d=test_f.shape[1], a=judge_accuracy, quick=False)
 memo_train = train_x[:MEMO_TRAIN]                                    # where section 5 looks for copies
 if args.quick:
     print("QUICK MODE: small n everywhere; FD numbers at small n are mostly bias (section 2), so compare only with "
           f"the floors printed beside them; nearest neighbours searched among {MEMO_TRAIN} training images only")
 
 # %% [markdown]
-"""
+r"""
 ## 1. Pixels against features
 
 The median distance between a test digit and the same digit shifted right by two pixels, and between it and a test
@@ -115,18 +119,24 @@ def dist(a, b):
     return np.sqrt(((a - b) ** 2).reshape(len(a), -1).sum(axis=1))     # (N,) row-wise Euclidean distance
 
 
+near = {}                                                                   # space -> median(shifted) / median(other)
 for space, (same, diff) in {"pixels": (dist(x, shifted), dist(x, other)),
                             "features": (dist(f, f_shifted), dist(f, f_other))}.items():
+    near[space] = np.median(same) / np.median(diff[differs])
     print(f"{space:>8}: shifted copy {np.median(same):6.2f}, digit of another class {np.median(diff[differs]):6.2f}"
-          f"  (ratio {np.median(same) / np.median(diff[differs]):.2f})")
+          f"  (ratio {near[space]:.2f})")
+claims.claim(near["pixels"] > 0.8 and 0.2 < near["features"] < 0.5,
+             "in pixels a shifted copy is nearly as far as a digit of another class (ratio {p:.2f}); in features it is "
+             "about three times nearer (ratio {f:.2f})", p=near["pixels"], f=near["features"])
 
 # %% [markdown]
-"""
+r"""
 In pixels a shifted copy is nearly as far as a different digit; in features it is about three times nearer. The
 picture says the same: project the images (left) and their features (right) on their first two principal axes (the
 top two eigenvectors of the covariance) and colour them by class. In pixels most classes overlap in one cloud (only
-the 0s and 1s stand apart); in the judge's features they pull apart into arms, one per digit. Distances between
-feature distributions therefore measure what a reader would call "different digits". `feature_pca.png`
+the 0s and 1s stand apart); in the judge's features they pull apart into arms, one per digit. (The run measures it:
+the fraction of points whose nearest class centre in the 2-D projection is their own class, per class.) Distances
+between feature distributions therefore measure what a reader would call "different digits". `feature_pca.png`
 """
 
 
@@ -139,31 +149,49 @@ def pca_2d(v):
     return centred @ vt[:2].T                                                     # (N, 2)
 
 
+def centre_accuracy(p, y):
+    """Per class (10,): the fraction of 2-D points p (N, 2) whose nearest class centre is their own class's."""
+    centres = np.stack([p[y == c].mean(axis=0) for c in range(10)])              # (10, 2)
+    nearest = ((p[:, None, :] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)   # (N,)
+    return np.array([np.mean(nearest[y == c] == c) for c in range(10)])
+
+
 show = slice(0, 2000)
+apart = {}
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
 for ax, (name, v) in zip(axes, [("pixels (784-d)", test_x[show]), ("judge's features (128-d)", test_f[show])]):
     p = pca_2d(v)
+    apart[name] = centre_accuracy(p, test_y[show])
+    print(f"{name}: nearest class centre in the 2-D projection is the right one for "
+          + " ".join(f"{c}:{a:.2f}" for c, a in enumerate(apart[name])))
     sc = ax.scatter(p[:, 0], p[:, 1], c=test_y[show], cmap="tab10", s=3, vmin=-0.5, vmax=9.5, linewidths=0)
     ax.set_title(f"{name}: first two principal axes", fontsize=9)
     viz.square_axes(ax, None)
 fig.colorbar(sc, ax=axes, ticks=range(10), label="digit", shrink=0.8)
 viz.save(fig, args.out / "feature_pca.png")
+pix, feat = apart["pixels (784-d)"], apart["judge's features (128-d)"]
+claims.claim(set(np.argsort(pix)[-2:]) == {0, 1} and np.median(pix) < 0.5 and feat.mean() > pix.mean() + 0.15,
+             "in the 2-D pixel projection only the 0s and 1s stand apart (their own centre is nearest for {p01} of them; "
+             "median class {pm:.2f}); in features the classes pull apart (mean {f:.2f} against {p:.2f} in pixels)",
+             p01=f"{pix[0]:.2f} and {pix[1]:.2f}", pm=np.median(pix), f=feat.mean(), p=pix.mean())
 
 # %% [markdown]
-"""
+r"""
 ## 2. The Frechet distance
 
-Fit a Gaussian to each set of features: mean mu and covariance S (with 1/(n-1)). The Frechet (2-Wasserstein)
-distance between N(mu_1, S_1) and N(mu_2, S_2) has a closed form (Dowson & Landau 1982):
+Fit a Gaussian to each set of features: mean $\mu$ and covariance $S$ (with $1/(n-1)$). The Frechet
+(2-Wasserstein) distance between $\mathcal{N}(\mu_1, S_1)$ and $\mathcal{N}(\mu_2, S_2)$ has a closed form (Dowson &
+Landau 1982):
 
-    FD = |mu_1 - mu_2|^2 + Tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))                                        (1)
+$$\mathrm{FD} = \|\mu_1 - \mu_2\|^2 + \operatorname{Tr}\big(S_1 + S_2 - 2 (S_1 S_2)^{1/2}\big) \tag{1}$$
 
-(S_1 S_2 is not symmetric, but it is similar to the symmetric S_2^(1/2) S_1 S_2^(1/2), which has the same
+($S_1 S_2$ is not symmetric, but it is similar to the symmetric $S_2^{1/2} S_1 S_2^{1/2}$, which has the same
 eigenvalues; `metrics.images.frechet_distance` takes the square root of that one with `eigh`, which is stable.)
 Two special cases we can check by hand:
 
-- equal covariances, S_1 = S_2 = S: (S S)^(1/2) = S, the trace term is 0 and FD = |mu_1 - mu_2|^2;
-- one dimension, variances s_1^2 and s_2^2: Tr(...) = s_1^2 + s_2^2 - 2 s_1 s_2, so FD = (m_1 - m_2)^2 + (s_1 - s_2)^2.
+- equal covariances, $S_1 = S_2 = S$: $(S S)^{1/2} = S$, the trace term is 0 and $\mathrm{FD} = \|\mu_1 - \mu_2\|^2$;
+- one dimension, variances $s_1^2$ and $s_2^2$: $\operatorname{Tr}(\dots) = s_1^2 + s_2^2 - 2 s_1 s_2$, so
+  $\mathrm{FD} = (m_1 - m_2)^2 + (s_1 - s_2)^2$.
 
 FD is a squared distance: zero only when the two Gaussians agree, and it sees the means AND the spread. A
 generator that draws only the most typical digit gets the mean roughly right and the covariance badly wrong.
@@ -182,38 +210,43 @@ claims.claim(abs(frechet_distance_from_stats(m_1, s_1 ** 2, m_2, s_2 ** 2) - (m_
              fd=frechet_distance_from_stats(m_1, s_1 ** 2, m_2, s_2 ** 2), d=(m_1 - m_2) ** 2 + (s_1 - s_2) ** 2)
 big_1, big_2 = m_1 + s_1 * rng.standard_normal((20000, 1)), m_2 + s_2 * rng.standard_normal((20000, 1))
 print(f"1-D from 20000 samples each: FD {frechet_distance(big_1, big_2):.4f}")
+claims.claim(abs(frechet_distance(big_1, big_2) - (m_1 - m_2) ** 2 - (s_1 - s_2) ** 2) < 0.1,
+             "from 20000 samples each, the estimated FD ({e:.3f}) is near the exact {d:.3f}",
+             e=frechet_distance(big_1, big_2), d=(m_1 - m_2) ** 2 + (s_1 - s_2) ** 2)
 
 # %% [markdown]
-"""
-### FD is biased: it depends on n
+r"""
+### FD is biased: it depends on $n$
 
-Fitted from n points, mu and S are noisy, and the noise does not average out: FD is zero only when the two fitted
-Gaussians agree exactly and positive otherwise, so FD between two samples of ONE distribution is positive on
-average, and shrinks like 1/n as the estimates sharpen. Part of it is easy to compute: for two independent sets
-of n points with covariance S, the difference of their means has covariance 2 S / n, so
+Fitted from $n$ points, $\mu$ and $S$ are noisy, and the noise does not average out: FD is zero only when the two
+fitted Gaussians agree exactly and positive otherwise, so FD between two samples of ONE distribution is positive on
+average, and shrinks like $1/n$ as the estimates sharpen. Part of it is easy to compute: for two independent sets
+of $n$ points with covariance $S$, the difference of their means has covariance $2 S / n$, so
 
-    E |mu_A - mu_B|^2 = 2 Tr(S) / n                                                               (2)
+$$\mathbb{E}\, \|\mu_A - \mu_B\|^2 = \frac{2 \operatorname{Tr}(S)}{n} \tag{2}$$
 
 The rest, from the covariance term, is larger in 128 dimensions. We measure FD between two disjoint random sets of
-n test images (same distribution, so the true distance is 0) for growing n, with several independent pairs per n.
-This is why `tinydiff evaluate` prints, beside every FD, its **floor**: the FD of n real training images against
-the test set, at the same n. Chong & Forsyth (2020) go further and extrapolate, FD_n ~ FD_inf + k / n, fitting a
-line against 1/n and reading off its intercept (printed below; about 0 for real against real).
+$n$ test images (same distribution, so the true distance is 0) for growing $n$, with several independent pairs per
+$n$. This is why `tinydiff evaluate` prints, beside every FD, its **floor**: the FD of $n$ real training images
+against the test set, at the same $n$. Chong & Forsyth (2020) go further and extrapolate,
+$\mathrm{FD}_n \approx \mathrm{FD}_\infty + k / n$, fitting a line against $1/n$ and reading off its intercept
+(printed below; about 0 for real against real).
 
 ## KID: an unbiased alternative
 
 The kernel inception distance (Binkowski et al. 2018) is the squared maximum mean discrepancy between the two
-feature distributions with the cubic polynomial kernel (d = 128):
+feature distributions with the cubic polynomial kernel ($d = 128$):
 
-    k(a, b) = (a . b / d + 1)^3                                                                      (3)
-    MMD^2_u = sum_{i != j} k(x_i, x_j) / (m (m - 1)) + sum_{i != j} k(y_i, y_j) / (n (n - 1))
-              - 2 sum_{i, j} k(x_i, y_j) / (m n)                                                     (4)
+$$k(a, b) = \Big(\frac{a \cdot b}{d} + 1\Big)^3 \tag{3}$$
 
-Leaving out the diagonal terms k(x_i, x_i) makes each sum an unbiased estimate of E k(x, x'), so MMD^2_u is 0 on
-average when both sets come from one distribution. It can therefore come out negative: that is noise, not an
-error. `kernel_distance` reports its mean and standard deviation over random subsets (the std is the spread over
-subsets, not an error bar on the model). Its units are the raw judge features cubed, so its scale means nothing on
-its own, and differs from Inception KID's.
+$$\mathrm{MMD}^2_u = \frac{1}{m (m - 1)} \sum_{i \ne j} k(x_i, x_j) + \frac{1}{n (n - 1)} \sum_{i \ne j} k(y_i, y_j) -
+\frac{2}{m n} \sum_{i, j} k(x_i, y_j) \tag{4}$$
+
+Leaving out the diagonal terms $k(x_i, x_i)$ makes each sum an unbiased estimate of $\mathbb{E}\, k(x, x')$, so
+$\mathrm{MMD}^2_u$ is 0 on average when both sets come from one distribution. It can therefore come out negative: that
+is noise, not an error. `kernel_distance` reports its mean and standard deviation over random subsets (the std is the
+spread over subsets, not an error bar on the model). Its units are the raw judge features cubed, so its scale means
+nothing on its own, and differs from Inception KID's.
 """
 
 # %%
@@ -270,28 +303,34 @@ ax.set_title("KID between the same sets: unbiased", fontsize=9)
 ax.legend(fontsize=7)
 fig.tight_layout()
 viz.save(fig, args.out / "fd_bias.png")
+n_fd = ns * fd_mean
+share = bias["mean"].mean(axis=1) / fd_mean
+claims.claim(n_fd[fit_on].max() / n_fd[fit_on].min() < 1.5 and fd_mean[0] > 10 * fd_inf,
+             "n FD stays roughly constant for n >= 200 ({r}): the 1/n law", r=np.round(n_fd[fit_on]).astype(int).tolist(),
+             quick=False)
+claims.claim(share.max() < 0.3, "the mean term is only a small part of FD (at most {m:.0%} of it)", m=share.max())
 
 # %% [markdown]
-"""
-FD of real against real is far above 0 at small n, and n FD stays roughly constant: the 1/n law (with few
-repeats per n the points wobble). The mean term follows eq. (2) and is only a small part of it. KID scatters
-around 0 at every n (the error bars are the spread over the pairs). Take-away: an FD means nothing without the n it
-was computed at; compare models only at equal n, and beside the floor at that n.
+r"""
+FD of real against real is far above 0 at small $n$, and $n \cdot \mathrm{FD}$ stays roughly constant: the $1/n$ law
+(with few repeats per $n$ the points wobble). The mean term follows eq. (2) and is only a small part of it. KID
+scatters around 0 at every $n$ (the error bars are the spread over the pairs). Take-away: an FD means nothing without
+the $n$ it was computed at; compare models only at equal $n$, and beside the floor at that $n$.
 
 ## 3. What FD notices
 
 A good distance should grow smoothly as data gets worse. We damage the new-digit pool (half B) in three ways and
-measure its FD and KID against the reference (half A), at fixed n = N, beside the judge's accuracy on the damaged
+measure its FD and KID against the reference (half A), at fixed $n = N$, beside the judge's accuracy on the damaged
 digits (does each image still look like its digit?):
 
-- Gaussian pixel noise of std sigma (clipped to [0, 1]);
-- Gaussian blur of std sigma pixels (`scipy.ndimage.gaussian_filter`);
-- **dropping classes**: keep only the digits 0 .. k-1. Each image is a perfect real digit, so the accuracy stays at
-  99 %, but the distribution is wrong: a model that can only draw half the digits. This is "mode dropping", the
-  typical failure of GANs, and FD catches it although no single sample looks bad.
+- Gaussian pixel noise of std $\sigma$ (clipped to [0, 1]);
+- Gaussian blur of std $\sigma$ pixels (`scipy.ndimage.gaussian_filter`);
+- **dropping classes**: keep only the digits $0, \dots, k-1$. Each image is a perfect real digit, so the accuracy
+  stays at 99 %, but the distribution is wrong: a model that can only draw half the digits. This is "mode dropping",
+  the typical failure of GANs, and FD catches it although no single sample looks bad.
 
 `corruption_examples.png` shows the damage; `fd_corruptions.png` the distances (the dotted line is the floor: the
-undamaged pool at the same n).
+undamaged pool at the same $n$).
 """
 
 
@@ -349,19 +388,34 @@ for ax, (name, rows_) in zip(axes, scores.items()):
     ax.legend(loc="upper left", fontsize=7)
 fig.tight_layout()
 viz.save(fig, args.out / "fd_corruptions.png")
+fds = {name: np.array([r[1] for r in rows_]) for name, rows_ in scores.items()}
+accs = {name: np.array([r[3] for r in rows_]) for name, rows_ in scores.items()}
+claims.claim(all(np.all(np.diff(v) > 0) for v in fds.values()),
+             "FD grows at every step of every kind of damage", quick=False)
+early = {name: int(np.argmax(fds[name] > 2 * floor_fd)) for name in ("noise sigma", "blur sigma (pixels)")}
+claims.claim(all(fds[name][k] > 2 * floor_fd and accs[name][k] >= 0.95 for name, k in early.items()),
+             "noise and blur double FD ({f}) while the judge still reads at least 95% of the damaged digits right "
+             "({a})", f=", ".join(f"{fds[n][k]:.1f} at {n} {scores[n][k][0]:g}" for n, k in early.items()),
+             a=", ".join(f"{accs[n][0]:.3f} -> {accs[n][k]:.3f}" for n, k in early.items()), quick=False)
+kept = "classes kept (0 .. k-1)"
+claims.claim(accs[kept].min() >= 0.98 and fds[kept][CLASSES.index(5)] > 10 * floor_fd,
+             "dropping classes keeps the accuracy at the top (at least {a:.3f}, each image a real digit) while FD rises "
+             "steeply ({f:.1f} with digits 0-4 only, floor {fl:.1f})", a=accs[kept].min(),
+             f=fds[kept][CLASSES.index(5)], fl=floor_fd, quick=False)
 
 # %% [markdown]
-"""
-Noise and blur raise FD long before the judge starts misreading digits, so FD is the more sensitive of the two.
-Dropping classes raises FD steeply while the accuracy stays at the top: accuracy measures faithfulness, FD also
-diversity. (It would also grow if we kept all classes in the wrong proportions.)
+r"""
+FD grows steadily with every kind of damage. Noise and blur double FD while the judge still reads at least 95 % of the
+damaged digits right, so FD is the more sensitive of the two. Dropping classes raises FD steeply while the accuracy
+stays at the top: accuracy measures faithfulness, FD also diversity. (It would also grow if we kept all classes in the
+wrong proportions.)
 
 ## 4. The shipped model
 
 `data/checkpoints/mnist_conditional.npz` is the class-conditional UNet of chapters 11-12. We draw N_SAMPLES digits,
 the labels 0..9 in turn, with DDIM, once per guidance scale, with the trained model's own `sample`, and score them
-with `metrics.images.image_report`, what `python -m tinydiff evaluate` uses. The floor is n training images
-at the same n. FD at this n is dominated by the bias of section 2, so read the model's FD only against the floor
+with `metrics.images.image_report`, what `python -m tinydiff evaluate` uses. The floor is $n$ training images
+at the same $n$. FD at this $n$ is dominated by the bias of section 2, so read the model's FD only against the floor
 (the full evaluation in docs/mnist.md uses thousands of samples). `model_samples.png` shows the first samples of
 each scale.
 """
@@ -373,20 +427,22 @@ floor_pick = train_x[rng.choice(len(train_x), N_SAMPLES, replace=False)]
 floor = real_data_floor(judge.embed(floor_pick), ref_f, n=N_SAMPLES, rng=SEED)
 print(f"floor ({N_SAMPLES} training images vs reference A): FD {floor['fd']:.2f}   "
       f"KID {floor['kid'][0]:.3f} +- {floor['kid'][1]:.3f}")
-samples = {}
+samples, reports = {}, {}
 for s in GUIDANCE:
     t0 = time.perf_counter()
     samples[s] = shipped.sample(N_SAMPLES, label=labels, sampler="ddim", steps=DDIM_STEPS, guidance=s, rng=SEED,
                                 batch_size=100, progress=not args.quick)          # (N_SAMPLES, 1, 28, 28) in [0, 1]
     seconds = time.perf_counter() - t0
-    report = image_report(samples[s], judge, memo_x, ref_f, memo_train, labels, memo_test=MEMO_TEST)
-    print(format_report(f"guidance {s:g} ({N_SAMPLES} samples, {DDIM_STEPS} DDIM steps, {seconds:.1f} s)", report))
+    reports[s] = image_report(samples[s], judge, memo_x, ref_f, memo_train, labels, memo_test=MEMO_TEST)
+    print(format_report(f"guidance {s:g} ({N_SAMPLES} samples, {DDIM_STEPS} DDIM steps, {seconds:.1f} s)",
+                        reports[s]))
 viz.save(viz.image_rows([(f"s = {s:g}", samples[s][:20]) for s in GUIDANCE]), args.out / "model_samples.png")
 
 # %% [markdown]
-"""
-Guidance usually buys accuracy (each sample more clearly its digit) with diversity (samples of a class more alike);
-FD and KID say whether the trade paid off as a distribution. Neither tells whether the digits are new.
+r"""
+Guidance buys accuracy (each sample more clearly its digit; here at least as high at $s = 3$ as at $s = 1$) with
+diversity (samples of a class more alike); FD and KID say whether the trade paid off as a distribution. Neither
+tells whether the digits are new.
 
 ## 5. Memorisation
 
@@ -394,19 +450,23 @@ A model that has learned its training set by heart scores a perfect FD: its samp
 The FD floor itself is computed from training images, so it is exactly what a copy machine scores. To catch copies
 we look at pixels (where a copy is a copy): each image's distance to its nearest training image,
 
-    d_NN(x) = min_i |x - x_i^train|                                                                  (5)
+$$d_{\mathrm{NN}}(x) = \min_i \|x - x_i^{\text{train}}\| \tag{5}$$
 
 and compare samples with held-out test images, which the model never saw but which come from the same
-distribution: `metrics.images.memorization` sets tau = the median d_NN of half the test images and reports the
-fraction of samples nearer than tau (test images: about 0.5) and of near-copies, nearer than tau / 3.
+distribution: `metrics.images.memorization` sets $\tau$ = the median $d_{\mathrm{NN}}$ of half the test images and
+reports the fraction of samples nearer than $\tau$ (test images: about 0.5) and of near-copies, nearer than
+$\tau / 3$.
 
 Our "copy machine" returns random training images with a little pixel noise (std COPY_NOISE = 0.02, invisible), so
 they are not byte-for-byte copies. A second one shifts training images by one pixel. `memorisation_hist.png` shows
-the d_NN of held-out test images, of the model's samples (s = 1) and of the two copy machines;
+the $d_{\mathrm{NN}}$ of held-out test images, of the model's samples ($s = 1$) and of the two copy machines;
 `nearest_neighbours.png` shows a few samples beside their nearest training image.
 """
 
 # %%
+claims.claim(reports[3.0]["accuracy"] >= reports[1.0]["accuracy"],
+             "guidance buys accuracy: {a:.3f} at s = 3 against {b:.3f} at s = 1", a=reports[3.0]["accuracy"],
+             b=reports[1.0]["accuracy"], quick=False)
 copy_idx = rng.choice(MEMO_TRAIN, N, replace=False)
 copies = noisy(train_x[copy_idx], COPY_NOISE, seed=SEED + 1)
 shifted_copies = np.roll(train_x[copy_idx], 1, axis=-1)
@@ -419,6 +479,17 @@ tau = memo["tau"]
 for name, d in d_nn.items():
     print(f"{name:>28}: median d_NN {np.median(d):5.2f}, below tau {np.mean(d < tau):.2f}, "
           f"near-copies {np.mean(d < tau / 3):.2f}")
+below = {name: np.mean(d < tau) for name, d in d_nn.items()}
+copies_of = {name: np.mean(d < tau / 3) for name, d in d_nn.items()}
+held_out, model_s1, noisy_copies, shifted_name = d_nn                             # the four names, in order
+claims.claim(abs(below[held_out] - 0.5) < 0.1, "about half the held-out test images are nearer than tau ({b:.2f})",
+             b=below[held_out], quick=False)
+claims.claim(copies_of[noisy_copies] == 1.0 and copies_of[shifted_name] < 0.05 and below[shifted_name] < 0.8,
+             "the noisy copies are all near-copies ({c:.2f}); copies shifted by one pixel pass as new (near-copies "
+             "{s:.2f}, below tau {b:.2f})", c=copies_of[noisy_copies], s=copies_of[shifted_name], b=below[shifted_name])
+claims.claim(copies_of[model_s1] < 0.02 and below[model_s1] < 0.8,
+             "the model's samples look like the test images, not like copies: near-copies {c:.2f}, below tau {b:.2f} "
+             "(test images {t:.2f})", c=copies_of[model_s1], b=below[model_s1], t=below[held_out], quick=False)
 
 fig, ax = plt.subplots(figsize=(6.5, 3.4))
 bins = np.linspace(0, max(d.max() for d in d_nn.values()), 40)
@@ -448,16 +519,16 @@ for name, x in few.items():
 viz.save(viz.image_rows(rows), args.out / "nearest_neighbours.png")
 
 # %% [markdown]
-"""
-The noisy copies sit far below tau (every one a near-copy), yet their FD would be as good as the floor's. The check
-has a blind spot: copies shifted by one pixel are as far from their originals, in pixels, as a new digit is, and
-pass as new. (FD is not fooled by that one: MNIST digits are centred, and shifted ones are not.) The model's samples
-should look like the test images; if a bump appears near 0, the model copies. Nearest neighbours in pixel space only
-find near-literal copies: a fuller check would also search in feature space and look at the pairs.
+r"""
+The noisy copies sit far below $\tau$ (every one a near-copy), yet their FD is as good as the floor's (section 6). The
+check has a blind spot: copies shifted by one pixel are about as far from their originals, in pixels, as a new digit is,
+and pass as new. (FD is not fooled by that one: MNIST digits are centred, and shifted ones are not.) The model's samples
+look like the test images, with no bump near 0: this model does not copy. Nearest neighbours in pixel space only find
+near-literal copies: a fuller check would also search in feature space and look at the pairs.
 
 ## 6. Why pictures are not enough
 
-Three generators, N images each. Which one would you ship? (`which_is_best.png`)
+Three generators, $N$ images each. Which one would you ship? (`which_is_best.png`)
 """
 
 # %%
@@ -478,6 +549,7 @@ viz.save(fig, args.out / "which_is_best.png")
 
 print(f"\n{'generator':>40} {'FD':>8} {'KID':>16} {'accuracy':>9} {'below tau':>10} {'copies':>7}   (n = {N}; "
       f"memorisation on {MEMO_N}; test images: below tau ~0.5)")
+table = {}
 for name, (x, y) in generators.items():
     f = judge.embed(x)
     kid = kernel_distance(f, ref_f, subset_size=N, n_subsets=KID_SUBSETS, rng=SEED)
@@ -485,18 +557,41 @@ for name, (x, y) in generators.items():
     m = memorization(x[:MEMO_N], memo_train, memo_x, rng=SEED)
     print(f"{name:>40} {frechet_distance(f, ref_f):8.2f} {kid[0]:8.3f} +- {kid[1]:5.3f} {accuracy:9.3f} "
           f"{m['samples_below']:10.2f} {m['samples_copies']:7.2f}")
+    table[name] = dict(fd=frechet_distance(f, ref_f), accuracy=accuracy, below=m["samples_below"],
+                       copies=m["samples_copies"])
 print("generator A: digits 0-4 only; B: the copy machine; C: new test digits")
+floor_6 = table["training images (the FD floor)"]["fd"]
+A, B, C = (table[shown[k]] for k in "ABC")
+shifted_6 = table["copies shifted by 1 pixel"]
+
+
+def passes(g):
+    # FD within 1.5 times the floor, the judge's accuracy >= 0.97, no more near-copies or nearness than test images
+    return g["fd"] < 1.5 * floor_6 and g["accuracy"] >= 0.97 and g["copies"] < 0.05 and g["below"] < 0.8
+
+
+claims.claim(A["accuracy"] >= 0.98 and A["fd"] > 5 * floor_6 and not passes(A),
+             "A (digits 0-4 only) has near-perfect accuracy ({a:.3f}) and a bad FD ({f:.1f}, floor {fl:.1f})",
+             a=A["accuracy"], f=A["fd"], fl=floor_6, quick=False)
+claims.claim(B["fd"] < 1.5 * floor_6 and B["copies"] > 0.9 and not passes(B),
+             "B (the copy machine) has an FD at the floor ({f:.1f}, floor {fl:.1f}) and fails the memorisation check "
+             "({c:.0%} near-copies)", f=B["fd"], fl=floor_6, c=B["copies"], quick=False)
+claims.claim(passes(C) and sum(passes(g) for g in table.values()) == 1,
+             "only C passes everything: FD {f:.1f} (floor {fl:.1f}), accuracy {a:.3f}, near-copies {c:.2f}",
+             f=C["fd"], fl=floor_6, a=C["accuracy"], c=C["copies"], quick=False)
+claims.claim(shifted_6["fd"] > 2 * floor_6, "FD is not fooled by copies shifted by one pixel: {f:.1f} against the "
+             "floor's {fl:.1f}", f=shifted_6["fd"], fl=floor_6, quick=False)
 print(f"chapter 13 ran in {time.perf_counter() - start:.0f} s")
 
 # %% [markdown]
-"""
+r"""
 The three grids all look like good MNIST digits (a careful eye may notice that A never draws a 5 to 9; nothing
-gives B away). The table tells them apart: A (digits 0-4 only) has perfect
+gives B away). The table tells them apart: A (digits 0-4 only) has near-perfect
 accuracy and a bad FD; B (the copy machine) has an FD at the floor and fails the memorisation check; only C passes
 everything. Each failure is caught by a different number, and none by looking at a few dozen images. That is
 why `tinydiff evaluate` prints all of them, each beside its floor:
 
-- **FD / KID** against the test set, at a stated n, with the real-data floor at that n (KID when n is small);
+- **FD / KID** against the test set, at a stated $n$, with the real-data floor at that $n$ (KID when $n$ is small);
 - **accuracy** of the judge on the requested labels (conditional models);
 - **memorisation**: samples nearer the training set than held-out test images are?
 

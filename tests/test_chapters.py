@@ -62,6 +62,30 @@ def test_chapter_in_full_mode_holds_every_claim(chapter, tmp_path):
     assert "claim [not judged" not in result.stdout, "full mode judges every claim"
 
 
+def test_the_chapter_tests_cover_every_chapter_file():
+    """Chapters are found by their file names (NN_topic.py), so a new chapter is run in quick and full mode unasked."""
+    on_disk = {p.name for p in CHAPTERS[0].parent.iterdir() if re.fullmatch(r"\d\d_\w+\.py", p.name)}
+    assert {p.name for p in CHAPTERS} == on_disk
+    assert {p.id for p in PARAMS} == {Path(name).stem for name in on_disk}
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
+def test_every_chapter_ends_by_reporting_its_claims(chapter):
+    code = [line for line in chapter.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert re.match(r"(claims\.)?finish\(\)", code[-1]), (
+        f"{chapter.name} must end with tinydiff.claims.finish(), not {code[-1]!r}")
+
+
+def test_a_chapter_whose_claim_fails_fails_its_test(tmp_path):
+    fake = tmp_path / "99_fake.py"
+    fake.write_text("from tinydiff import claims\n"
+                    "claims.claim(True, 'a true sentence')\n"
+                    "claims.claim(False, 'a sentence the run contradicts: {x:.1f}', x=2.0)\n"
+                    "claims.finish()\n")
+    with pytest.raises(AssertionError, match="a sentence the run contradicts: 2.0"):
+        run_chapter(fake, tmp_path / "out", quick=False, timeout=120)
+
+
 def test_mnist_chapters_without_the_data_print_one_line_and_exit_nonzero(tmp_path):
     chapter = next(p for p in CHAPTERS if needs_mnist(p))
     env = {**os.environ, "TINYDIFF_DATA": str(tmp_path), "TINYDIFF_OFFLINE": "1", "MPLBACKEND": "Agg"}
