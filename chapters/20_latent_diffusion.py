@@ -36,7 +36,7 @@ terms): the KL only keeps the latent from drifting to arbitrary scales, it is no
 
 Files: `data/checkpoints/mnist_autoencoder.npz` (made by `python -m tinydiff train-autoencoder --data mnist --out
 AE_DIR --steps 700`) and `data/checkpoints/mnist_latent.npz` (by `python -m tinydiff train --data mnist --conditional
---latent AE_DIR/autoencoder.npz ...`; README, "Latent diffusion"). Data: `TINYDIFF_DATA` (docs/mnist.md).
+--latent AE_DIR/autoencoder.npz --steps 12000 --out DIR`; README, "Latent diffusion"). Data: `TINYDIFF_DATA` (docs/mnist.md).
 """
 
 # %%
@@ -210,11 +210,12 @@ classifier-free guidance. Training is the Trainer of chapter 6 on $s\, \mu(x)$ i
 the schedule or the samplers knows it is a latent (`train --latent`). `TrainedDenoiser.sample` runs the sampler on
 latents and decodes the end, so it returns digits like the pixel model. `latent_samples.png`: one row per label.
 
-An honest caveat: the shipped latent model is undertrained. It had 1,800 steps of batch 64 (the time this machine
-allowed; the pixel model had 6,000), and at $n = 500$ it scores FD 67 against a floor of 5.6 and 63 % accuracy
-(README, "Latent diffusion"): many samples are stroke-like scribbles near the right digit. The cost per step is 7x
-lower (section 5), so 6,000 latent steps cost the time of fewer than 900 pixel steps; whether that
-reaches the pixel model's quality is the open measurement.
+How long to train it? The shipped latent model had 12,000 steps of batch 64, twice the pixel model's 6,000, but each
+step is about 7x cheaper (section 5), so the whole run cost less CPU than 2,000 pixel steps. It needed them: copies of
+the run scored 96 % accuracy at 8,000 steps, and a separate 6,000-step run only 91 %, while at 12,000 steps it
+reaches 99 % with FD 16 against a floor of 5.6 at $n = 500$ (README, "Latent diffusion"). A latent denoiser learns
+a harder-to-read target (the VAE's code, not pixels with local structure), so it needs more steps; it still wins on
+time.
 """
 
 # %%
@@ -226,8 +227,8 @@ samples = latent_model.sample(N_SAMPLES, label=labels, steps=STEPS, guidance=GUI
 latent_seconds = time.perf_counter() - t0
 acc_samples = accuracy(judge, samples, labels)
 print(f"{N_SAMPLES} latent samples in {latent_seconds:.1f} s; judge's accuracy {100 * acc_samples:.1f} %")
-claims.claim(acc_samples >= 0.5, "the judge recognises {a:.1f} % of the latent model's digits as the label asked "
-             "for: more than half, far from the pixel model's 99.9 %", a=100 * acc_samples, quick=False)
+claims.claim(acc_samples >= 0.9, "the judge recognises {a:.1f} % of the latent model's digits as the label asked "
+             "for: at least 90 %, near the pixel model's 99.75 %", a=100 * acc_samples, quick=False)
 order = np.argsort(labels, kind="stable")
 viz.save(viz.image_grid(samples[order], nrow=10 if N_SAMPLES >= 100 else None), args.out / "latent_samples.png")
 
