@@ -150,7 +150,7 @@ RANGES = {
     "an even integer >= 2"), "coord_scale": _POSITIVE, "steps": _at_least(1), "batch_size": _at_least(1),
     "lr": _POSITIVE, "min_lr": _NONNEGATIVE, "warmup_steps": _at_least(0), "weight_decay": _NONNEGATIVE,
     "grad_clip": _POSITIVE, "ema_decay": _FRACTION, "seed": _at_least(0), "checkpoint_every": _at_least(1),
-    "log_every": _at_least(1), "loss_buckets": _at_least(1), "blas_threads": _at_least(1),
+    "log_every": _at_least(1), "loss_buckets": _at_least(1), "threads": _at_least(1), "blas_threads": _at_least(1),
     "max_loss_rise": _NONNEGATIVE, "base_channels": ((lambda v: v >= 8 and v % 8 == 0),
     "a multiple of 8 (GroupNorm's 8 groups must divide every level's channels)"), "reflow": _at_least(0),
 }
