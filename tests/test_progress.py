@@ -20,7 +20,7 @@ def tiny(**kw) -> TrainConfig:
 def test_training_says_it_compiles_before_the_progress_bar_starts_its_clock(capsys):
     train(tiny(), progress=True)
     err = capsys.readouterr().err
-    notice, bar = err.find("compiling kernels (first run only"), err.find("training on moons (BLAS threads 1)")
+    notice, bar = err.find("compiling kernels (first run only"), err.find("training on moons (threads 1, BLAS 1)")
     assert 0 <= notice < bar, err
     assert "1/3" in err, "the bar starts after the first (compiling) step"
 

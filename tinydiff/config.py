@@ -9,6 +9,7 @@ This module imports NumPy only (not the networks, not Numba), so that the comman
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, fields
 from functools import lru_cache
@@ -138,9 +139,9 @@ def _at_least(lo):
     return (lambda v: v >= lo), f"an integer >= {lo}"
 
 
-_POSITIVE = (lambda v: v > 0), "a number > 0"
+_POSITIVE = (lambda v: 0 < v < math.inf), "a positive finite number"
 _FRACTION = (lambda v: 0 <= v < 1), "a number in [0, 1)"
-_NONNEGATIVE = (lambda v: v >= 0), "a number >= 0"
+_NONNEGATIVE = (lambda v: 0 <= v < math.inf), "a finite number >= 0"
 _BETA = (lambda v: 0 < v < 1), "a number in (0, 1)"
 
 RANGES = {
@@ -163,7 +164,7 @@ def check_ranges(config: "TrainConfig") -> None:
     for name, (ok, expected) in RANGES.items():
         value = getattr(config, name)
         if value is not None and not ok(value):
-            raise ConfigError(f"--{name.replace('_', '-')} {value}: expected {expected}")
+            raise ConfigError(f"--{name.replace('_', '-')} {value}: {name} must be {expected}")
     pairs = (("min_lr", "lr"), ("sigma_min", "sigma_max"), ("beta_start", "beta_end"))
     for low, high in pairs:
         lo, hi = getattr(config, low), getattr(config, high)
