@@ -103,11 +103,12 @@ def compare_at_equal_nfe(models: dict, judge, nfes=(1, 2, 4, 8, 16, 32), n: int 
                          log=print) -> list[Cell]:
     """One :class:`Cell` per model (name -> TrainedDenoiser) and NFE: the best of its candidate samplers on a pilot
     of ``pilot_n`` samples (seed + 1; by FD, the lowest wins; no pilot when one candidate fits or pilot_n = 0),
-    then that sampler at full ``n`` (seed). ``judge``: a :class:`tinydiff.metrics.judge.DigitJudge` (or any
+    then that sampler at full ``n`` (seed). ``samplers``: candidate names for every model, or {name: names} (None:
+    :data:`CANDIDATES` of each objective). ``judge``: a :class:`tinydiff.metrics.judge.DigitJudge` (or any
     callable (images, labels) -> {"accuracy", "fd", "kid"})."""
     cells = []
     for name, trained in models.items():
-        names = candidates_for(trained, samplers)
+        names = candidates_for(trained, samplers.get(name) if isinstance(samplers, dict) else samplers)
         for nfe in nfes:
             cell = Cell(name, nfe)
             options = [(s, k) for s in names if (k := steps_for_nfe(trained, s, nfe)) is not None]
