@@ -194,10 +194,10 @@ Noise N_DENOISE test digits to log-SNR lambda on both paths, with the same eps: 
 closest, x = a x0 + s eps, and the interpolant at the same lambda, u = s / (a + s), x_u = x / (a + s). Ask both
 networks (with the true label) for the clean digit: x0_hat = (x - s eps_hat) / a for the diffusion model,
 x0_hat = x_u - u v_hat for the flow. Both estimate E[x0 | x, y], so both should miss the true digit by about the same
-amount where the noise has destroyed most of it (lambda <= 0), and miss it in the same way: there their two
-estimates should lie closer to each other than either is to the truth. At the clean end (lambda > 0) little is
-destroyed, both errors are small, and what is left is each network's own error, which the two do not share
-(`denoise_vs_logsnr.png`, standardised units).
+amount where the noise has destroyed most of it (lambda < 0), and miss it in the same way: there their two
+estimates should lie closer to each other than either is to the truth. Towards the clean end (lambda >= 0) less is
+destroyed, both errors are small, and what is left is more and more each network's own error, which the two do not
+share (`denoise_vs_logsnr.png`, standardised units).
 """
 
 # %%
@@ -230,8 +230,8 @@ ax.set_xlabel("log-SNR lambda")
 ax.set_ylabel("mean squared error per pixel")
 ax.legend(fontsize=8)
 viz.save(fig, args.out / "denoise_vs_logsnr.png")
-noisy_end = [(lam, b / min(d, f)) for lam, b, d, f in zip(lam_used, between, err_d, err_f) if lam <= 0]
-claims.claim(all(r < 1 for _, r in noisy_end), "at every log-SNR <= 0 the two networks' clean-digit estimates are "
+noisy_end = [(lam, b / min(d, f)) for lam, b, d, f in zip(lam_used, between, err_d, err_f) if lam < 0]
+claims.claim(all(r < 1 for _, r in noisy_end), "at every log-SNR < 0 the two networks' clean-digit estimates are "
              "closer to each other than either is to the true digit (between / nearer error: {ratios})",
              ratios=", ".join(f"{r:.2f} at {lam:+.0f}" for lam, r in noisy_end), quick=False)
 
