@@ -116,3 +116,17 @@ def test_evaluate_nfe_writes_the_table_of_two_models(tmp_path):
         for nfe in (1, 2):
             assert f"| {nfe} | {name} |" in text
     assert "n = 20 per cell" in text and "sha256" in text and "--nfe 1,2" in text
+
+
+FLOW_SHIPPED = SHIPPED.parent / "mnist_flow.npz"
+
+
+@pytest.mark.skipif(not FLOW_SHIPPED.exists(), reason="mnist_flow.npz is not shipped")
+def test_the_shipped_flow_checkpoint_is_the_conditional_unet_trained_with_flow_matching():
+    from tinydiff.trained import load_trained
+
+    m = load_trained(FLOW_SHIPPED)
+    assert (m.objective, m.prediction_type, m.num_classes, m.step) == ("flow", "velocity", 10, 6000)
+    assert m.sampling_defaults["sampler"] == "midpoint-t"             # `sample` needs no flag to use it
+    x = m.sample(2, label=[3, 7], sampler="euler", steps=2)            # NFE 2: where it meets the MNIST bar
+    assert x.shape == (2, 1, 28, 28) and 0 <= x.min() and x.max() <= 1
