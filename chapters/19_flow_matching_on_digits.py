@@ -1,5 +1,5 @@
 # %% [markdown]
-r"""
+"""
 # Chapter 19 — Flow matching on digits
 
 Chapter 17 trained an MLP with flow matching on 2D points and showed that, on a Gaussian path, a velocity model and a
@@ -13,14 +13,12 @@ at equal cost, and why the two models should behave so much alike.
 A digit x0 (scaled to [-1, 1]), noise eps ~ N(0, I), t ~ U[0, 1], and the straight path of chapter 17
 (`tinydiff.processes.LinearInterpolant`):
 
-$$x_t = (1 - t)\, x_0 + t\, \epsilon, \qquad u = \frac{d x_t}{dt} = \epsilon - x_0$$
+    x_t = (1 - t) x0 + t eps,        u = d x_t / dt = eps - x0
 
 The U-Net v_theta(x_t, 1000 t, y') regresses the velocity, with the label replaced by the null label with
 probability p = 0.1 (chapter 12):
 
-$$\mathcal{L}_{\mathrm{FM}}(\theta) = \mathbb{E}_{t, x_0, \epsilon, y'}\,
-\big\| v_\theta(x_t, t, y') - (\epsilon - x_0) \big\|^2, \qquad
-y' = \varnothing \text{ with probability } p, \ y \text{ otherwise}$$
+    L_FM(theta) = E_{t, x0, eps, y'} || v_theta(x_t, t, y') - (eps - x0) ||^2,   y' = null with probability p, else y
 
 Sampling integrates dx/dt = v from t = 1 (pure noise) to t = 0: Euler, midpoint or Heun in t (`euler-t`,
 `midpoint-t`, `heun-t`; chapter 17).
@@ -30,12 +28,12 @@ Sampling integrates dx/dt = v from t = 1 (pure noise) to t = 0: Euler, midpoint 
 The guided velocity extrapolates from the unconditional field past the conditional one, exactly as chapter 12 did
 for eps (Ho & Salimans 2022):
 
-$$\tilde v(x, t, y) = v(x, t, \varnothing) + s\,\big(v(x, t, y) - v(x, t, \varnothing)\big)$$
+    v~(x, t, y) = v(x, t, null) + s (v(x, t, y) - v(x, t, null))
 
 It means the same thing as guiding eps. At a fixed (x_t, t) the velocity is an affine function of the eps
 prediction with coefficients that do not depend on the label: from x_t = (1 - t) x0 + t eps,
 
-$$v = \epsilon - x_0 = \frac{\epsilon - x_t}{1 - t}$$
+    v = eps - x0 = (eps - x_t) / (1 - t)
 
 so the guided velocity is the velocity of the guided eps, and (since the score is -eps / t) of the guided score
 (`tests/test_chapter17_19_equations.py`). The cost is the same too: one network call on the conditional and
@@ -47,8 +45,7 @@ Both models learn the same Gaussian path (Kingma & Gao 2023; Gao et al. 2024, "D
 Step t of the diffusion model's VP schedule is x_t = a x0 + s eps with a = sqrt(alpha_bar_t), s = sqrt(1 - alpha_bar_t).
 Divide by a + s:
 
-$$\frac{x_t}{a + s} = (1 - u)\, x_0 + u\, \epsilon, \qquad u = \frac{s}{a + s},
-\qquad \lambda = \log\frac{a^2}{s^2} = 2 \log\frac{1 - u}{u}$$
+    x_t / (a + s) = (1 - u) x0 + u eps,     u = s / (a + s),     lambda = log(a^2 / s^2) = 2 log((1 - u) / u)
 
 the linear interpolant at the same log-SNR lambda. Both networks therefore estimate the same thing, E[x0 | x_t, y],
 at every noise level, and the exact ODEs of both are one probability-flow ODE: from the same start noise they map to
@@ -56,8 +53,8 @@ the same digit (a DDIM step is an Euler step in u, chapter 17). What differs is 
 
 1. **where the loss puts its weight.** At a fixed x_t, v_hat - v = (eps_hat - eps) / (1 - t), so
 
-$$\big\| \hat v - v \big\|^2 = \frac{\| \hat\epsilon - \epsilon \|^2}{(1 - t)^2}
-= w(\lambda)\Big(-\frac{d\lambda}{dt}\Big) \| \hat\epsilon - \epsilon \|^2, \qquad w(\lambda) = \tfrac12 e^{-\lambda/2}$$
+       || v_hat - v ||^2 = || eps_hat - eps ||^2 / (1 - t)^2 = w(lambda) (-d lambda/dt) || eps_hat - eps ||^2,
+       w(lambda) = exp(-lambda / 2) / 2
 
    flow matching is an eps loss with Kingma & Gao's weighting w(lambda) = e^{-lambda/2} / 2 over log-SNR, where
    DDPM's simple loss weights each of its 1000 steps equally (figure `weighting.png`);
