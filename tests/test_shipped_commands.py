@@ -22,10 +22,11 @@ from tinydiff.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "data" / "checkpoints"
-# (data, conditional, latent) -> checkpoint. A latent command (--latent) does not rebuild the pixel model;
+# (data, conditional, latent, objective) -> checkpoint. A latent command (--latent) does not rebuild the pixel model;
 # mnist_latent.npz was trained by a command and a --resume (README, "Latent diffusion"), so no one command rebuilds it
-SHIPPED = {("8gaussians", False, False): "8gaussians.npz", ("8gaussians", True, False): "8gaussians_conditional.npz",
-           ("mnist", True, False): "mnist_conditional.npz"}
+SHIPPED = {("8gaussians", False, False, "ddpm"): "8gaussians.npz",
+           ("8gaussians", True, False, "ddpm"): "8gaussians_conditional.npz",
+           ("mnist", True, False, "ddpm"): "mnist_conditional.npz", ("mnist", True, False, "flow"): "mnist_flow.npz"}
 NO_EFFECT_ON_WEIGHTS = {"checkpoint_every", "threads", "blas_threads"}   # bookkeeping: the weights do not depend on them
 
 
@@ -70,7 +71,7 @@ def shipped_commands():
         if "..." in command or "--data" not in command:
             continue                                  # an abbreviated mention (the full one is quoted elsewhere), --help
         config = config_of(command)
-        name = SHIPPED.get((config.data, config.conditional, bool(config.latent)))
+        name = SHIPPED.get((config.data, config.conditional, bool(config.latent), config.objective))
         if name is not None and (CHECKPOINTS / name).exists():
             cases.append(pytest.param(command, name, id=f"{where} -> {name}"))
     return cases

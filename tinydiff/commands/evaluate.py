@@ -9,6 +9,10 @@ each number, its floor (the same metric for n real training images against the t
     memorisation: fraction of samples nearer a training image than the median test image is (test images: ~0.5)
 
 Sampling dominates the time: about n * steps * (2 with guidance) UNet evaluations; see docs/mnist.md.
+
+With ``--nfe 1,2,4,...`` it compares models at equal cost instead: for each checkpoint (``--checkpoint`` and those of
+``--compare``) and each NFE, the sampler with the lowest FD on a small pilot among those that spend exactly that many
+evaluations, then the same numbers at ``--n``, as one markdown table (``--markdown FILE``; tinydiff.bench.nfe_mnist).
 """
 
 from __future__ import annotations
@@ -63,6 +67,29 @@ def add_arguments(p):
                    help="test images for the memorisation reference (default 2000; each costs a pass over the 60,000 "
                         "training images)")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers to this .json file")
+    g = p.add_argument_group("equal-NFE comparison (tinydiff.bench.nfe_mnist)")
+    g.add_argument("--nfe", type=positive_int_list, default=None,
+                   help="compare at these numbers of guided-model evaluations, e.g. 1,2,4,8,16,32, instead of one "
+                        "--sampler/--steps (one --guidance scale; no memorisation check)")
+    g.add_argument("--compare", type=Path, nargs="+", default=[], metavar="CHECKPOINT",
+                   help="more model.npz files for the same table (with --nfe)")
+    g.add_argument("--samplers", default=None,
+                   help="comma-separated candidate samplers per model, those that apply to each (default: ddim,dpm++2m "
+                        "for diffusion; euler,midpoint,heun in t and dpm++2m for flow)")
+    g.add_argument("--pilot-n", type=int, default=100,
+                   help="samples per candidate in the pilot that picks each cell's sampler (default 100; 0: first)")
+    g.add_argument("--markdown", type=Path, default=None, help="also write the table to this .md file")
+
+
+def positive_int_list(text: str) -> list[int]:
+    """--nfe: comma-separated positive integers, e.g. 1,2,4."""
+    try:
+        values = [int(s) for s in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers such as 1,2,4, got {text!r}")
+    return values
 
 
 def generate(model, schedule, standardizer, labels, n: int, guidance: float, sampler: str, steps: int, seed: int,
@@ -86,6 +113,10 @@ def run(args):
     from tinydiff.threads import use_threads
     from tinydiff.trained import load_trained
 
+    if args.nfe is not None:
+        return run_nfe(args)
+    if args.compare or args.markdown is not None:
+        raise UsageError("evaluate: --compare and --markdown belong to the equal-NFE table: add --nfe 1,2,4,...")
     m = load_trained(args.checkpoint, use_ema=not args.no_ema)
     if m.kind != "images":
         raise UsageError("evaluate: this is a point model; evaluate image models (train --data mnist)")
@@ -123,5 +154,61 @@ def run(args):
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def run_nfe(args):
+    """``--nfe``: the equal-NFE table of every checkpoint (tinydiff.bench.nfe_mnist)."""
+    import shlex
+
+    from tinydiff.bench import nfe_mnist
+    from tinydiff.errors import UsageError
+    from tinydiff.metrics.judge import DigitJudge
+    from tinydiff.trained import load_trained
+
+    scales = args.guidance or [IMAGE_DEFAULTS["guidance"]]
+    if len(scales) != 1:
+        raise UsageError(f"evaluate --nfe: give one --guidance scale (the table holds one), got {scales}")
+    models = {}
+    for path in [args.checkpoint, *args.compare]:
+        m = load_trained(path, use_ema=not args.no_ema)
+        if m.kind != "images":
+            raise UsageError(f"evaluate: {path} is a point model; evaluate image models (train --data mnist)")
+        if not m.num_classes:
+            raise UsageError(f"evaluate --nfe: {path} is unconditional; the table judges class-conditional models")
+        name = Path(path).stem if Path(path).stem != "model" else Path(path).parent.name
+        models[name if name not in models else f"{name} ({len(models)})"] = m
+    samplers = None if args.samplers is None else args.samplers.split(",")
+    try:
+        for m in models.values():
+            nfe_mnist.candidates_for(m, samplers)
+    except ValueError as err:
+        raise UsageError(f"evaluate --samplers: {err}") from None
+    start_load, cpu = nfe_mnist.load_average(), time.process_time()
+    print(f"embedding the test images and the floor's {args.n} training images ...", file=sys.stderr, flush=True)
+    judge = DigitJudge(args.classifier, seed=args.seed)
+    floor = judge.floor(args.n)
+    from tinydiff.threads import blas_threads
+
+    with blas_threads(args.blas_threads):
+        cells = nfe_mnist.compare_at_equal_nfe(models, judge, args.nfe, args.n, scales[0], samplers, args.pilot_n,
+                                               args.seed, args.batch_size,
+                                               log=lambda line: print(line, file=sys.stderr, flush=True))
+    load = (start_load, nfe_mnist.load_average()) if start_load is not None else None
+    command = "python -m tinydiff " + " ".join(shlex.quote(a) for a in getattr(args, "argv", []) or [])
+    table = nfe_mnist.format_table(cells, floor, args.n, scales[0], models, args.pilot_n, args.seed, command,
+                                   time.process_time() - cpu, load)
+    print(table)
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table)
+        print(f"wrote {args.markdown}")
+    if args.json is not None:
+        from dataclasses import asdict
+
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"n": args.n, "guidance": scales[0], "floor": floor,
+                                         "cells": [asdict(c) for c in cells]}, indent=1))
         print(f"wrote {args.json}")
     return 0
