@@ -1,5 +1,5 @@
 # %% [markdown]
-"""
+r"""
 # Chapter 19 — Flow matching on digits
 
 Chapter 17 trained an MLP with flow matching on 2D points and showed that, on a Gaussian path, a velocity model and a
@@ -10,56 +10,61 @@ at equal cost, and why the two models should behave so much alike.
 
 ## The objective on images
 
-A digit x0 (scaled to [-1, 1]), noise eps ~ N(0, I), t ~ U[0, 1], and the straight path of chapter 17
-(`tinydiff.processes.LinearInterpolant`):
+A digit $x_0$ (scaled to $[-1, 1]$), noise $\epsilon \sim \mathcal{N}(0, I)$, $t \sim \mathcal{U}[0, 1]$, and the
+straight path of chapter 17 (`tinydiff.processes.LinearInterpolant`):
 
-    x_t = (1 - t) x0 + t eps,        u = d x_t / dt = eps - x0
+$$x_t = (1 - t)\, x_0 + t\, \epsilon, \qquad u = \frac{d x_t}{dt} = \epsilon - x_0$$
 
-The U-Net v_theta(x_t, 1000 t, y') regresses the velocity, with the label replaced by the null label with
-probability p = 0.1 (chapter 12):
+The U-Net $v_\theta(x_t, 1000\, t, y')$ regresses the velocity, with the label replaced by the null label
+$\varnothing$ with probability $p = 0.1$ (chapter 12):
 
-    L_FM(theta) = E_{t, x0, eps, y'} || v_theta(x_t, t, y') - (eps - x0) ||^2,   y' = null with probability p, else y
+$$\mathcal{L}_{\text{FM}}(\theta) = \mathbb{E}_{t,\, x_0,\, \epsilon,\, y'}
+\left\| v_\theta(x_t, t, y') - (\epsilon - x_0) \right\|^2, \qquad
+y' = \varnothing \text{ with probability } p, \text{ else } y$$
 
-Sampling integrates dx/dt = v from t = 1 (pure noise) to t = 0: Euler, midpoint or Heun in t (`euler-t`,
+Sampling integrates $dx/dt = v$ from $t = 1$ (pure noise) to $t = 0$: Euler, midpoint or Heun in $t$ (`euler-t`,
 `midpoint-t`, `heun-t`; chapter 17).
 
 ## Classifier-free guidance for a velocity
 
 The guided velocity extrapolates from the unconditional field past the conditional one, exactly as chapter 12 did
-for eps (Ho & Salimans 2022):
+for $\epsilon$ (Ho & Salimans 2022):
 
-    v~(x, t, y) = v(x, t, null) + s (v(x, t, y) - v(x, t, null))
+$$\tilde v(x, t, y) = v(x, t, \varnothing) + s\, \big(v(x, t, y) - v(x, t, \varnothing)\big)$$
 
-It means the same thing as guiding eps. At a fixed (x_t, t) the velocity is an affine function of the eps
-prediction with coefficients that do not depend on the label: from x_t = (1 - t) x0 + t eps,
+It means the same thing as guiding $\epsilon$. At a fixed $(x_t, t)$ the velocity is an affine function of the
+$\epsilon$ prediction with coefficients that do not depend on the label: from $x_t = (1 - t)\, x_0 + t\, \epsilon$,
 
-    v = eps - x0 = (eps - x_t) / (1 - t)
+$$v = \epsilon - x_0 = \frac{\epsilon - x_t}{1 - t}$$
 
-so the guided velocity is the velocity of the guided eps, and (since the score is -eps / t) of the guided score
-(`tests/test_chapter17_19_equations.py`). The cost is the same too: one network call on the conditional and
+so the guided velocity is the velocity of the guided $\epsilon$, and (since the score is $-\epsilon / t$) of the guided
+score (`tests/test_chapter17_19_equations.py`). The cost is the same too: one network call on the conditional and
 unconditional copies together per evaluation.
 
 ## Why the two models are one family
 
 Both models learn the same Gaussian path (Kingma & Gao 2023; Gao et al. 2024, "Diffusion meets flow matching").
-Step t of the diffusion model's VP schedule is x_t = a x0 + s eps with a = sqrt(alpha_bar_t), s = sqrt(1 - alpha_bar_t).
-Divide by a + s:
+Step $t$ of the diffusion model's VP schedule is $x_t = a x_0 + s \epsilon$ with $a = \sqrt{\bar\alpha_t}$,
+$s = \sqrt{1 - \bar\alpha_t}$. Divide by $a + s$:
 
-    x_t / (a + s) = (1 - u) x0 + u eps,     u = s / (a + s),     lambda = log(a^2 / s^2) = 2 log((1 - u) / u)
+$$\frac{x_t}{a + s} = (1 - u)\, x_0 + u\, \epsilon, \qquad u = \frac{s}{a + s}, \qquad
+\lambda = \log \frac{a^2}{s^2} = 2 \log \frac{1 - u}{u}$$
 
-the linear interpolant at the same log-SNR lambda. Both networks therefore estimate the same thing, E[x0 | x_t, y],
-at every noise level, and the exact ODEs of both are one probability-flow ODE: from the same start noise they map to
-the same digit (a DDIM step is an Euler step in u, chapter 17). What differs is only
+the linear interpolant at the same log-SNR $\lambda$. Both networks therefore estimate the same thing,
+$\mathbb{E}[x_0 \mid x_t, y]$, at every noise level, and the exact ODEs of both are one probability-flow ODE: from the
+same start noise they map to the same digit (a DDIM step is an Euler step in $u$, chapter 17). What differs is only
 
-1. **where the loss puts its weight.** At a fixed x_t, v_hat - v = (eps_hat - eps) / (1 - t), so
+1. **where the loss puts its weight.** At a fixed $x_t$, $\hat v - v = (\hat\epsilon - \epsilon) / (1 - t)$, so
 
-       || v_hat - v ||^2 = || eps_hat - eps ||^2 / (1 - t)^2 = w(lambda) (-d lambda/dt) || eps_hat - eps ||^2,
-       w(lambda) = exp(-lambda / 2) / 2
+   $$\| \hat v - v \|^2 = \frac{\| \hat\epsilon - \epsilon \|^2}{(1 - t)^2} =
+   w(\lambda) \left(-\frac{d\lambda}{dt}\right) \| \hat\epsilon - \epsilon \|^2, \qquad
+   w(\lambda) = e^{-\lambda / 2} / 2$$
 
-   flow matching is an eps loss with Kingma & Gao's weighting w(lambda) = e^{-lambda/2} / 2 over log-SNR, where
-   DDPM's simple loss weights each of its 1000 steps equally (figure `weighting.png`);
-2. **the sampler's grid**: uniform in t for the flow, the VP schedule's steps for DDIM;
-3. **the ends**: the flow starts at t = 1 (lambda = -infinity), the VP chain at step 999 (lambda = -10.1, u = 0.994).
+   flow matching is an $\epsilon$ loss with Kingma & Gao's weighting $w(\lambda) = e^{-\lambda/2} / 2$ over log-SNR,
+   where DDPM's simple loss weights each of its 1000 steps equally (figure `weighting.png`);
+2. **the sampler's grid**: uniform in $t$ for the flow, the VP schedule's steps for DDIM;
+3. **the ends**: the flow starts at $t = 1$ ($\lambda = -\infty$), the VP chain at step 999 ($\lambda = -10.1$,
+   $u = 0.994$).
 
 Figures: `flow_guidance.png`, `same_noise.png`, `denoise_vs_logsnr.png`, `weighting.png`, `nfe_side_by_side.png`,
 `nfe_digits.png`.
@@ -126,12 +131,12 @@ if args.quick:
     print(f"QUICK MODE: {PER_CLASS} samples per class and scale, {N_SAME} same-noise pairs, {N_TABLE} per NFE cell")
 
 # %% [markdown]
-"""
+r"""
 ## 1. Guidance for a velocity model
 
-PER_CLASS start noises per class, drawn once, through Euler in t with 10 steps at scales s = 0, 1, 2, 4 (one row
-per class in each panel). s = 0 is the unconditional field (the labels are ignored), s = 1 the conditional one, s > 1
-the extrapolation. The judge's accuracy on the requested label is printed for each.
+PER_CLASS start noises per class, drawn once, through Euler in $t$ with 10 steps at scales $s = 0, 1, 2, 4$ (one row
+per class in each panel). $s = 0$ is the unconditional field (the labels are ignored), $s = 1$ the conditional one,
+$s > 1$ the extrapolation. The judge's accuracy on the requested label is printed for each.
 """
 
 # %%
@@ -154,11 +159,12 @@ claims.claim(accuracy[0.0] < 0.5 < accuracy[1.0] <= accuracy[2.0],
 r"""
 ## 2. The same noise through both models
 
-Each model gets the same start noise z and the same label and runs its deterministic sampler with the same number
-of evaluations: DDIM for the diffusion model (eta = 0, from step 999), Euler in t for the flow (from t = 1). If the
-two networks have learned the same path, they integrate (nearly) the same ODE, and z should become nearly the same
-digit in both. The yardstick: the distance between a diffusion sample and the flow sample of *another* noise with the
-same label. `same_noise.png`: top the diffusion model's digits, below the flow model's, column by column from one z.
+Each model gets the same start noise $z$ and the same label and runs its deterministic sampler with the same number
+of evaluations: DDIM for the diffusion model ($\eta = 0$, from step 999), Euler in $t$ for the flow (from $t = 1$). If
+the two networks have learned the same path, they integrate (nearly) the same ODE, and $z$ should become nearly the
+same digit in both. The yardstick: the distance between a diffusion sample and the flow sample of *another* noise
+with the same label. `same_noise.png`: top the diffusion model's digits, below the flow model's, column by column from
+one $z$.
 """
 
 # %%
@@ -187,14 +193,14 @@ claims.claim(np.median(d_paired) < 0.5 * np.median(d_other),
 r"""
 ## 3. One denoising task at every noise level
 
-Noise N_DENOISE test digits to log-SNR lambda on both paths, with the same eps: the VP step t whose lambda is
-closest, x = a x0 + s eps, and the interpolant at the same lambda, u = s / (a + s), x_u = x / (a + s). Ask both
-networks (with the true label) for the clean digit: x0_hat = (x - s eps_hat) / a for the diffusion model,
-x0_hat = x_u - u v_hat for the flow. Both estimate E[x0 | x, y], so both should miss the true digit by about the same
-amount where the noise has destroyed most of it (lambda < 0), and miss it in the same way: there their two
-estimates should lie closer to each other than either is to the truth. Towards the clean end (lambda >= 0) less is
-destroyed, both errors are small, and what is left is more and more each network's own error, which the two do not
-share (`denoise_vs_logsnr.png`, standardised units).
+Noise N_DENOISE test digits to log-SNR $\lambda$ on both paths, with the same $\epsilon$: the VP step $t$ whose
+$\lambda$ is closest, $x = a x_0 + s \epsilon$, and the interpolant at the same $\lambda$, $u = s / (a + s)$,
+$x_u = x / (a + s)$. Ask both networks (with the true label) for the clean digit: $\hat x_0 = (x - s \hat\epsilon) / a$
+for the diffusion model, $\hat x_0 = x_u - u \hat v$ for the flow. Both estimate $\mathbb{E}[x_0 \mid x, y]$, so both
+should miss the true digit by about the same amount where the noise has destroyed most of it ($\lambda < 0$), and miss
+it in the same way: there their two estimates should lie closer to each other than either is to the truth. Towards
+the clean end ($\lambda \ge 0$) less is destroyed, both errors are small, and what is left is more and more each
+network's own error, which the two do not share (`denoise_vs_logsnr.png`, standardised units).
 """
 
 # %%
@@ -236,13 +242,16 @@ claims.claim(all(r < 1 for _, r in noisy_end), "at every log-SNR < 0 the two net
 r"""
 ## 4. Where each loss puts its weight
 
-Kingma & Gao (2023) write every such objective as one eps loss weighted over log-SNR:
-L = E_t[w(lambda_t) (-d lambda/dt) |eps_hat - eps|^2]. Per unit of lambda the weight is w(lambda) times the density
-with which training visits lambda. DDPM's simple loss with t uniform over the 1000 steps of the linear schedule:
-weight 1 per step, so the density of lambda over the steps; flow matching with t ~ U[0, 1]: (1 - t)^{-2} per unit t,
-which is w(lambda) = e^{-lambda/2} / 2 per unit lambda. Both are drawn normalised over the VP schedule's range of
-lambda (`weighting.png`): the flow loss leans much harder on the noisy end (lambda < 0), where the digit's shape is
-decided.
+Kingma & Gao (2023) write every such objective as one $\epsilon$ loss weighted over log-SNR:
+
+$$\mathcal{L} = \mathbb{E}_t\Big[w(\lambda_t) \left(-\frac{d\lambda}{dt}\right) \| \hat\epsilon - \epsilon \|^2\Big]$$
+
+Per unit of $\lambda$ the weight is $w(\lambda)$ times the density with which training visits $\lambda$. DDPM's simple
+loss with $t$ uniform over the 1000 steps of the linear schedule: weight 1 per step, so the density of $\lambda$ over
+the steps; flow matching with $t \sim \mathcal{U}[0, 1]$: $(1 - t)^{-2}$ per unit $t$, which is
+$w(\lambda) = e^{-\lambda/2} / 2$ per unit $\lambda$. Both are drawn normalised over the VP schedule's range of
+$\lambda$ (`weighting.png`): the flow loss leans much harder on the noisy end ($\lambda < 0$), where the digit's shape
+is decided.
 """
 
 # %%
@@ -273,15 +282,15 @@ claims.claim(noisy > noisy_ddpm, "flow matching puts {f:.0%} of its weight at la
              f=noisy, d=noisy_ddpm)
 
 # %% [markdown]
-"""
+r"""
 ## 5. The side-by-side at equal NFE
 
-Each model at NFE = 1, 2, 4, 8, 16, 32 evaluations of the guided model (s = 2; each evaluation is one network call on
-the conditional and unconditional halves), N_TABLE digits per cell for labels 0-9 in turn, judged by the classifier
-as `evaluate` judges them: accuracy, and FD against its floor at the same n. The README's table (`python -m tinydiff
+Each model at NFE = 1, 2, 4, 8, 16, 32 evaluations of the guided model ($s = 2$; each evaluation is one network call
+on the conditional and unconditional halves), N_TABLE digits per cell for labels 0-9 in turn, judged by the classifier
+as `evaluate` judges them: accuracy, and FD against its floor at the same $n$. The README's table (`python -m tinydiff
 evaluate ... --nfe 1,2,4,8,16,32 --n 500`) picks each cell's sampler by a pilot; here the samplers are fixed to its
-winners: DPM-Solver++(2M) for the diffusion model from NFE 4 (at 1 and 2 it is DDIM, the same update), midpoint in t
-for the flow from NFE 4 (Euler in t at NFE 1; at NFE 2 the pilot preferred Euler by a hair).
+winners: DPM-Solver++(2M) for the diffusion model from NFE 4 (at 1 and 2 it is DDIM, the same update), midpoint in $t$
+for the flow from NFE 4 (Euler in $t$ at NFE 1; at NFE 2 the pilot preferred Euler by a hair).
 `nfe_side_by_side.png`: accuracy and FD / floor against NFE; `nfe_digits.png`: the same ten noises at each NFE.
 """
 
