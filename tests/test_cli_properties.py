@@ -84,31 +84,15 @@ def test_a_refused_setting_makes_no_folder(argv, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("parse, kind", [(positive_int, lambda v: isinstance(v, int) and v >= 1),
+                                         (finite_float, math.isfinite),
+                                         (positive_float, lambda v: math.isfinite(v) and v > 0)],
+                         ids=["positive_int", "finite_float", "positive_float"])
 @given(text=TYPED)
-def test_positive_int_returns_a_positive_int_or_says_what_it_expected(text):
+def test_an_argument_type_returns_a_value_of_its_kind_or_says_what_it_expected(parse, kind, text):
     try:
-        value = positive_int(text)
+        value = parse(text)
     except argparse.ArgumentTypeError as exc:
-        assert "positive integer" in str(exc)
+        assert str(exc).startswith("expected a"), exc
     else:
-        assert isinstance(value, int) and value >= 1
-
-
-@given(text=TYPED)
-def test_finite_float_returns_a_finite_number_or_says_what_it_expected(text):
-    try:
-        value = finite_float(text)
-    except argparse.ArgumentTypeError as exc:
-        assert "number" in str(exc)
-    else:
-        assert math.isfinite(value)
-
-
-@given(text=TYPED)
-def test_positive_float_returns_a_positive_number_or_says_what_it_expected(text):
-    try:
-        value = positive_float(text)
-    except argparse.ArgumentTypeError as exc:
-        assert "number" in str(exc)
-    else:
-        assert math.isfinite(value) and value > 0
+        assert kind(value), value
