@@ -127,3 +127,28 @@ def test_blas_share_gives_the_cores_to_the_pool_that_does_the_work():
     from tinydiff.threads import blas_share
 
     assert blas_share(2, "mlp") == 2 and blas_share(2, "unet") == 1 and blas_share(1, "unet") == 1
+
+
+CHECKPOINT_MNIST = Path(__file__).resolve().parents[1] / "data" / "checkpoints" / "mnist_conditional.npz"
+
+
+def test_sample_uses_every_core_for_images_by_default_and_draws_the_same_bits(tmp_path, monkeypatch):
+    import tinydiff.threads as threads
+
+    asked = []
+    real = threads.use_threads
+
+    def recording(n, blas=None):
+        asked.append((n, blas))
+        return real(n, blas)
+
+    monkeypatch.setattr(threads, "use_threads", recording)
+    args = ["sample", "--checkpoint", str(CHECKPOINT_MNIST), "--n", "3", "--label", "7", "--steps", "2"]
+    assert main(args + ["--out", str(tmp_path / "auto.npy")]) == 0
+    assert asked[-1] == (threads.usable_cores(), 1), "images: the U-Net's kernels get the cores, BLAS one thread"
+    assert main(args + ["--out", str(tmp_path / "one.npy"), "--threads", "1"]) == 0
+    assert asked[-1] == (1, 1)
+    np.testing.assert_array_equal(np.load(tmp_path / "auto.npy"), np.load(tmp_path / "one.npy"))
+    assert main(["sample", "--checkpoint", str(CHECKPOINT_8G), "--n", "5", "--steps", "3", "--sampler", "ddim",
+                 "--out", str(tmp_path / "p.npy")]) == 0
+    assert asked[-1] == (1, 1), "points: one thread (a second BLAS thread does not pay on small matrices)"

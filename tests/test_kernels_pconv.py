@@ -16,6 +16,7 @@ from tinydiff.nn.kernels.playout import (
     upsample2_p_backward,
 )
 from tinydiff.nn.kernels.pconv import PConv, conv_source, wgrad_source
+from tinydiff.threads import use_threads
 
 
 def rel(a, ref):
@@ -116,25 +117,31 @@ def test_pconv_rejects_a_stride_it_does_not_implement():
 
 
 # ---- resampling and phases ---------------------------------------------------------------------------------------
-def test_upsample2_p_matches_upsample_forward_and_backward():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_upsample2_p_matches_upsample_forward_and_backward(threads):
     lo, hi = PLayout(2, 3, 5), PLayout(2, 6, 10)
     X, x = random_p(lo, 3)
     geo = (lo.B, lo.H, lo.W, lo.M0, lo.S, lo.Wp, hi.M0, hi.S, hi.Wp)
     up = Upsample(2)
-    np.testing.assert_array_equal(hi.from_p(upsample2_p(X, hi.zeros(3), *geo)), up.forward(x))
     dY, dy = random_p(hi, 3, seed=1)
-    np.testing.assert_allclose(lo.from_p(upsample2_p_backward(dY, lo.zeros(3), *geo)), up.backward(dy), rtol=1e-6, atol=1e-6)
+    with use_threads(threads, blas=1):                   # the serial kernels, then the parallel ones
+        np.testing.assert_array_equal(hi.from_p(upsample2_p(X, hi.zeros(3), *geo)), up.forward(x))
+        np.testing.assert_allclose(lo.from_p(upsample2_p_backward(dY, lo.zeros(3), *geo)), up.backward(dy),
+                                   rtol=1e-6, atol=1e-6)
 
 
-def test_split_phases_holds_the_four_subsampled_images_and_merge_inverts_it():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_split_phases_holds_the_four_subsampled_images_and_merge_inverts_it(threads):
     hi, lo = PLayout(2, 6, 4), PLayout(2, 3, 2)
     X, x = random_p(hi, 3)
     geo = (lo.B, lo.H, lo.W, hi.M0, hi.S, hi.Wp, lo.M0, lo.S, lo.Wp)
-    ph = split_phases(X, lo.zeros(12), *geo)
+    with use_threads(threads, blas=1):
+        ph = split_phases(X, lo.zeros(12), *geo)
+        merged = merge_phases(ph, hi.zeros(3), *geo)
     for r in range(2):
         for s in range(2):
             np.testing.assert_array_equal(lo.from_p(ph[(2 * r + s) * 3:(2 * r + s + 1) * 3]), x[:, :, r::2, s::2])
-    np.testing.assert_array_equal(merge_phases(ph, hi.zeros(3), *geo), X)
+    np.testing.assert_array_equal(merged, X)
 
 
 # ---- the generator -------------------------------------------------------------------------------------------------

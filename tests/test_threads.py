@@ -102,3 +102,62 @@ def test_use_threads_sets_kernel_and_blas_threads_and_blas_may_differ():
     with use_threads(2):
         assert (kernel_threads(), blas_thread_count()) == (2, 2)
     assert kernel_threads() == 1
+
+
+def _fresh(code: str, **env) -> str:
+    """Run ``code`` in a fresh interpreter (the threading layer is chosen once per process) with ``env`` added."""
+    import os
+
+    full = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY")}
+    full.update(env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=full).stdout
+
+
+LAYER = ("import os, numpy as np, numba\n"
+         "from tinydiff.threads import use_threads\n"
+         "from tinydiff.nn.kernels.pnorm import gn_adagn_silu_p_par as k\n"
+         "from tinydiff.nn.kernels.playout import PLayout\n"
+         "lay = PLayout(2, 4, 4); C = 4\n"
+         "with use_threads(2, 1):\n"
+         "    k(lay.zeros(C), np.ones(C, np.float32), np.zeros(C, np.float32), np.zeros((2, 2 * C), np.float32),\n"
+         "      1e-5, np.zeros((2, 2)), np.zeros((2, 2)), lay.zeros(C), lay.mask, 2, 4, 4, lay.M0, lay.S, lay.Wp)\n"
+         "print(numba.threading_layer(), os.environ.get('OMP_WAIT_POLICY'))\n")
+
+
+@pytest.mark.skipif(__import__("os").environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"),
+                    reason="no thread pool without the compiler")
+def test_threads_run_on_openmp_with_sleeping_idle_threads_unless_the_user_chose():
+    from numba.np.ufunc import parallel
+
+    layer, policy = _fresh(LAYER).split()
+    # OpenMP if this Numba has it (it needs libgomp), else workqueue; its idle threads sleep instead of spinning
+    assert layer in ("omp", "workqueue"), layer
+    if layer == "omp":
+        assert policy == "passive"
+    assert _fresh(LAYER, NUMBA_THREADING_LAYER="workqueue").split() == ["workqueue", "None"]
+    if layer == "omp":
+        assert _fresh(LAYER, OMP_WAIT_POLICY="active").split() == ["omp", "active"]   # the user's choice is kept
+    assert parallel is not None
+
+
+def test_auto_threads_uses_every_usable_core_for_the_unet_and_one_for_the_mlp():
+    import os
+
+    from tinydiff.threads import auto_threads, usable_cores
+
+    assert 1 <= usable_cores() <= (os.cpu_count() or 1)
+    assert auto_threads("unet") == usable_cores()
+    assert auto_threads("mlp") == 1
+    with pytest.raises(ValueError, match="'unet' or 'mlp'"):
+        auto_threads("transformer")
+
+
+def test_thread_count_reads_a_positive_integer_or_auto():
+    import argparse
+
+    from tinydiff.commands.common import thread_count
+
+    assert thread_count("auto") == "auto" and thread_count("3") == 3
+    for bad in ("0", "-2", "two", "1.5"):
+        with pytest.raises(argparse.ArgumentTypeError, match="positive integer or 'auto'"):
+            thread_count(bad)

@@ -86,19 +86,48 @@ def available_kernel_threads() -> int:
     return config.NUMBA_NUM_THREADS
 
 
-def _choose_threading_layer() -> None:
-    """Numba's "workqueue" threading layer, unless the user chose one (NUMBA_THREADING_LAYER) or threads already run.
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a container's share), at most what Numba allows."""
+    import os
 
-    Why: Numba's default, OpenMP, keeps its idle threads spinning; on a machine with more busy processes than cores
-    they took the cores from the threads still working and made a 2-thread U-Net step 2.8x *slower* than one thread,
-    where workqueue's threads sleep when idle (docs/performance.md, "Threads")."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):                         # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, available_kernel_threads()))
+
+
+def auto_threads(model: str) -> int:
+    """``--threads auto``: the threads that pay for drawing from a model kind. "unet": every usable core (a U-Net pass
+    on 2 threads took 0.59-0.70x the one-thread time on a quiet 2-core machine and ~0.72x beside two busy processes;
+    docs/performance.md, "Threads"); "mlp": 1 (its work is small matrix products, for which a second BLAS thread
+    measured slower). Sampling gives the same bits on any number of threads (tests/test_kernels_parallel.py)."""
+    if model not in ("unet", "mlp"):
+        raise ValueError(f"auto_threads: model must be 'unet' or 'mlp', got {model!r}")
+    return usable_cores() if model == "unet" else 1
+
+
+def _choose_threading_layer() -> None:
+    """Numba's OpenMP layer with idle threads that sleep (``OMP_WAIT_POLICY=passive``), else "workqueue"; unless the
+    user chose a layer (NUMBA_THREADING_LAYER) or a wait policy (OMP_WAIT_POLICY), or threads already run.
+
+    Why (docs/performance.md, "Threads", has the measurements): in OpenMP the calling thread does its share of a
+    parallel loop, so 2 threads wake one sleeping thread per kernel; in "workqueue" the caller waits while the pool's
+    threads do the work, so both must be woken. On this 2-core machine a U-Net forward on 2 threads took 0.62x the one-thread time with
+    OpenMP (passive) and 0.73-1.04x with workqueue, when quiet; 0.69-0.73x and 0.77-0.81x with two other busy
+    processes. OpenMP's default wait policy lets idle threads spin, which on a busy machine takes the cores from
+    the threads still working (2.8x *slower* than one thread): hence "passive", which libgomp reads when it is
+    loaded, so it is set here, before Numba loads its OpenMP layer."""
     import os
 
     from numba import config
     from numba.np.ufunc import parallel
 
-    if "NUMBA_THREADING_LAYER" not in os.environ and not parallel._is_initialized:
-        config.THREADING_LAYER = "workqueue"
+    if "NUMBA_THREADING_LAYER" in os.environ or parallel._is_initialized:
+        return
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+    config.THREADING_LAYER = "default"                       # the first of the priority list that loads
+    config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
 
 
 @contextmanager

@@ -194,7 +194,7 @@ class TrainedDenoiser:
 
     def sample(self, n: int, label=None, sampler: str | None = None, steps: int | None = None,
                guidance: float | None = None, clip=None, rng=0, batch_size: int | None = None,
-               return_trajectory: bool = False, progress: bool = False, threads: int | None = 1, x_T=None,
+               return_trajectory: bool = False, progress: bool = False, threads: int | str | None = 1, x_T=None,
                churn: float | None = None, **options):
         """n samples in DATA units: points (n, D) float64, images (n, C, H, W) float32 clipped to [0, 1].
 
@@ -209,7 +209,9 @@ class TrainedDenoiser:
         batch_size: samples per sampler call (default BATCH_DEFAULTS, lowered to what fits in memory; rounded up to
                     a whole number of RNG blocks). Memory is estimated first: MemoryLimitError if it cannot fit
         threads:    cores while sampling (tinydiff.threads.use_threads): threads of the U-Net's kernels, and of
-                    BLAS for points (images: 1 BLAS thread, blas_share); 1: serial; None: leave both as they are
+                    BLAS for points (images: 1 BLAS thread, blas_share); 1: serial; None: leave both as they are;
+                    "auto": the cores that pay (tinydiff.threads.auto_threads: all for images, 1 for points; the
+                    `sample` command's default). The samples are the same bits on any number of threads
         progress:   a progress bar on stderr over the sampling steps (one bar over all batches)
         return_trajectory: also return the :class:`tinydiff.samplers.Trajectory` (standardised units; one batch only)
         x_T:        the start noise (n, *data_shape), standardised units (default: drawn from ``rng``; one batch only)
@@ -229,14 +231,14 @@ class TrainedDenoiser:
         return (x, traj) if return_trajectory else x
 
     def batches(self, n: int, label=None, sampler=None, steps=None, guidance=None, clip=None, rng=0,
-                batch_size: int | None = None, progress: bool = False, threads: int | None = 1,
+                batch_size: int | None = None, progress: bool = False, threads: int | str | None = 1,
                 churn: float | None = None, **options):
         """Yield (start, samples start..start+B-1 in data units) batch by batch: :meth:`sample` without holding all n
         (the ``sample`` command streams them to its file). Same arguments as :meth:`sample`; same samples."""
         from tinydiff.objectives import sampling_plan
         from tinydiff.rng import BlockGenerator, seed_for_blocks
         from tinydiff.samplers import sample
-        from tinydiff.threads import blas_share, use_threads
+        from tinydiff.threads import auto_threads, blas_share, use_threads
 
         how = self.sampling_defaults
         how.update({k: v for k, v in dict(sampler=sampler, steps=steps, guidance=guidance).items() if v is not None})
@@ -258,7 +260,9 @@ class TrainedDenoiser:
             bar = tqdm(total=None if per is None else per * batches, unit="step", leave=False,
                        desc=f"sampling {n} in {batches} batches ({how['sampler']}, {per} steps each)")
         try:
-            blas = None if threads is None else blas_share(threads, "mlp" if self.kind == "points" else "unet")
+            model = "mlp" if self.kind == "points" else "unet"
+            threads = auto_threads(model) if threads == "auto" else threads
+            blas = None if threads is None else blas_share(threads, model)
             with use_threads(threads, blas):
                 for i in range(0, n, size):
                     b = min(size, n - i)

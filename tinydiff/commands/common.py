@@ -10,6 +10,16 @@ import sys
 from tinydiff.errors import TinydiffError
 
 
+def thread_count(text: str):
+    """argparse type: a thread count >= 1, or 'auto' (the cores that pay for the model: tinydiff.threads.auto_threads)."""
+    if text == "auto":
+        return text
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}") from None
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (so `--n 0` or `--n -5` fails with a usage message, not deep inside numpy)."""
     try:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydiff.commands.common import positive_int, reports_errors
+from tinydiff.commands.common import positive_int, reports_errors, thread_count
 from tinydiff.commands.sample import clip_value
 from tinydiff.samplers import METHODS
 from tinydiff.trained import IMAGE_DEFAULTS
@@ -59,8 +59,9 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--classifier", type=Path, default=None, help="classifier weights (default: the shipped file)")
     p.add_argument("--no-ema", action="store_true", help="use the raw training weights instead of their EMA")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="cores while sampling: threads of the U-Net's kernels (default 1)")
+    p.add_argument("--threads", type=thread_count, default="auto",
+                   help="cores while sampling: threads of the U-Net's kernels (default auto: every core this "
+                        "process may use; the samples are the same bits on any number)")
     p.add_argument("--blas-threads", type=positive_int, default=None,
                    help="BLAS threads while sampling (default 1: the U-Net's work is tinydiff's kernels)")
     p.add_argument("--memo-test", type=positive_int, default=2000,
@@ -110,7 +111,7 @@ def run(args):
     from tinydiff.errors import UsageError
     from tinydiff.metrics.images import format_report, image_report, real_data_floor
     from tinydiff.models.classifier import load_classifier
-    from tinydiff.threads import use_threads
+    from tinydiff.threads import auto_threads, use_threads
     from tinydiff.trained import load_trained
 
     if args.nfe is not None:
@@ -137,10 +138,11 @@ def run(args):
     print(f"floor ({args.n} training images vs the test set): FD {floor['fd']:.3f}   "
           f"KID {floor['kid'][0]:.5f} +- {floor['kid'][1]:.5f}")
     labels = np.arange(args.n) % m.num_classes if m.num_classes else None
+    threads = auto_threads("unet") if args.threads == "auto" else args.threads
     scales = (args.guidance or [1.0, IMAGE_DEFAULTS["guidance"]]) if m.num_classes else [1.0]
     for s in scales:
         t0 = time.perf_counter()
-        with use_threads(args.threads or 1, args.blas_threads or 1):     # the U-Net: one pool gets the cores
+        with use_threads(threads, args.blas_threads or 1):     # the U-Net: one pool gets the cores
             images = m.sample(args.n, label=labels, sampler=args.sampler, steps=args.steps, guidance=s, clip=args.clip,
                               rng=args.seed, batch_size=args.batch_size, threads=None, progress=True)
         seconds = time.perf_counter() - t0
@@ -189,9 +191,10 @@ def run_nfe(args):
     print(f"embedding the test images and the floor's {args.n} training images ...", file=sys.stderr, flush=True)
     judge = DigitJudge(args.classifier, seed=args.seed)
     floor = judge.floor(args.n)
-    from tinydiff.threads import blas_threads
+    from tinydiff.threads import auto_threads, use_threads
 
-    with blas_threads(args.blas_threads):
+    threads = auto_threads("unet") if args.threads == "auto" else args.threads
+    with use_threads(threads, args.blas_threads or 1):                  # the U-Net: one pool gets the cores
         cells = nfe_mnist.compare_at_equal_nfe(models, judge, args.nfe, args.n, scales[0], samplers, args.pilot_n,
                                                args.seed, args.batch_size,
                                                log=lambda line: print(line, file=sys.stderr, flush=True))

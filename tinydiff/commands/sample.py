@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydiff.commands.common import finite_float, positive_int, reports_errors
+from tinydiff.commands.common import finite_float, positive_int, reports_errors, thread_count
 
 
 from tinydiff.errors import TinydiffError
@@ -62,8 +62,9 @@ def add_arguments(p):
                    help="clip each x0 estimate (standardised units): a number c for [-c, c] (1 for images, "
                         "DDPM's clip_denoised), or 'dynamic' (Imagen's thresholding); default: no clipping")
     p.add_argument("--plot", type=Path, default=None, help="also draw the samples to this .png")
-    p.add_argument("--threads", type=positive_int, default=1,
-                   help="cores while sampling: threads of the U-Net's kernels, or of BLAS for points (default 1)")
+    p.add_argument("--threads", type=thread_count, default="auto",
+                   help="cores while sampling: threads of the U-Net's kernels, or of BLAS for points (default auto: "
+                        "every core this process may use for images, 1 for points; the same samples either way)")
     p.add_argument("--no-ema", action="store_true", help="use the raw training weights instead of their EMA")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="samples per sampler call (default: 8192 points or 32 images, lowered to what fits in memory)")
@@ -115,7 +116,7 @@ def write_samples(m, args, out: Path, size: int) -> None:
     tmp = out.with_name(f".{out.name}.part")
     batches = m.batches(args.n, label=args.label, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                         clip=args.clip, rng=args.seed, batch_size=size, progress=True,   # a bar on stderr
-                        churn=getattr(args, "churn", None), threads=getattr(args, "threads", 1))
+                        churn=getattr(args, "churn", None), threads=getattr(args, "threads", "auto"))
     try:
         if out.suffix.lower() == ".csv":
             with open(tmp, "w") as f:

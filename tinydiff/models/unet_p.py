@@ -12,7 +12,8 @@ What runs where, per ResBlock (nn/blocks.py has the algebra):
     X --[GroupNorm + SiLU]--> X1 --conv1--> Y1 --[GroupNorm + AdaGN(s, t) + SiLU]--> X2 --conv2--> + skip(X) = out
 
 each [..] one fused kernel (kernels/pnorm.py), each conv one register-blocked kernel (kernels/pconv.py). Between
-blocks: [h; skip] concatenation is stacking planes (pads stay zero), the stride-2 convolutions run polyphase,
+blocks: [h; skip] is stacking planes (pads stay zero), in a buffer that the two layers producing h and the skip
+write into, so no copy is made; the stride-2 convolutions run polyphase,
 Upsample(2) copies within P arrays. Only the 7 x 7 self-attention and the network's input and output convert to
 and from NCHW. The parameters and gradients are the modules' own arrays, so optimisers and checkpoints do not see
 a difference; the modules' own caches are not filled by this path (call the reference path to inspect them).
@@ -137,6 +138,16 @@ class _State:
         self.ups = [_Conv(c, lays[i - 1]) for c, i in zip(model.ups, up_levels)]
         self.up_in = [lays[i - 1].zeros(c.in_channels) for c, i in zip(model.ups, up_levels)]
         self.dup_in = [lays[i - 1].zeros(c.in_channels) for c, i in zip(model.ups, up_levels)]
+        # [h; skip] for up level k (level i = n - 1 - k) in one buffer, so that no concatenation is copied: the
+        # layers that produce h and the skip write into its two row blocks (a row block of a P array is a P array)
+        self.cat, self.split = [], []
+        for k, i in enumerate(reversed(range(n))):
+            h_from = self.mid2.conv2 if k == 0 else self.ups[k - 1]
+            c = h_from.m.out_channels
+            self.cat.append(lays[i].zeros(c + chans[i]))
+            self.split.append(c)
+            h_from.Y = self.cat[k][:c]
+            self.down[(i + 1) * cfg.num_res_blocks - 1].conv2.Y = self.cat[k][c:]     # the skip: level i's last
         self.out_gn = _NormSiLU(model.out_norm, lays[0])
         self.conv_out = _Conv(model.conv_out, lays[0])
         self.dYout, self.dXout = lays[0].zeros(cfg.in_channels), lays[0].zeros(chans[0])
@@ -160,6 +171,15 @@ def _geometry(lo, hi):
     return lo.B, lo.H, lo.W, lo.M0, lo.S, lo.Wp, hi.M0, hi.S, hi.Wp
 
 
+def _stack(cat, c, h, skip):
+    """[h; skip] in ``cat``: nothing to do when their layers wrote them there (_State), else a copy."""
+    if h.base is not cat:
+        cat[:c] = h
+    if skip.base is not cat:
+        cat[c:] = skip
+    return cat
+
+
 def forward_p(model, x, e):
     """x (B, C, H, W) float32 (checked), e (B, E) the embedding -> eps (B, C, H, W) float32. Same order as
     UNet.forward; h is a (channels, L) P array throughout."""
@@ -178,11 +198,9 @@ def forward_p(model, x, e):
     if model.mid_attn is not None:                                     # 7 x 7: NCHW for the attention layer
         h = lays[-1].to_p(model.mid_attn.forward(lays[-1].from_p(h)))
     h = st.mid2.forward(h, e)
-    st.split = []
     blocks = iter(st.up)
     for k, i in enumerate(reversed(range(n))):
-        st.split.append(h.shape[0])
-        h = np.concatenate([h, skips[i]], axis=0)                      # [h; skip]: stacking planes
+        h = _stack(st.cat[k], st.split[k], h, skips[i])                 # [h; skip]: stacking planes
         for _ in range(R):
             h = next(blocks).forward(h, e)
         if i > 0:

@@ -25,7 +25,10 @@ every computed block reads inside the array: M0 >= Wp + 1 in front, at least Wp 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
+
+from tinydiff.nn.kernels.jit import serial_and_parallel
+from tinydiff.threads import kernel_threads
 
 BLK = 64                      # positions per computed block: 4 vectors of 16 float32
 
@@ -105,12 +108,15 @@ def p_to_nchw(X, x, M0, S, Wp):
     return x
 
 
-# ---- nearest-neighbour upsampling by 2, P (H x W) -> P (2H x 2W) ------------------------------------------------
-@njit(cache=True)
-def upsample2_p(Xlo, Xhi, B, H, W, M0l, Sl, Wpl, M0h, Sh, Wph):
+# ---- resampling between resolutions: upsampling by 2 and the polyphase split, each with its inverse ----------------
+# Planes are independent, so each kernel is written once with ``prange`` over them and compiled twice (jit.py's
+# serial_and_parallel); the function without the leading underscore runs the version for the threads in use now
+# (tinydiff.threads.kernel_threads). Each output entry is written by one thread, so both give the same bits.
+
+def _upsample2_p(Xlo, Xhi, B, H, W, M0l, Sl, Wpl, M0h, Sh, Wph):
     """Xhi[c, pixel (b, h2, w2)] = Xlo[c, pixel (b, h2 // 2, w2 // 2)] (nn/conv.py's Upsample(2), in P layout)."""
     C = Xlo.shape[0]
-    for c in range(C):
+    for c in prange(C):
         for b in range(B):
             for h2 in range(2 * H):
                 lo = M0l + b * Sl + (h2 // 2) * Wpl
@@ -122,11 +128,10 @@ def upsample2_p(Xlo, Xhi, B, H, W, M0l, Sl, Wpl, M0h, Sh, Wph):
     return Xhi
 
 
-@njit(cache=True)
-def upsample2_p_backward(dXhi, dXlo, B, H, W, M0l, Sl, Wpl, M0h, Sh, Wph):
+def _upsample2_p_backward(dXhi, dXlo, B, H, W, M0l, Sl, Wpl, M0h, Sh, Wph):
     """dXlo[c, pixel (b, h, w)] = sum of dXhi over the 2 x 2 block of pixel (b, h, w)."""
     C = dXlo.shape[0]
-    for c in range(C):
+    for c in prange(C):
         for b in range(B):
             for h in range(H):
                 lo = M0l + b * Sl + h * Wpl
@@ -138,38 +143,57 @@ def upsample2_p_backward(dXhi, dXlo, B, H, W, M0l, Sl, Wpl, M0h, Sh, Wph):
     return dXlo
 
 
-# ---- polyphase split / merge, for stride-2 convolutions (pconv.py) ------------------------------------------------
-@njit(cache=True)
-def split_phases(Xhi, Xph, B, Hl, Wl, M0h, Sh, Wph, M0l, Sl, Wpl):
+def _split_phases(Xhi, Xph, B, Hl, Wl, M0h, Sh, Wph, M0l, Sl, Wpl):
     """Xph[(2r + s) C + c, pixel_lo (b, m, n)] = Xhi[c, pixel_hi (b, 2m + r, 2n + s)], r, s in {0, 1}.
 
-    Xhi: (C, L_hi) at 2Hl x 2Wl; Xph: (4C, L_lo) at Hl x Wl, zero pads."""
+    Xhi: (C, L_hi) at 2Hl x 2Wl; Xph: (4C, L_lo) at Hl x Wl, zero pads. The two input rows 2m, 2m + 1 are read
+    once, for all four phases, while they are in the cache."""
     C = Xhi.shape[0]
-    for r in range(2):
-        for s in range(2):
-            ph = (2 * r + s) * C
-            for c in range(C):
-                for b in range(B):
-                    for m in range(Hl):
-                        src = M0h + b * Sh + (2 * m + r) * Wph + s
-                        dst = M0l + b * Sl + m * Wpl
+    for c in prange(C):
+        for b in range(B):
+            for m in range(Hl):
+                dst = M0l + b * Sl + m * Wpl
+                for r in range(2):
+                    src = M0h + b * Sh + (2 * m + r) * Wph
+                    for s in range(2):
+                        ph = (2 * r + s) * C + c
                         for n in range(Wl):
-                            Xph[ph + c, dst + n] = Xhi[c, src + 2 * n]
+                            Xph[ph, dst + n] = Xhi[c, src + s + 2 * n]
     return Xph
 
 
-@njit(cache=True)
-def merge_phases(dXph, dXhi, B, Hl, Wl, M0h, Sh, Wph, M0l, Sl, Wpl):
+def _merge_phases(dXph, dXhi, B, Hl, Wl, M0h, Sh, Wph, M0l, Sl, Wpl):
     """The inverse of split_phases: dXhi[c, pixel_hi (b, 2m + r, 2n + s)] = dXph[(2r + s) C + c, pixel_lo (b, m, n)]."""
     C = dXhi.shape[0]
-    for r in range(2):
-        for s in range(2):
-            ph = (2 * r + s) * C
-            for c in range(C):
-                for b in range(B):
-                    for m in range(Hl):
-                        dst = M0h + b * Sh + (2 * m + r) * Wph + s
-                        src = M0l + b * Sl + m * Wpl
+    for c in prange(C):
+        for b in range(B):
+            for m in range(Hl):
+                src = M0l + b * Sl + m * Wpl
+                for r in range(2):
+                    dst = M0h + b * Sh + (2 * m + r) * Wph
+                    for s in range(2):
+                        ph = (2 * r + s) * C + c
                         for n in range(Wl):
-                            dXhi[c, dst + 2 * n] = dXph[ph + c, src + n]
+                            dXhi[c, dst + s + 2 * n] = dXph[ph, src + n]
     return dXhi
+
+
+_RESAMPLE = {f.__name__[1:]: serial_and_parallel(f, cache=True)
+             for f in (_upsample2_p, _upsample2_p_backward, _split_phases, _merge_phases)}
+
+
+def _on_threads(name):
+    """The kernel ``name`` on the threads in use now: its serial version on one thread, else its parallel one."""
+    serial, parallel = _RESAMPLE[name]
+
+    def run(*args):
+        return (serial if kernel_threads() == 1 else parallel)(*args)
+
+    run.__name__, run.__doc__ = name, getattr(serial, "py_func", serial).__doc__
+    return run
+
+
+upsample2_p = _on_threads("upsample2_p")
+upsample2_p_backward = _on_threads("upsample2_p_backward")
+split_phases = _on_threads("split_phases")
+merge_phases = _on_threads("merge_phases")
