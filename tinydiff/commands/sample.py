@@ -109,14 +109,14 @@ def check_disk(out: Path, nbytes: int) -> None:
                                f"{format_bytes(free)} free: draw fewer (--n) or write elsewhere (--out)")
 
 
-def write_samples(m, args, out: Path, size: int) -> None:
+def write_samples(m, args, out: Path, size: int, threads) -> None:
     """Stream the batches of ``m.batches`` to OUT (.npy through a memory map, .csv row by row), via a temporary file
     renamed at the end, so an interrupted run leaves no half-written OUT."""
     shape, dtype = (args.n, *m.output_shape), np.float32 if m.kind == "images" else np.float64
     tmp = out.with_name(f".{out.name}.part")
     batches = m.batches(args.n, label=args.label, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                         clip=args.clip, rng=args.seed, batch_size=size, progress=True,   # a bar on stderr
-                        churn=getattr(args, "churn", None), threads=getattr(args, "threads", "auto"))
+                        churn=getattr(args, "churn", None), threads=threads)
     try:
         if out.suffix.lower() == ".csv":
             with open(tmp, "w") as f:
@@ -137,6 +137,7 @@ def write_samples(m, args, out: Path, size: int) -> None:
 @reports_errors
 def run(args):
     from tinydiff.errors import UsageError
+    from tinydiff.threads import auto_threads, blas_share, use_threads
     from tinydiff.trained import load_trained
 
     out = check_out(Path(args.out))
@@ -146,10 +147,13 @@ def run(args):
     if args.guidance is not None and (args.label is None or not m.num_classes):
         raise UsageError("sample: --guidance steers the samples towards a --label, so it needs a model trained with "
                          "--conditional and a --label" + ("" if m.num_classes else "; this model is unconditional"))
+    model = "mlp" if m.kind == "points" else "unet"
+    threads = auto_threads(model) if args.threads == "auto" else args.threads
     try:
-        size = m.plan_batches(args.n, args.batch_size, m.uses_guidance(args.label, args.guidance), in_memory=False)
-        check_disk(out, args.n * int(np.prod(m.output_shape)) * (4 if m.kind == "images" else 8))
-        write_samples(m, args, out, size)
+        with use_threads(threads, blas_share(threads, model)):   # the memory probe runs the kernels sampling will
+            size = m.plan_batches(args.n, args.batch_size, m.uses_guidance(args.label, args.guidance), in_memory=False)
+            check_disk(out, args.n * int(np.prod(m.output_shape)) * (4 if m.kind == "images" else 8))
+            write_samples(m, args, out, size, threads)
     except ValueError as err:          # steps > T, a label out of range, ...
         if isinstance(err, TinydiffError):
             raise
