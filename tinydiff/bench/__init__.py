@@ -25,8 +25,8 @@ samples and the ratio of medians, of wall time and of CPU time.
 
 Threads: ``--threads N`` gives tinydiff N threads (``tinydiff.threads.use_threads``: the U-Net's parallel Numba
 kernels on N threads, and BLAS N threads) and PyTorch N threads; the line "threads in use while timing" reports what
-each pool really had; the U-Net training rows run with one BLAS thread beside N kernel threads, as ``train --threads
-N`` does (docs/performance.md, "Threads"). OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are printed if set,
+each pool really had; the U-Net rows (training and sampling) run with one BLAS thread beside N kernel threads, as
+``train --threads N`` and ``sample --threads N`` do (docs/performance.md, "Threads"). OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are printed if set,
 never changed.
 """
 
@@ -69,8 +69,11 @@ def run(benchmarks=("mlp",), threads: int | None = None, repeats: int = 7, vs_to
                 rows += train_rows("unet", make_unet, batches or small or [64, 128], repeats, vs_torch,
                                    formats=("NCHW", "channels_last") if vs_torch else ("NCHW",), tiny=tiny)
         if "sample" in benchmarks:
-            rows += sample_rows((batches or small or [64])[0], repeats, vs_torch, tiny)
-        out(f"mlp and sample rows, threads in use while timing: {threads_report()}")
+            rows += sample_rows((batches or small or [64])[0], repeats, vs_torch, tiny, threads)
+        out(f"mlp rows, threads in use while timing: {threads_report()}"
+            + ("" if not threads or "sample" not in benchmarks else
+               f"; sample rows as `sample --threads {threads}` runs them: the U-Net's kernels on {threads} "
+               f"threads with BLAS {blas_share(threads, 'unet')}, the MLP's BLAS on {blas_share(threads, 'mlp')}"))
         out(format_table(rows, peak))
         if "conv" in benchmarks:
             from tinydiff.bench.conv import bench_conv

@@ -154,21 +154,33 @@ def train_rows(name, make_model, batches, repeats, vs_torch, formats=("NCHW",), 
     return rows
 
 
-def sample_rows(batch, repeats, vs_torch, tiny) -> list[Row]:
-    """One Row each for an MLP and a U-Net evaluation (no gradients) at ``batch``."""
+def sample_rows(batch, repeats, vs_torch, tiny, threads: int | None = None) -> list[Row]:
+    """One Row each for an MLP and a U-Net evaluation (no gradients) at ``batch``; with ``threads``, each on the
+    threads `sample --threads N` gives it (BLAS N for the MLP, the kernels N and BLAS 1 for the U-Net)."""
+    from contextlib import nullcontext
+
+    from tinydiff.threads import blas_share, use_threads
+
     rows = []
     for label, make_model in (("sample mlp", make_mlp), ("sample unet", make_unet)):
-        model = make_model(tiny).eval()
-        x, t, _ = make_batch(model, batch)
-        fns = {"ours": lambda m=model: m.forward(x, t)}
-        flops = forward_flops(model, x, t)
-        if vs_torch:
-            from tinydiff.bench import torch_models
-
-            fns["torch"] = torch_models.TorchForward(model, x, t)
-            diff = float(np.max(np.abs(fns["ours"]() - fns["torch"]())) / np.max(np.abs(fns["torch"]())))
-            if diff > GRAD_TOLERANCE:
-                raise RuntimeError(f"bench {label}: outputs differ by {diff:.2e} (relative); not the same network")
-        times = time_alternating(fns, repeats)
-        rows.append(Row(label, batch, times["ours"], times.get("torch"), flops / 1e9))
+        kind = "mlp" if make_model is make_mlp else "unet"
+        with use_threads(threads, blas_share(threads, kind)) if threads else nullcontext():
+            rows.append(_sample_row(label, make_model, batch, repeats, vs_torch, tiny))
     return rows
+
+
+def _sample_row(label, make_model, batch, repeats, vs_torch, tiny) -> Row:
+    """One Row: ``batch`` evaluations of a fresh model (no gradients), against PyTorch with ``vs_torch``."""
+    model = make_model(tiny).eval()
+    x, t, _ = make_batch(model, batch)
+    fns = {"ours": lambda m=model: m.forward(x, t)}
+    flops = forward_flops(model, x, t)
+    if vs_torch:
+        from tinydiff.bench import torch_models
+
+        fns["torch"] = torch_models.TorchForward(model, x, t)
+        diff = float(np.max(np.abs(fns["ours"]() - fns["torch"]())) / np.max(np.abs(fns["torch"]())))
+        if diff > GRAD_TOLERANCE:
+            raise RuntimeError(f"bench {label}: outputs differ by {diff:.2e} (relative); not the same network")
+    times = time_alternating(fns, repeats)
+    return Row(label, batch, times["ours"], times.get("torch"), flops / 1e9)
