@@ -4,13 +4,14 @@ NumPy's matrix products run on OpenBLAS's threads; tinydiff's Numba kernels run 
 MLP at batch 1000, one U-Net layer on a busy machine) are often *faster* on one BLAS thread than on two, because the
 threads spend their time waiting for each other (docs/performance.md has the measurements).
 
-``use_threads(n, blas)`` is the one setting a user needs (``train --threads N``): inside the block the U-Net's
-kernels (convolutions, fused GroupNorm) run on n Numba threads and BLAS on ``blas`` threads (default n; the commands
-pass ``blas_share(n, model)``: n for the MLP, whose work is BLAS, 1 for the U-Net, whose work is the Numba
-kernels). With n = 1 the serial kernels run and Numba's thread pool is never started. The pools never run at the
-same time (Python calls one kernel after the other), but an idle pool's threads may spin for a while before they
-sleep and steal the core the other pool needs: docs/performance.md ("Threads") has the measurements behind the
-defaults.
+``use_threads(n, blas)`` is the one setting a user needs (``--threads N``): inside the block the U-Net's kernels
+(convolutions, fused GroupNorm, resampling) run on n Numba threads and BLAS on ``blas`` threads (default n; the
+commands pass ``blas_share(n, model)``: n for the MLP, whose work is BLAS, 1 for the U-Net, whose work is the Numba
+kernels). With n = 1 the serial kernels run and Numba's thread pool is never started. ``auto_threads(model)`` is
+``--threads auto``, the default of ``sample`` and ``evaluate``. The pools never run at the same time (Python calls one
+kernel after the other), but an idle pool's threads may spin for a while before they sleep and steal the core the
+other pool needs, which is why Numba's threads run on OpenMP with idle threads sleeping (_choose_threading_layer):
+docs/performance.md ("Threads") has the measurements behind the defaults.
 
 ``blas_threads(n)`` limits BLAS to ``n`` threads inside a ``with`` block, through threadpoolctl (a dependency of
 tinydiff). ``blas_thread_count()`` is the number of threads BLAS really uses right now, and ``blas_info()`` says which
@@ -108,16 +109,16 @@ def auto_threads(model: str) -> int:
 
 
 def _choose_threading_layer() -> None:
-    """Numba's OpenMP layer with idle threads that sleep (``OMP_WAIT_POLICY=passive``), else "workqueue"; unless the
-    user chose a layer (NUMBA_THREADING_LAYER) or a wait policy (OMP_WAIT_POLICY), or threads already run.
+    """Numba's OpenMP layer with idle threads that sleep (``OMP_WAIT_POLICY=passive``), else "workqueue"; unless
+    the user chose a layer (NUMBA_THREADING_LAYER) or a wait policy (OMP_WAIT_POLICY), or threads already run.
 
-    Why (docs/performance.md, "Threads", has the measurements): in OpenMP the calling thread does its share of a
-    parallel loop, so 2 threads wake one sleeping thread per kernel; in "workqueue" the caller waits while the pool's
-    threads do the work, so both must be woken. On this 2-core machine a U-Net forward on 2 threads took 0.62x the one-thread time with
-    OpenMP (passive) and 0.73-1.04x with workqueue, when quiet; 0.69-0.73x and 0.77-0.81x with two other busy
-    processes. OpenMP's default wait policy lets idle threads spin, which on a busy machine takes the cores from
-    the threads still working (2.8x *slower* than one thread): hence "passive", which libgomp reads when it is
-    loaded, so it is set here, before Numba loads its OpenMP layer."""
+    Why (docs/performance.md, "Threads"): in OpenMP the calling thread does its share of a parallel loop, so on 2
+    threads each kernel wakes one sleeping thread; in "workqueue" the caller waits while the pool's threads work, so
+    both must be woken. A U-Net pass on 2 threads took 0.62x the one-thread time with OpenMP (passive) and 0.73-1.04x
+    with workqueue on a quiet 2-core machine; 0.69-0.73x and 0.77-0.81x beside two busy processes. OpenMP's default
+    policy keeps idle threads spinning, which on a busy machine takes the cores from the threads still working (2.8x
+    *slower* than one thread): hence "passive", which libgomp reads when it is loaded, so it is set here, before
+    Numba loads its OpenMP layer."""
     import os
 
     from numba import config

@@ -26,8 +26,8 @@ samples and the ratio of medians, of wall time and of CPU time.
 Threads: ``--threads N`` gives tinydiff N threads (``tinydiff.threads.use_threads``: the U-Net's parallel Numba
 kernels on N threads, and BLAS N threads) and PyTorch N threads; the line "threads in use while timing" reports what
 each pool really had; the U-Net rows (training and sampling) run with one BLAS thread beside N kernel threads, as
-``train --threads N`` and ``sample --threads N`` do (docs/performance.md, "Threads"). OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are printed if set,
-never changed.
+``train --threads N`` and ``sample --threads N`` do (docs/performance.md, "Threads"). OPENBLAS_CORETYPE and
+OPENBLAS_L2_SIZE are printed if set, never changed.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from tinydiff.errors import TinydiffError
 
 
 def thread_count(text: str):
-    """argparse type: a thread count >= 1, or 'auto' (the cores that pay for the model: tinydiff.threads.auto_threads)."""
+    """argparse type: a thread count >= 1, or 'auto' (the cores that pay for the model: threads.auto_threads)."""
     if text == "auto":
         return text
     try:
