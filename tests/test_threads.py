@@ -161,3 +161,53 @@ def test_thread_count_reads_a_positive_integer_or_auto():
     for bad in ("0", "-2", "two", "1.5"):
         with pytest.raises(argparse.ArgumentTypeError, match="positive integer or 'auto'"):
             thread_count(bad)
+
+
+FORK = '''
+import multiprocessing as mp, warnings
+import numba
+from tinydiff.threads import use_threads
+from tinydiff.nn.kernels.playout import PLayout, upsample2_p
+
+def run():
+    lo, hi = PLayout(2, 3, 3), PLayout(2, 6, 6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with use_threads(2, 1):
+            out = upsample2_p(lo.zeros(2) + 1, hi.zeros(2), lo.B, lo.H, lo.W, lo.M0, lo.S, lo.Wp, hi.M0, hi.S, hi.Wp)
+    return float(out.sum()), [str(w.message) for w in caught]
+
+def child(q):
+    q.put(run())
+
+if __name__ == "__main__":
+    print(run()[0], numba.threading_layer())
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=child, args=(q,))
+    p.start()
+    p.join(timeout=120)
+    total, warned = q.get(timeout=10) if p.exitcode == 0 else (None, [])
+    print(p.exitcode, total, any("forked" in w for w in warned))
+'''
+
+
+@pytest.mark.skipif(sys.platform != "linux" or __import__("os").environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"),
+                    reason="fork and Numba's OpenMP threads")
+def test_a_forked_child_runs_the_serial_kernels_instead_of_being_stopped_by_gnu_openmp(tmp_path):
+    script = tmp_path / "fork.py"
+    script.write_text(FORK)
+    parent, child = _fresh_script(script).strip().splitlines()
+    total, layer = parent.split()
+    if layer != "omp":
+        pytest.skip(f"this Numba runs its threads on {layer}, which survives a fork")
+    # without the check, Numba stops the child with SIGTERM (exit code -15): GNU OpenMP's threads do not fork
+    assert child.split() == ["0", total, "True"], child
+
+
+def _fresh_script(path) -> str:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY")}
+    return subprocess.run([sys.executable, str(path)], capture_output=True, text=True, check=True, env=env,
+                          timeout=300).stdout

@@ -11,7 +11,8 @@ kernels). With n = 1 the serial kernels run and Numba's thread pool is never sta
 ``--threads auto``, the default of ``sample`` and ``evaluate``. The pools never run at the same time (Python calls one
 kernel after the other), but an idle pool's threads may spin for a while before they sleep and steal the core the
 other pool needs, which is why Numba's threads run on OpenMP with idle threads sleeping (_choose_threading_layer):
-docs/performance.md ("Threads") has the measurements behind the defaults.
+docs/performance.md ("Threads") has the measurements behind the defaults. GNU OpenMP's threads do not survive a
+fork: in a child forked from a process that ran them, ``use_threads(n > 1)`` warns and runs the serial kernels.
 
 ``blas_threads(n)`` limits BLAS to ``n`` threads inside a ``with`` block, through threadpoolctl (a dependency of
 tinydiff). ``blas_thread_count()`` is the number of threads BLAS really uses right now, and ``blas_info()`` says which
@@ -20,10 +21,12 @@ BLAS it is: every speed table prints them, so a number is never reported under a
 
 from __future__ import annotations
 
+import os
 import warnings
 from contextlib import contextmanager
 
 _kernel_threads = 1             # threads of tinydiff's parallel kernels now (1: the serial versions run)
+_threads_pid = None             # the process that first ran the parallel kernels (GNU OpenMP's threads do not fork)
 
 
 def _threadpoolctl():
@@ -89,8 +92,6 @@ def available_kernel_threads() -> int:
 
 def usable_cores() -> int:
     """The cores this process may run on (its CPU affinity, e.g. a container's share), at most what Numba allows."""
-    import os
-
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):                         # not on Linux
@@ -119,8 +120,6 @@ def _choose_threading_layer() -> None:
     policy keeps idle threads spinning, which on a busy machine takes the cores from the threads still working (2.8x
     *slower* than one thread): hence "passive", which libgomp reads when it is loaded, so it is set here, before
     Numba loads its OpenMP layer."""
-    import os
-
     from numba import config
     from numba.np.ufunc import parallel
 
@@ -129,6 +128,18 @@ def _choose_threading_layer() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     config.THREADING_LAYER = "default"                       # the first of the priority list that loads
     config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
+
+
+def _forked_from_openmp() -> bool:
+    """True in a child forked (without exec) from a process whose kernels ran on Numba's OpenMP threads."""
+    if _threads_pid is None or _threads_pid == os.getpid():
+        return False
+    import numba
+
+    try:
+        return numba.threading_layer() == "omp"
+    except ValueError:                                      # the layer never started
+        return False
 
 
 @contextmanager
@@ -150,10 +161,19 @@ def use_threads(n: int | None, blas: int | None = None):
                       f"using {most}", RuntimeWarning, stacklevel=3)
         n = most
     before = _kernel_threads
+    if n > 1 and _forked_from_openmp():
+        warnings.warn(f"use_threads({n}): this process was forked from one that ran tinydiff's kernels on OpenMP "
+                      "threads, which GNU OpenMP cannot do again after a fork (Numba would stop the process); running "
+                      "the serial kernels, which give the same results. To use threads here, start processes with "
+                      "multiprocessing's 'spawn' method, or set NUMBA_THREADING_LAYER=workqueue",
+                      RuntimeWarning, stacklevel=3)
+        n = 1
     if n > 1:
         import numba
 
+        global _threads_pid
         _choose_threading_layer()
+        _threads_pid = _threads_pid or os.getpid()
         numba_before = numba.get_num_threads()
         numba.set_num_threads(n)
     try:
