@@ -104,13 +104,15 @@ def test_use_threads_sets_kernel_and_blas_threads_and_blas_may_differ():
     assert kernel_threads() == 1
 
 
-def _fresh(code: str, **env) -> str:
-    """Run ``code`` in a fresh interpreter (the threading layer is chosen once per process) with ``env`` added."""
+def _fresh(*argv, **env) -> str:
+    """Run ``python *argv`` in a fresh interpreter (the threading layer is chosen once per process), without the
+    caller's choice of layer or wait policy, with ``env`` added; its stdout."""
     import os
 
     full = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY")}
     full.update(env)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=full).stdout
+    return subprocess.run([sys.executable, *map(str, argv)], capture_output=True, text=True, check=True, env=full,
+                          timeout=300).stdout
 
 
 LAYER = ("import os, numpy as np, numba\n"
@@ -127,17 +129,14 @@ LAYER = ("import os, numpy as np, numba\n"
 @pytest.mark.skipif(__import__("os").environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"),
                     reason="no thread pool without the compiler")
 def test_threads_run_on_openmp_with_sleeping_idle_threads_unless_the_user_chose():
-    from numba.np.ufunc import parallel
-
-    layer, policy = _fresh(LAYER).split()
+    layer, policy = _fresh("-c", LAYER).split()
     # OpenMP if this Numba has it (it needs libgomp), else workqueue; its idle threads sleep instead of spinning
     assert layer in ("omp", "workqueue"), layer
     if layer == "omp":
         assert policy == "passive"
-    assert _fresh(LAYER, NUMBA_THREADING_LAYER="workqueue").split() == ["workqueue", "None"]
+    assert _fresh("-c", LAYER, NUMBA_THREADING_LAYER="workqueue").split() == ["workqueue", "None"]
     if layer == "omp":
-        assert _fresh(LAYER, OMP_WAIT_POLICY="active").split() == ["omp", "active"]   # the user's choice is kept
-    assert parallel is not None
+        assert _fresh("-c", LAYER, OMP_WAIT_POLICY="active").split() == ["omp", "active"]   # the user's choice is kept
 
 
 def test_auto_threads_uses_every_usable_core_for_the_unet_and_one_for_the_mlp():
@@ -197,17 +196,10 @@ if __name__ == "__main__":
 def test_a_forked_child_runs_the_serial_kernels_instead_of_being_stopped_by_gnu_openmp(tmp_path):
     script = tmp_path / "fork.py"
     script.write_text(FORK)
-    parent, child = _fresh_script(script).strip().splitlines()
+    parent, child = _fresh(script).strip().splitlines()
     total, layer = parent.split()
     if layer != "omp":
         pytest.skip(f"this Numba runs its threads on {layer}, which survives a fork")
     # without the check, Numba stops the child with SIGTERM (exit code -15): GNU OpenMP's threads do not fork
     assert child.split() == ["0", total, "True"], child
 
-
-def _fresh_script(path) -> str:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY")}
-    return subprocess.run([sys.executable, str(path)], capture_output=True, text=True, check=True, env=env,
-                          timeout=300).stdout
