@@ -12,8 +12,9 @@ stores all of it; :func:`load_trained` gathers it into one object, so no caller 
     digits = m.sample(16, label=7, rng=0)                      # (16, 1, 28, 28) float32 in [0, 1]
 
 ``.sample`` calls the low-level :func:`tinydiff.samplers.sample` (which takes any callable ``model(x_t, t[, y])``),
-with the defaults of its kind (points: the whole DDPM chain; images: 50 DDIM steps, guidance 2), under one BLAS
-thread, and maps the result back to data units.
+with the defaults of its kind (points: the whole DDPM chain; images: 50 DDIM steps, guidance 2) on the threads that
+pay for the kind (points: one BLAS thread; images: the U-Net's kernels on every core, BLAS on one), and maps the
+result back to data units.
 """
 
 from __future__ import annotations
@@ -194,8 +195,8 @@ class TrainedDenoiser:
 
     def sample(self, n: int, label=None, sampler: str | None = None, steps: int | None = None,
                guidance: float | None = None, clip=None, rng=0, batch_size: int | None = None,
-               return_trajectory: bool = False, progress: bool = False, threads: int | str | None = 1, x_T=None,
-               churn: float | None = None, **options):
+               return_trajectory: bool = False, progress: bool = False, threads: int | str | None = "auto",
+               x_T=None, churn: float | None = None, **options):
         """n samples in DATA units: points (n, D) float64, images (n, C, H, W) float32 clipped to [0, 1].
 
         label:      None, one int, or (n,) ints (a conditional model; None draws unconditionally)
@@ -209,9 +210,9 @@ class TrainedDenoiser:
         batch_size: samples per sampler call (default BATCH_DEFAULTS, lowered to what fits in memory; rounded up to
                     a whole number of RNG blocks). Memory is estimated first: MemoryLimitError if it cannot fit
         threads:    cores while sampling (tinydiff.threads.use_threads): threads of the U-Net's kernels, and of
-                    BLAS for points (images: 1 BLAS thread, blas_share); 1: serial; None: leave both as they are;
-                    "auto": the cores that pay (tinydiff.threads.auto_threads: all for images, 1 for points; the
-                    `sample` command's default). The samples are the same bits on any number of threads
+                    BLAS for points (images: 1 BLAS thread, blas_share). "auto" (the default, as in the `sample`
+                    command): the cores that pay (tinydiff.threads.auto_threads: all for images, 1 for points);
+                    1: serial; None: leave both as they are. The samples are the same bits on any number of threads
         progress:   a progress bar on stderr over the sampling steps (one bar over all batches)
         return_trajectory: also return the :class:`tinydiff.samplers.Trajectory` (standardised units; one batch only)
         x_T:        the start noise (n, *data_shape), standardised units (default: drawn from ``rng``; one batch only)
@@ -231,7 +232,7 @@ class TrainedDenoiser:
         return (x, traj) if return_trajectory else x
 
     def batches(self, n: int, label=None, sampler=None, steps=None, guidance=None, clip=None, rng=0,
-                batch_size: int | None = None, progress: bool = False, threads: int | str | None = 1,
+                batch_size: int | None = None, progress: bool = False, threads: int | str | None = "auto",
                 churn: float | None = None, **options):
         """Yield (start, samples start..start+B-1 in data units) batch by batch: :meth:`sample` without holding all n
         (the ``sample`` command streams them to its file). Same arguments as :meth:`sample`; same samples."""
