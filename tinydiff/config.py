@@ -71,8 +71,9 @@ class TrainConfig:
     log_every: int = 100           # steps per row of the loss-vs-t table
     loss_buckets: int = 20         # time-step buckets of the loss-vs-t table
     threads: int = 1               # cores for training: threads of the U-Net's Numba kernels; BLAS gets them
-                                   # too for the MLP and 1 for the U-Net, unless --blas-threads is given
-                                   # (docs/performance.md, "Threads")
+                                   # too for the MLP and 1 for the U-Net, unless --blas-threads is given. 2 on a
+                                   # quiet 2-core machine: 0.56-0.71x the time of a U-Net step; 1 by default, the
+                                   # same bits on any machine (docs/performance.md, "Threads")
     blas_threads: int = 1          # BLAS threads while training (small matmuls: 1 is fastest on a busy machine)
     max_loss_rise: float = 10.0    # stop when the loss (mean of the last 20 steps) exceeds this many times the
                                    # first step's: a learning rate that is too high. 0: never stop
