@@ -103,7 +103,8 @@ def auto_threads(model: str) -> int:
     """``--threads auto``: the threads that pay for drawing from a model kind. "unet": every usable core (a U-Net pass
     on 2 threads took 0.58-0.77x the one-thread time on a quiet 2-core machine and 0.69-0.97x beside two busy processes;
     docs/performance.md, "Threads"); "mlp": 1 (its work is small matrix products: one MLP evaluation at batch 64
-    took 0.35 / 0.53 ms on 2 BLAS threads against 0.30 / 0.47 on one, `bench sample`, two runs). Sampling gives the same bits on any number of threads (tests/test_kernels_parallel.py)."""
+    took 0.35 / 0.53 ms on 2 BLAS threads against 0.30 / 0.47 on one, `bench sample`, two runs). Sampling gives the
+    same bits on any number of threads (tests/test_kernels_parallel.py)."""
     if model not in ("unet", "mlp"):
         raise ValueError(f"auto_threads: model must be 'unet' or 'mlp', got {model!r}")
     return usable_cores() if model == "unet" else 1
