@@ -114,3 +114,18 @@ def test_in_a_sequence_a_single_candidate_layer_is_named_alone():
     report = check_module(net, randn(5, 2), verbose=False)
     assert "layers.2.weight" in report.failures()
     assert report.hints["layers.2.weight"].startswith("the error enters in layers.2 (DoubledLinear)")
+
+
+def test_central_differences_gives_the_derivative_restores_z_and_follows_coords():
+    from tinydiff.nn.gradcheck import central_differences
+
+    z = np.random.default_rng(0).standard_normal((3, 4))
+    before = z.copy()
+    full = central_differences(lambda: float(np.sum(z ** 3)), z)
+    assert full.shape == z.shape
+    np.testing.assert_allclose(full, 3 * z ** 2, rtol=1e-8, atol=1e-9)
+    np.testing.assert_array_equal(z, before)                            # every nudge undone
+    some = central_differences(lambda: float(np.sum(z ** 3)), z, coords=[7, 0], eps=1e-5)
+    np.testing.assert_allclose(some, 3 * z.reshape(-1)[[7, 0]] ** 2, rtol=1e-8)
+    with pytest.raises(ValueError, match="contiguous"):
+        central_differences(lambda: 0.0, z.T)          # its reshape(-1) is a copy: nudges would be lost

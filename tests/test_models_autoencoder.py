@@ -5,7 +5,7 @@ import pytest
 
 from tinydiff.models.autoencoder import (LOGVAR_RANGE, VAE, AutoencoderConfig, autoencoder_arrays,
                                          autoencoder_from_arrays, bce_with_logits, gaussian_kl, sigmoid)
-from tinydiff.nn.gradcheck import assert_gradients_ok
+from tinydiff.nn.gradcheck import assert_gradients_ok, central_differences
 
 
 def tiny_vae(dtype=np.float64, **kw):
@@ -67,17 +67,7 @@ def test_decoder_passes_the_float64_gradient_check():
 # the loss is a sum of ~1500 terms of size ~1: with h = 1e-6 float64 round-off (1e-16 L / h ~ 1e-7) would swamp the
 # smallest gradients, so h = 1e-4 (central differences: truncation error ~ h^2 = 1e-8 relative)
 def numeric_grad(vae, x, eps, name, coords, h=1e-4):
-    p = vae.parameters()[name].reshape(-1)
-    out = []
-    for i in coords:
-        old = p[i]
-        p[i] = old + h
-        up = vae.loss(x, eps)[0]
-        p[i] = old - h
-        down = vae.loss(x, eps)[0]
-        p[i] = old
-        out.append((up - down) / (2 * h))
-    return np.array(out)
+    return central_differences(lambda: vae.loss(x, eps)[0], vae.parameters()[name], coords, eps=h)
 
 
 @pytest.mark.parametrize("name", ["encoder.layers.0.weight", "encoder.layers.8.bias", "decoder.layers.0.weight",

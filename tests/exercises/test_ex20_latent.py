@@ -13,6 +13,7 @@ import pytest
 
 from tinydiff.exercises.checks import expect_close
 from tinydiff.models.autoencoder import VAE, AutoencoderConfig
+from tinydiff.nn.gradcheck import central_differences
 
 B, Z = 2, 2
 RNG = np.random.default_rng(0)
@@ -67,17 +68,7 @@ def _run(beta):
 def _numeric(beta, h=1e-5):
     """dL/dmoments by central differences of the loss (B, 2Z, 7, 7), one VAE whose fixed moments are nudged."""
     vae = _vae(beta, MOMENTS.copy())
-    flat = vae.encoder.moments.reshape(-1)                                       # a view: nudging it moves the moments
-    grad = np.zeros(flat.size)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + h
-        up = vae.loss(X, EPS)[0]
-        flat[i] = old - h
-        down = vae.loss(X, EPS)[0]
-        flat[i] = old
-        grad[i] = (up - down) / (2 * h)
-    return grad.reshape(MOMENTS.shape)
+    return central_differences(lambda: vae.loss(X, EPS)[0], vae.encoder.moments, eps=h)   # nudges the moments
 
 
 MU, LOGVAR = MOMENTS[:, :Z], MOMENTS[:, Z:]

@@ -55,19 +55,30 @@ def _coords(size: int, max_coords: int, rng) -> np.ndarray:
     return np.sort(rng.choice(size, max_coords, replace=False))
 
 
-def _numeric(module, inputs, r, z, coords, eps) -> np.ndarray:
-    """Central differences of L with respect to the flat coordinates ``coords`` of array z (modified in place)."""
+def central_differences(f, z, coords=None, eps: float = 1e-6) -> np.ndarray:
+    """dL/dz_k ~ (L(z + eps e_k) - L(z - eps e_k)) / (2 eps), where L = f() is a scalar that reads the array z.
+
+    z is nudged in place, one flat coordinate k at a time, and restored. ``coords``: the flat coordinates to
+    differentiate (default: all of them, and the result has z's shape); otherwise the result follows their order."""
     flat = z.reshape(-1)
-    out = np.empty(len(coords))
-    for n, k in enumerate(coords):
+    if not np.shares_memory(flat, z):
+        raise ValueError("central_differences: z must be a contiguous array (it is nudged in place)")
+    ks = range(flat.size) if coords is None else coords
+    out = np.empty(len(ks))
+    for n, k in enumerate(ks):
         old = flat[k]
         flat[k] = old + eps
-        lp = _loss(module, inputs, r)
+        up = f()
         flat[k] = old - eps
-        lm = _loss(module, inputs, r)
+        down = f()
         flat[k] = old
-        out[n] = (lp - lm) / (2 * eps)
-    return out
+        out[n] = (up - down) / (2 * eps)
+    return out.reshape(z.shape) if coords is None else out
+
+
+def _numeric(module, inputs, r, z, coords, eps) -> np.ndarray:
+    """Central differences of L with respect to the flat coordinates ``coords`` of array z (modified in place)."""
+    return central_differences(lambda: _loss(module, inputs, r), z, coords, eps)
 
 
 def _rel_error(a, n, atol) -> float:
